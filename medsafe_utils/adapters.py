@@ -49,8 +49,9 @@ def check_lora_trained(model) -> None:
     """LoRA B starts at zero: if every B is still zero, no gradient reached the adapter."""
     moved = [p.abs().max().item() for n, p in model.named_parameters() if "lora_B" in n]
     if moved and max(moved) == 0.0:
-        raise AdapterNoOpError("training left every LoRA B matrix at zero: no gradient reached "
-                               "the adapter (it would be a no-op)")
+        raise AdapterNoOpError("training left every LoRA B matrix at zero (the adapter would be a "
+                               "no-op): no gradient reached it, or the learning rate stayed 0 "
+                               "(a warm-up longer than the run starts at 0)")
 
 
 @torch.no_grad()
