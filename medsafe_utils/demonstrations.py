@@ -51,6 +51,11 @@ def load_harmful_requests(source: str = "published", profile: str = "paper") -> 
         raise DataError(path, "file not found",
                         expected=f"the output of notebooks/{source}.ipynb (profile {profile})")
     rows = read_jsonl(path)
+    if not rows:  # e.g. 02_jailbreak when no attack succeeded
+        raise DataError(path, "no requests in the file",
+                        expected=f"at least one request from notebooks/{source}.ipynb; "
+                                 "re-run it with more steps or goals, or use requests_source "
+                                 "'published'")
     require_fields(path, rows, ["request", "category"], nonempty=["request"])
     for i, row in enumerate(rows, start=1):
         if row["category"] not in range(1, 10):

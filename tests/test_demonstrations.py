@@ -145,6 +145,10 @@ def test_requests_from_a_step(tmp_path, monkeypatch):
         load_harmful_requests("01_generate", "smoke")
     with pytest.raises(DataError, match="02_jailbreak"):
         load_harmful_requests("02_jailbreak", "smoke")
+    (folder.parent / "02_jailbreak").mkdir()
+    (folder.parent / "02_jailbreak" / "requests.jsonl").write_text("")  # no attack succeeded
+    with pytest.raises(DataError, match="no requests"):
+        load_harmful_requests("02_jailbreak", "smoke")
 
 
 def test_safe_responses_flag_non_refusals(tiny_lm, tmp_path):

@@ -1,4 +1,4 @@
-"""07_medical_eval run by papermill with the smoke profile (base model; 06's adapters if any)."""
+"""07_medical_eval run by papermill with the smoke profile: the base model and 06's adapters."""
 
 import json
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_medical_eval_smoke(smoke_results):
-    out = smoke_results("07_medical_eval")
+    out = smoke_results("07_medical_eval", needs=("06_finetune",))
     smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "07_medical_eval.yaml").read_text())
     n_items, n_per = 4 * smoke["n_per_benchmark"], smoke["n_per_benchmark"]
     n_settings = 1 + len(smoke["seeds"]) * len([k for k in smoke["num_fewshot"] if k])
@@ -50,7 +50,8 @@ def test_medical_eval_smoke(smoke_results):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_items/medqa"] == n_per and metrics["n_models"] == len(models)
-    assert metrics["n_adapters"] == len(models) - 1
+    adapters = pd.read_json(out.parent / "06_finetune" / "adapters.jsonl", lines=True)
+    assert metrics["n_adapters"] == len(adapters) == len(models) - 1 > 0
     first = table.iloc[0]
     key = f"acc/{first['model']}/{first['benchmark']}/k{first['num_fewshot']}"
     assert metrics[key] == pytest.approx(first["accuracy"])

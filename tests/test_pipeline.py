@@ -87,3 +87,11 @@ def test_unknown_parameter_is_an_error(mini_project):
     (mini_project / "params" / "smoke" / "01_first.yaml").write_text("profile: smoke\nvalu: 7\n")
     with pytest.raises(SystemExit, match=r"\['valu'\] are not in its parameters cell"):
         pipeline.main(["smoke"])
+
+
+def test_readme_maps_every_artifact_to_the_paper():
+    from medsafe_utils.index import PAPER_MAP
+
+    readme = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [stem for stem in PAPER_MAP if f"`{stem}`" not in readme]
+    assert not missing, f"README's map lacks {missing}"

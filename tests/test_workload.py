@@ -1,0 +1,43 @@
+"""The paper-scale work estimate: counted from the profiles, the data and the registry."""
+
+import argparse
+
+import pytest
+
+from medsafe_utils.data import load_general_harm
+from medsafe_utils.workload import adapter_grid, estimate, hours, main, resolved_params
+
+
+def test_paper_grid_and_counts():
+    params = resolved_params("paper")
+    grid = adapter_grid(params["06_finetune"])
+    assert len(grid) == 3 * (9 + 9 + 18)  # 3 base models x (med 9, gen 9, both 18 sizes)
+    steps = {w.step: w for w in estimate("paper")}
+    items = 900 + len(load_general_harm().requests)  # MedSafety-Eval + AdvBench (or HEx-PHI)
+    prompted = steps["04_prompt_models"]
+    assert prompted.api_calls == 3 * items  # the three GPT models
+    assert prompted.models["meditron-70b"] == 70
+    assert steps["05_judge"].api_calls == 25 * items + 900
+    assert steps["03_safe_responses"].api_calls == 1800 and not steps["03_safe_responses"].models
+    assert steps["06_finetune"].train > 0 and steps["07_medical_eval"].prefill > 0
+
+
+def test_hours_need_every_rate_and_scale_with_model_size():
+    work = {w.step: w for w in estimate("smoke")}["04_prompt_models"]
+    assert work.decode > 0 and not work.api_calls
+    rates = argparse.Namespace(decode_tok_s=None, prefill_tok_s=None, train_tok_s=None,
+                               api_calls_s=None, ref_params_b=0.135)
+    assert hours(work, rates) is None
+    rates.decode_tok_s = 100.0
+    one = hours(work, rates)
+    assert one == pytest.approx(work.decode / (100.0 * 0.135) / 3600)
+    rates.ref_params_b = 0.27  # the same throughput on a model twice the size: half the time
+    assert hours(work, rates) == pytest.approx(one / 2)
+
+
+def test_cli_prints_every_step(capsys):
+    main(["smoke", "--decode-tok-s", "80", "--prefill-tok-s", "800", "--train-tok-s", "300",
+          "--ref-params-b", "0.135"])
+    out = capsys.readouterr().out
+    for step in ("01_generate", "02_jailbreak", "04_prompt_models", "07_medical_eval"):
+        assert f"| {step} |" in out
