@@ -2,6 +2,9 @@
 calls (the original code's way), on the same MedSafety-Eval prompts, SmolLM2, greedy, CPU.
 
     python benchmarks/bench_generation.py [--n 32] [--batch-size 16] [--max-new-tokens 64]
+
+On a GPU, `--model llama2-7b-chat` (any registry key, hub id or path) measures the decoding
+throughput that `python -m medsafe_utils.workload paper --decode-tok-s ...` turns into hours.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=32, help="prompts")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--load-in-4bit", action="store_true", help="NF4 weights (GPU)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
 
-    lm = load_model("smollm2-135m-instruct")
+    lm = load_model(args.model, load_in_4bit=args.load_in_4bit)
     test = load_medsafetybench("test")
     requests = test.sample(args.n, random_state=0)["request"].tolist()
     prompts = [render_prompt(lm.spec, r, lm.tokenizer) for r in requests]
@@ -56,8 +61,8 @@ def main() -> None:
     ours_tok_s = count_tokens(lm.tokenizer, ours) / ours_s
     same = sum(a == b for a, b in zip(ours, baseline, strict=True)) / len(prompts)
     print(
-        f"prompts={args.n} max_new_tokens={args.max_new_tokens} batch_size={args.batch_size} "
-        f"threads={torch.get_num_threads()}"
+        f"model={args.model} prompts={args.n} max_new_tokens={args.max_new_tokens} "
+        f"batch_size={args.batch_size} threads={torch.get_num_threads()}"
     )
     print(f"baseline (pipeline, one at a time): {baseline_s:.1f} s, {baseline_tok_s:.1f} tok/s")
     print(f"ours (batched, length-sorted):      {ours_s:.1f} s, {ours_tok_s:.1f} tok/s")
