@@ -3,5 +3,5 @@
 # Profile: smoke (default; offline, CPU, minutes) or paper (the paper's models and sizes; GPUs).
 set -euo pipefail
 cd "$(dirname "$0")"
-source scripts/setup_env.sh
+source scripts/setup_env.sh ""  # "": no extras (a bare source would pass our arguments)
 exec python -m medsafe_utils.pipeline "$@"

@@ -12,6 +12,7 @@ import pytest
 
 from medsafe_utils.data import load_medsafetybench
 from medsafe_utils.generation import GenerationCache, GenerationConfig, HFBackend, generate
+from medsafe_utils.generation.hf import MIN_SHARED_PREFIX, shared_prefix_length
 from medsafe_utils.models.prompting import render_prompt
 
 
@@ -30,6 +31,35 @@ def test_batched_greedy_equals_one_by_one(smollm2):
     assert batched == single
     assert all(len(text.split()) > 3 for text in batched)
     assert not any("<|im_end|>" in text for text in batched)  # only the new text, no specials
+
+
+def test_shared_prefix_length():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert shared_prefix_length([[1, 2], [1, 2, 3]]) == 1  # each row keeps a token of its own
+    assert shared_prefix_length([[7, 1], [8, 1]]) == 0
+
+
+@pytest.mark.parametrize("model", ["tiny_lm", "smollm2"])
+def test_shared_prefix_gives_the_same_text(model, request, monkeypatch):
+    lm = request.getfixturevalue(model)
+    prompts = _prompts(lm, 5)  # the chat template's system prompt: a long shared prefix
+    backend = HFBackend(lm)
+    used = []
+
+    def spy(batch):
+        inputs, cache = HFBackend._with_shared_prefix(backend, batch)
+        used.append((inputs["attention_mask"], cache.get_seq_length()))  # before generate grows it
+        return inputs, cache
+
+    monkeypatch.setattr(backend, "_with_shared_prefix", spy)
+    config = GenerationConfig(max_new_tokens=12, batch_size=5)
+    shared = backend.generate_batch(prompts, config)
+    mask, n_prefix = used[0]
+    assert n_prefix >= MIN_SHARED_PREFIX and (mask[:, :n_prefix] == 1).all()
+    assert (mask[:, n_prefix:] == 0).any()  # prompts of different lengths: padding in between
+    config.share_prefix = False
+    assert shared == backend.generate_batch(prompts, config)
+    assert shared == [backend.generate_batch([p], config)[0] for p in prompts]
 
 
 def test_tiny_batched_equals_single_and_sampling_is_seeded(tiny_lm):

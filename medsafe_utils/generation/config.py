@@ -15,6 +15,7 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int = 0
     batch_size: int = 8  # local backend: prompts per forward pass
+    share_prefix: bool = True  # local backend: encode the prefix all prompts of a batch share once
     concurrency: int = 16  # API backend: requests in flight
 
     def cache_settings(self) -> dict:
