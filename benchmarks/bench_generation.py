@@ -64,8 +64,8 @@ def main() -> None:
         f"model={args.model} prompts={args.n} max_new_tokens={args.max_new_tokens} "
         f"batch_size={args.batch_size} threads={torch.get_num_threads()}"
     )
-    print(f"baseline (pipeline, one at a time): {baseline_s:.1f} s, {baseline_tok_s:.1f} tok/s")
-    print(f"ours (batched, shared prefix once):{ours_s:.1f} s, {ours_tok_s:.1f} tok/s")
+    print(f"baseline (pipeline, one at a time):  {baseline_s:.1f} s, {baseline_tok_s:.1f} tok/s")
+    print(f"ours (batched, shared prefix once): {ours_s:.1f} s, {ours_tok_s:.1f} tok/s")
     print(f"identical outputs: {same:.0%}")
     print(
         f"RESULT bench_generation ours_tok_s={ours_tok_s:.1f} baseline_tok_s={baseline_tok_s:.1f} "
