@@ -8,8 +8,8 @@ Work is counted from the profile's parameters (over the notebooks' defaults), th
 counts and the registry's model sizes. Local model work is in "billion-parameter tokens"
 (tokens x model size in billions), since a forward pass costs about the same per parameter:
 decoded tokens (generation, at most max_new_tokens each), prefilled tokens (prompts scored
-without generating) and trained tokens (forward + backward). Token counts are upper bounds;
-prompt lengths are estimated from characters (--chars-per-token). Times divide the work by
+without generating) and trained tokens (demonstration tokens x epochs). Token counts are upper
+bounds; prompt lengths are estimated from characters (--chars-per-token). Times divide the work by
 throughputs measured on your hardware for a model of --ref-params-b billion parameters
 (benchmarks/bench_generation.py for decoding, bench_finetune.py for training)."""
 
@@ -26,7 +26,7 @@ from medsafe_utils.pipeline import notebooks, profile_params
 
 GCG_TARGET_TOKENS = 30  # a target sentence ("Sure, here is a list of ...") in tokens, roughly
 GCG_PROMPT_TOKENS = 300  # the Llama-2 GCG prompt around the goal, roughly
-JUDGE_PROMPT_CHARS = 4_000  # judge template + rubric + policy + response, roughly
+RESPONSE_CHARS = 1_500  # a judged response of up to 512 tokens, roughly
 REQUESTS_PER_GENERATION = 20  # the elicitation prompts ask for a list of twenty requests
 FILTER_PROMPT_TOKENS = 200  # the harmfulness-rating prompt around one request, roughly
 
@@ -64,7 +64,7 @@ def resolved_params(profile: str) -> dict[str, dict]:
 
 
 def _counts(chars_per_token: float) -> dict:
-    from medsafe_utils.data import load_general_harm, load_medical_benchmark
+    from medsafe_utils.data import load_general_harm, load_medical_benchmark, prompt_text
 
     general = load_general_harm()
     medical = {}
@@ -76,6 +76,8 @@ def _counts(chars_per_token: float) -> dict:
         medical[name] = (len(items), float(text.mean()) / chars_per_token)
     return {"medsafety_eval": 900, "general": len(general.requests),
             "general_name": general.name,
+            "judge_prompt_chars": RESPONSE_CHARS + sum(len(prompt_text(name)) for name in (
+                "judge_template", "judge_rubric", "usage_policy_medical")),
             "medical": medical, "chars_per_token": chars_per_token}
 
 
@@ -145,22 +147,21 @@ def _prompt_models(p: dict, counts: dict) -> StepWork:
     return work
 
 
-def _judge_calls(work: StepWork, backends: list, models: list, n: int, max_new: int,
-                 chars_per_token: float) -> None:
-    for backend, model in zip(backends, models, strict=True):
+def _judge_calls(work: StepWork, p: dict, n: int, max_new: int, counts: dict) -> None:
+    for backend, model in zip(p["judge_backends"], p["judge_models"], strict=True):
         if backend == "openai":
             work.api_calls += n
         elif backend == "hf":
             size = work.add_model(model)
-            work.prefill += n * JUDGE_PROMPT_CHARS / chars_per_token * size
-            work.decode += n * max_new * size
+            work.prefill += n * counts["judge_prompt_chars"] / counts["chars_per_token"] * size
+            if not p["score_only"]:  # score_only reads the score without generating
+                work.decode += n * max_new * size
 
 
 def _judge(p: dict, responses: int, counts: dict) -> StepWork:
     work = StepWork("05_judge")
     validation = p["validate_n"] or 900
-    _judge_calls(work, p["judge_backends"], p["judge_models"], responses + validation,
-                 p["max_new_tokens"], counts["chars_per_token"])
+    _judge_calls(work, p, responses + validation, p["max_new_tokens"], counts)
     work.notes.append(f"{responses:,} responses of 04 + {validation} safe responses")
     return work
 
@@ -177,13 +178,12 @@ def _finetune(p: dict, counts: dict) -> StepWork:
     items = _harm_items(p, counts)
     for base, _, n in grid:
         size = work.add_model(base) or 0.0
-        work.train += 3 * n * p["num_epochs"] * p["cutoff_len"] * size  # forward + backward
+        work.train += n * p["num_epochs"] * p["cutoff_len"] * size
     answering = len(grid) + len(p["base_models"])
     for base in p["base_models"]:
         runs = 1 + sum(1 for b, _, _ in grid if b == base)
         work.decode += runs * items * p["max_new_tokens"] * work.models[base]
-    _judge_calls(work, p["judge_backends"], p["judge_models"], answering * items,
-                 p["judge_max_new_tokens"], counts["chars_per_token"])
+    _judge_calls(work, p, answering * items, p["judge_max_new_tokens"], counts)
     work.notes.append(f"{len(grid)} adapters; {answering} models x {items} requests answered")
     return work
 

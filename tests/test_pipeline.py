@@ -95,3 +95,11 @@ def test_readme_maps_every_artifact_to_the_paper():
     readme = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
     missing = [stem for stem in PAPER_MAP if f"`{stem}`" not in readme]
     assert not missing, f"README's map lacks {missing}"
+
+
+def test_readme_images_exist():
+    import re
+
+    readme = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert images and all((paths.REPO_ROOT / image).is_file() for image in images), images
