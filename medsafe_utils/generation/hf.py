@@ -38,12 +38,11 @@ class HFBackend:
         has_bos = bool(tok.bos_token) and all(p.startswith(tok.bos_token) for p in prompts)
         return tok(prompts, return_tensors="pt", padding=True, add_special_tokens=not has_bos)
 
-    def _with_shared_prefix(self, prompts: list[str]):
-        """Inputs laid out as shared prefix + left padding + each prompt's own tokens, and the
-        prefix's KV cache (computed once, repeated over the batch); None if there is no prefix
-        worth sharing. The model sees the same tokens at the same positions as without it."""
-        rows = self._encode(prompts)
-        ids = [r[m.bool()].tolist() for r, m in zip(rows.input_ids, rows.attention_mask,
+    def _with_shared_prefix(self, encoded):
+        """The encoded batch laid out as shared prefix + left padding + each prompt's own tokens,
+        and the prefix's KV cache (computed once, repeated over the batch); None if there is no
+        prefix worth sharing. The model sees the same tokens at the same positions as without."""
+        ids = [r[m.bool()].tolist() for r, m in zip(encoded.input_ids, encoded.attention_mask,
                                                      strict=True)]
         n = shared_prefix_length(ids) if len(ids) > 1 else 0
         if n < MIN_SHARED_PREFIX:
@@ -65,8 +64,9 @@ class HFBackend:
     def generate_batch(self, prompts: list[str], config: GenerationConfig) -> list[str]:
         """One padded batch through model.generate."""
         tok, model = self.lm.tokenizer, self.lm.model
-        shared = self._with_shared_prefix(prompts) if config.share_prefix else None
-        inputs, cache = shared or (self._encode(prompts).to(model.device), None)
+        encoded = self._encode(prompts)
+        shared = self._with_shared_prefix(encoded) if config.share_prefix else None
+        inputs, cache = shared or (encoded.to(model.device), None)
         if config.do_sample:
             torch.manual_seed(config.seed)
         out = model.generate(
