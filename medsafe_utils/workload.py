@@ -67,13 +67,11 @@ def _counts(chars_per_token: float) -> dict:
     from medsafe_utils.data import load_general_harm, load_medical_benchmark, prompt_text
 
     general = load_general_harm()
-    medical = {}
+    medical = {}  # benchmark -> (characters of question + choices, of context) per item
     for name in ("medqa", "medmcqa", "pubmedqa", "mmlu_medical"):
         items = load_medical_benchmark(name)
         text = items["question"].str.len() + items["choices"].map(lambda c: sum(map(len, c)))
-        if "context" in items:
-            text = text + items["context"].fillna("").str.len()
-        medical[name] = (len(items), float(text.mean()) / chars_per_token)
+        medical[name] = (text.to_numpy(), items["context"].fillna("").str.len().to_numpy())
     return {"medsafety_eval": 900, "general": len(general.requests),
             "general_name": general.name,
             "judge_prompt_chars": RESPONSE_CHARS + sum(len(prompt_text(name)) for name in (
@@ -196,9 +194,11 @@ def _medical_eval(p: dict, finetune: dict, counts: dict) -> StepWork:
         size = work.add_model(model) or 0.0
         runs = 1 + sum(1 for base, _, _ in grid if base == model)
         for name in p["benchmarks"]:
-            n, tokens = counts["medical"][name]
-            if p["n_per_benchmark"]:
-                n = min(n, p["n_per_benchmark"])
+            text, context = counts["medical"][name]
+            if p["max_context_chars"]:  # 07 cuts PubMedQA abstracts to this many characters
+                context = context.clip(max=p["max_context_chars"])
+            tokens = float((text + context).mean()) / counts["chars_per_token"]
+            n = min(len(text), p["n_per_benchmark"] or len(text))
             for k, draws in settings:
                 # Each choice is one answer token after the same prompt: one forward a prompt.
                 work.prefill += runs * draws * n * (k + 1) * tokens * size
