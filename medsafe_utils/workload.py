@@ -64,7 +64,12 @@ def resolved_params(profile: str) -> dict[str, dict]:
 
 
 def _counts(chars_per_token: float) -> dict:
-    from medsafe_utils.data import load_general_harm, load_medical_benchmark, prompt_text
+    from medsafe_utils.data import (
+        load_general_harm,
+        load_medical_benchmark,
+        load_medsafetybench,
+        prompt_text,
+    )
 
     general = load_general_harm()
     medical = {}  # benchmark -> (characters of question + choices, of context) per item
@@ -72,15 +77,15 @@ def _counts(chars_per_token: float) -> dict:
         items = load_medical_benchmark(name)
         text = items["question"].str.len() + items["choices"].map(lambda c: sum(map(len, c)))
         medical[name] = (text.to_numpy(), items["context"].fillna("").str.len().to_numpy())
-    return {"medsafety_eval": 900, "general": len(general.requests),
-            "general_name": general.name,
+    return {"medsafety_eval": len(load_medsafetybench("test")), "general": len(general.requests),
             "judge_prompt_chars": RESPONSE_CHARS + sum(len(prompt_text(name)) for name in (
                 "judge_template", "judge_rubric", "usage_policy_medical")),
             "medical": medical, "chars_per_token": chars_per_token}
 
 
 def _harm_items(p: dict, counts: dict) -> int:
-    per_set = {"medsafety_eval": 9 * 2 * p["per_group"] if p["per_group"] else 900,
+    per_set = {"medsafety_eval": min(9 * 2 * p["per_group"] or counts["medsafety_eval"],
+                                     counts["medsafety_eval"]),
                "general": min(p["n_general"] or counts["general"], counts["general"])}
     return sum(per_set[s] for s in p["harm_sets"])
 
