@@ -52,6 +52,14 @@ class StepWork:
         self.models[name] = size
         return size
 
+    def generations(self, model: str, backend: str, n: int, max_new_tokens: int) -> None:
+        """n generations: API calls, or decoded tokens of a local (backend 'hf') model."""
+        size = self.add_model(model) if backend == "hf" else None
+        if size is None:
+            self.api_calls += n
+        else:
+            self.decode += n * max_new_tokens * size
+
 
 def resolved_params(profile: str) -> dict[str, dict]:
     """Every notebook's parameters: its defaults, overridden by the profile's file."""
@@ -94,14 +102,9 @@ def _generate(p: dict, counts: dict) -> StepWork:
     work = StepWork("01_generate")
     prompting = len(p["principles"]) * len(p["prompt_variants"]) * p["prompting_samples"]
     prefill = len(p["principles"]) * p["prefill_samples"]
-    for model, backend, n in ((p["generator"], p["backend"], prompting),
-                              (p["prefill_generator"] or p["generator"], p["prefill_backend"],
-                               prefill)):
-        size = work.add_model(model) if backend == "hf" else None
-        if size is None:
-            work.api_calls += n
-        else:
-            work.decode += n * p["max_new_tokens"] * size
+    work.generations(p["generator"], p["backend"], prompting, p["max_new_tokens"])
+    work.generations(p["prefill_generator"] or p["generator"], p["prefill_backend"], prefill,
+                     p["max_new_tokens"])
     # The filter rates every extracted request: at most twenty a generation.
     rated = (prompting + prefill) * REQUESTS_PER_GENERATION
     size = work.add_model(p["filter_model"]) if p["filter_backend"] == "hf" else None
@@ -121,19 +124,16 @@ def _jailbreak(p: dict) -> StepWork:
     per_step = (p["search_width"] * (p["suffix_length"] + GCG_TARGET_TOKENS)
                 + 3 * (GCG_PROMPT_TOKENS + p["suffix_length"] + GCG_TARGET_TOKENS))
     work.prefill += goals * p["num_steps"] * per_step * size
-    work.decode += goals * (p["num_steps"] // p["test_interval"] + 1) * p["max_new_tokens"] * size
+    tests = (p["num_steps"] // p["test_interval"] if p["test_interval"] else 0) + 1  # + the last
+    work.decode += goals * tests * p["max_new_tokens"] * size
     work.notes.append(f"{goals} goals x {p['num_steps']} steps x {p['search_width']} candidates")
     return work
 
 
-def _safe_responses(p: dict) -> StepWork:
+def _safe_responses(p: dict, counts: dict) -> StepWork:
     work = StepWork("03_safe_responses")
-    n = 9 * 2 * 2 * p["per_group"] if p["per_group"] else 1800
-    size = work.add_model(p["generator"]) if p["backend"] == "hf" else None
-    if size is None:
-        work.api_calls += n
-    else:
-        work.decode += n * p["max_new_tokens"] * size
+    n = 9 * 2 * 2 * p["per_group"] or 2 * counts["medsafety_eval"]  # train + test requests
+    work.generations(p["generator"], p["backend"], n, p["max_new_tokens"])
     return work
 
 
@@ -141,11 +141,7 @@ def _prompt_models(p: dict, counts: dict) -> StepWork:
     work = StepWork("04_prompt_models")
     items = _harm_items(p, counts)
     for model in p["models"]:
-        size = work.add_model(model) if p["backend"] == "hf" else None
-        if size is None:
-            work.api_calls += items
-        else:
-            work.decode += items * p["max_new_tokens"] * size
+        work.generations(model, p["backend"], items, p["max_new_tokens"])
     work.notes.append(f"{len(p['models'])} models x {items} requests")
     return work
 
@@ -163,7 +159,7 @@ def _judge_calls(work: StepWork, p: dict, n: int, max_new: int, counts: dict) ->
 
 def _judge(p: dict, responses: int, counts: dict) -> StepWork:
     work = StepWork("05_judge")
-    validation = p["validate_n"] or 900
+    validation = p["validate_n"] or counts["medsafety_eval"]  # its safe responses
     _judge_calls(work, p, responses + validation, p["max_new_tokens"], counts)
     work.notes.append(f"{responses:,} responses of 04 + {validation} safe responses")
     return work
@@ -218,7 +214,7 @@ def estimate(profile: str, chars_per_token: float = 4.0) -> list[StepWork]:
     prompted = _prompt_models(p["04_prompt_models"], counts)
     responses = len(p["04_prompt_models"]["models"]) * _harm_items(p["04_prompt_models"], counts)
     return [_generate(p["01_generate"], counts), _jailbreak(p["02_jailbreak"]),
-            _safe_responses(p["03_safe_responses"]), prompted,
+            _safe_responses(p["03_safe_responses"], counts), prompted,
             _judge(p["05_judge"], responses, counts), _finetune(p["06_finetune"], counts),
             _medical_eval(p["07_medical_eval"], p["06_finetune"], counts)]
 
