@@ -4,9 +4,11 @@ respect to the one-hot suffix, and candidate losses in batches.
 Where a step's time goes and what is saved (~95% of a step is the forward pass over candidates):
 the KV cache of the fixed prompt before the suffix is computed once; every candidate equals the
 current suffix up to its first replaced position, so candidates are sorted by that position and
-each batch continues the current suffix's KV from there; only target positions get logits; the
-last target token is never fed in; the cached prefix is broadcast, never stored per row; on CPU
-the batches run one per core (single-threaded forwards) instead of splitting every op."""
+each batch continues the current suffix's KV from there; only target positions get logits, and
+for candidates those are made a vocabulary slice at a time and reduced to the loss on the spot
+(never a (rows, vocab) matrix in memory); the last target token is never fed in; the cached
+prefix is broadcast, never stored per row; on CPU the batches run one per core
+(single-threaded forwards) instead of splitting every op, with oneDNN's GEMM (cpu_linear)."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from medsafe_utils.cpu_linear import linear, onednn_linears
 from medsafe_utils.gcg_prompt import PromptParts
 
 log = logging.getLogger(__name__)
+VOCAB_SLICE = 2048  # output-head rows per slice in target_cross_entropy: its logits stay in cache
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -52,6 +56,51 @@ class PrefixLayer(DynamicLayer):
         return keys, values
 
 
+def target_cross_entropy(states: torch.Tensor, head: torch.nn.Linear,
+                         target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy of `target` (n_target,) per row and whether it is the greedy choice
+    at every position, from hidden states (batch, n_target, dim) before the output head.
+
+    The head's logits are made VOCAB_SLICE rows of the vocabulary at a time, and an online
+    logsumexp (running max and rescaled sum) folds each slice in while it is still in cache:
+    the whole (batch * n_target, vocab) matrix never reaches memory. The target logit is
+    taken from the same slice, so "greedy choice" is the exact test target logit == max."""
+    rows = states.reshape(-1, states.shape[-1])
+    labels = target.repeat(states.shape[0])
+    top = torch.full(labels.shape, -math.inf, device=rows.device)
+    total = torch.zeros(labels.shape, device=rows.device)
+    picked = torch.zeros(labels.shape, device=rows.device)
+    for start in range(0, head.weight.shape[0], VOCAB_SLICE):
+        stop = start + VOCAB_SLICE
+        bias = None if head.bias is None else head.bias[start:stop]
+        logits = linear(rows, head.weight[start:stop], bias).float()
+        inside = (labels >= start) & (labels < stop)
+        index = (labels - start).clamp(0, logits.shape[1] - 1)[:, None]
+        picked = torch.where(inside, logits.gather(1, index)[:, 0], picked)
+        new_top = torch.maximum(top, logits.amax(1))
+        total = total * torch.exp(top - new_top) + logits.sub_(new_top[:, None]).exp_().sum(1)
+        top = new_top
+    ce = (top + total.log() - picked).view(states.shape[0], -1)
+    greedy = (picked >= top).view(states.shape[0], -1)
+    return ce.mean(1), greedy.all(1)
+
+
+def separable_head(model, prompt_ids: torch.Tensor) -> torch.nn.Linear | None:
+    """The output head when the model's logits are exactly head(base model's last hidden state)
+    (true of Llama-like models; not of heads with soft-capping or a logit scale), else None.
+    Checked on the prompt, so any model is safe: others get their logits from the model."""
+    head = model.get_output_embeddings()
+    if type(head) is not torch.nn.Linear or model.base_model is model:
+        return None
+    with torch.no_grad():
+        logits = model(input_ids=prompt_ids, logits_to_keep=1).logits[:, -1].float()
+        states = getattr(model.base_model(input_ids=prompt_ids), "last_hidden_state", None)
+        if states is None:  # a wrapper (e.g. PEFT's) whose base model is itself a causal LM
+            return None
+        mine = head(states[:, -1:])[:, -1].float()
+    return head if torch.allclose(mine, logits, rtol=1e-3, atol=1e-3) else None
+
+
 class TargetLoss:
     """The GCG loss of suffixes for one prompt and target, with the prefix KV cache.
 
@@ -71,6 +120,7 @@ class TargetLoss:
             self.tail_embeds = self.embed(tail_ids)  # (1, n_after + n_target - 1, dim)
             self.before_embeds = self.embed(self.before)  # (1, n_before, dim)
             self.prefix_kv = self._prefix_kv() if use_prefix_cache else None
+        self.head = separable_head(model, self.before)  # None: losses from the model's logits
         self.base_ids: torch.Tensor | None = None  # the suffix whose KV is in base_kv
         self.base_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.n_oom = 0
@@ -81,16 +131,28 @@ class TargetLoss:
         self.model(inputs_embeds=self.before_embeds, past_key_values=cache, use_cache=True)
         return [(layer.keys, layer.values) for layer in cache.layers]  # (1, heads, n_before, dim)
 
-    def _logits(self, embeds: torch.Tensor, kv, kv_len: int,
-                keep: bool = False) -> tuple[torch.Tensor, Cache | None]:
-        """Logits at the target positions only: (batch, n_target, vocab), in float32."""
+    def _forward(self, embeds: torch.Tensor, kv, kv_len: int,
+                 keep: bool = False) -> tuple[torch.Tensor, Cache | None]:
+        """The target positions' hidden states (batch, n_target, dim) where the head is applied
+        here (self.head), else their logits (batch, n_target, vocab) in float32; and the cache."""
         cache = None
         if kv is not None:
             cache = Cache(layers=[PrefixLayer(k[:, :, :kv_len], v[:, :, :kv_len], keep)
                                   for k, v in kv])
+        n = len(self.target)
+        if self.head is not None:
+            out = self.model.base_model(inputs_embeds=embeds, past_key_values=cache,
+                                        use_cache=cache is not None)
+            return out.last_hidden_state[:, -n:], cache
         out = self.model(inputs_embeds=embeds, past_key_values=cache, use_cache=cache is not None,
-                         logits_to_keep=len(self.target))
-        return out.logits[:, -len(self.target):].float(), cache
+                         logits_to_keep=n)
+        return out.logits[:, -n:].float(), cache
+
+    def _candidate_loss(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and target match per row from `_forward`'s outputs (no gradient needed)."""
+        if self.head is not None:
+            return target_cross_entropy(outputs, self.head, self.target)
+        return self._loss(outputs)
 
     def _loss(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy per row (batch,) and whether argmax equals the target (batch,)."""
@@ -107,10 +169,12 @@ class TargetLoss:
         suffix_embeds = (onehot @ weight)[None]  # (1, suffix_len, dim)
         if self.prefix_kv is not None:
             embeds = torch.cat([suffix_embeds, self.tail_embeds], dim=1)
-            logits, cache = self._logits(embeds, self.prefix_kv, self.before.shape[1], keep=True)
+            outputs, cache = self._forward(embeds, self.prefix_kv, self.before.shape[1],
+                                           keep=True)
         else:
             embeds = torch.cat([self.before_embeds, suffix_embeds, self.tail_embeds], dim=1)
-            logits, cache = self._logits(embeds, None, 0)
+            outputs, cache = self._forward(embeds, None, 0)
+        logits = outputs if self.head is None else self.head(outputs).float()
         loss = self._loss(logits)[0][0]
         (grad,) = torch.autograd.grad(loss, onehot)
         if cache is not None:
@@ -127,10 +191,10 @@ class TargetLoss:
         if self.prefix_kv is None:
             embeds = torch.cat([self.before_embeds.expand(batch, -1, -1),
                                 self.embed(candidates), tail], dim=1)
-            return self._loss(self._logits(embeds, None, 0)[0])
+            return self._candidate_loss(self._forward(embeds, None, 0)[0])
         kv = self.base_kv if start > 0 else self.prefix_kv
         embeds = torch.cat([self.embed(candidates[:, start:]), tail], dim=1)
-        return self._loss(self._logits(embeds, kv, self.before.shape[1] + start)[0])
+        return self._candidate_loss(self._forward(embeds, kv, self.before.shape[1] + start)[0])
 
     def _chunks(self, candidates: torch.Tensor, first: torch.Tensor, chunks: list[torch.Tensor]):
         """Loss and match of each chunk of rows, in order; on CPU in parallel threads."""
@@ -139,16 +203,20 @@ class TargetLoss:
                 return self._batch(candidates[rows], int(first[rows[0]]))
 
         workers = torch.get_num_threads()
-        if candidates.device.type != "cpu" or workers == 1 or len(chunks) == 1:
+        if candidates.device.type != "cpu":
             yield from map(work, chunks)
             return
-        # One single-threaded forward per core beats splitting every small op over the cores.
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers) as pool:
-                yield from pool.map(work, chunks)
-        finally:
-            torch.set_num_threads(workers)
+        with onednn_linears():  # oneDNN's float32 GEMM: faster than MKL's here (cpu_linear)
+            if workers == 1 or len(chunks) == 1:
+                yield from map(work, chunks)
+                return
+            # One single-threaded forward per core beats splitting every small op over cores.
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(workers) as pool:
+                    yield from pool.map(work, chunks)
+            finally:
+                torch.set_num_threads(workers)
 
     def losses(self, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss (n,) and greedy-target match (n,) of candidate suffixes (n, suffix_len).

@@ -1,5 +1,6 @@
-"""GCG: best-so-far loss, excluded tokens, prefix cache vs none, out-of-memory halving, seeds,
-prompt layouts, success rule, resumable goal loop. Tiny random model; SmolLM2 where marked."""
+"""GCG: best-so-far loss, excluded tokens, prefix cache vs none, the sliced head loss,
+out-of-memory halving, seeds, prompt layouts, success rule, resumable goal loop. Tiny random
+model; SmolLM2 where marked."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import math
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
+from medsafe_utils import gcg_loss
 from medsafe_utils.data import load_adv_ama, prompt_text
 from medsafe_utils.gcg import GCGConfig, choose_generation, initial_suffix, run, sample_candidates
 from medsafe_utils.gcg_goals import (
@@ -19,7 +22,13 @@ from medsafe_utils.gcg_goals import (
     gcg_requests,
     plot_losses,
 )
-from medsafe_utils.gcg_loss import TargetLoss, default_batch_size, is_out_of_memory
+from medsafe_utils.gcg_loss import (
+    TargetLoss,
+    default_batch_size,
+    is_out_of_memory,
+    separable_head,
+    target_cross_entropy,
+)
 from medsafe_utils.gcg_prompt import (
     LLAMA2_CLOSE,
     PLACEHOLDER,
@@ -144,23 +153,87 @@ def test_prefix_cache_matches_no_cache_smollm2(smollm2):
     assert torch.allclose(cached.losses(candidates)[0], full.losses(candidates)[0], atol=1e-4)
 
 
+@pytest.mark.parametrize("vocab_slice", [7, 64, 100_000])
+@pytest.mark.parametrize("bias", [False, True])
+def test_sliced_head_loss_is_the_full_logits_loss(monkeypatch, vocab_slice, bias):
+    monkeypatch.setattr(gcg_loss, "VOCAB_SLICE", vocab_slice)  # slices that split the vocab
+    generator = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(16, 250, bias=bias)
+    states = torch.randn(3, 5, 16, generator=generator)
+    target = torch.randint(0, 250, (5,), generator=generator)
+    with torch.no_grad():
+        logits = head(states)
+        target_row = logits[1].argmax(-1)  # row 1's greedy answer, made the target of row 1
+        losses, greedy = target_cross_entropy(states, head, target_row)
+    expected = torch.stack([F.cross_entropy(row, target_row) for row in logits])
+    assert torch.allclose(losses, expected, atol=1e-5)
+    assert greedy.tolist() == [(row.argmax(-1) == target_row).all().item() for row in logits]
+    assert greedy[1]
+    with torch.no_grad():
+        losses = target_cross_entropy(states, head, target)[0]
+    assert torch.allclose(losses, torch.stack([F.cross_entropy(r, target) for r in logits]),
+                          atol=1e-5)
+
+
+def test_models_whose_logits_are_not_the_head_use_their_own_logits(tiny_lm, monkeypatch):
+    parts = build_prompt(tiny_lm.tokenizer, GOAL, TARGET)
+    ids, candidates = _candidates(tiny_lm, parts, n=6)
+    assert separable_head(tiny_lm.model, parts.before_ids[None]) is tiny_lm.model.lm_head
+    forward = tiny_lm.model.forward
+
+    def soft_capped(*args, **kwargs):  # as Gemma-2 does after its head
+        out = forward(*args, **kwargs)
+        out.logits = 3.0 * torch.tanh(out.logits / 3.0)
+        return out
+
+    monkeypatch.setattr(tiny_lm.model, "forward", soft_capped)
+    assert separable_head(tiny_lm.model, parts.before_ids[None]) is None
+    objective = TargetLoss(tiny_lm.model, parts, use_prefix_cache=True, batch_size=4)
+    assert objective.head is None
+    objective.gradient(ids)
+    losses = objective.losses(candidates)[0]
+    row = torch.cat([parts.before_ids, candidates[0], parts.after_ids, parts.target_ids])[None]
+    with torch.no_grad():
+        logits = tiny_lm.model(input_ids=row).logits[0, -len(parts.target_ids) - 1:-1]
+    assert float(losses[0]) == pytest.approx(float(F.cross_entropy(logits, parts.target_ids)),
+                                             abs=1e-5)
+
+
+def test_peft_wrapped_model(tiny_lm):
+    from peft import LoraConfig, get_peft_model
+
+    from medsafe_utils.models import load_model
+
+    parts = build_prompt(tiny_lm.tokenizer, GOAL, TARGET)
+    ids, candidates = _candidates(tiny_lm, parts, n=6)
+    peft_model = get_peft_model(load_model("tiny-random").model,
+                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    objective = TargetLoss(peft_model, parts, use_prefix_cache=True, batch_size=4)
+    assert objective.head is None  # its base model is a causal LM, not a decoder
+    objective.gradient(ids)
+    plain = TargetLoss(tiny_lm.model, parts, use_prefix_cache=True, batch_size=4)
+    plain.gradient(ids)
+    # LoRA's B starts at zero: the wrapped model is the tiny model, whichever path it takes.
+    assert torch.allclose(objective.losses(candidates)[0], plain.losses(candidates)[0],
+                          atol=1e-5)
+
+
 def test_out_of_memory_halves_the_batch(tiny_lm, monkeypatch):
     parts = build_prompt(tiny_lm.tokenizer, GOAL, TARGET)
     ids, candidates = _candidates(tiny_lm, parts, n=12)
     objective = TargetLoss(tiny_lm.model, parts, use_prefix_cache=True, batch_size=12)
     objective.gradient(ids)
     reference = objective.losses(candidates)[0]
-    forward = tiny_lm.model.forward
+    forward = objective._forward  # where every candidate batch meets the model
     sizes = []
 
-    def small_memory(*args, **kwargs):  # a device that fits at most 3 candidates
-        batch = kwargs["inputs_embeds"].shape[0]
-        sizes.append(batch)
-        if batch > 3:
+    def small_memory(embeds, *args, **kwargs):  # a device that fits at most 3 candidates
+        sizes.append(embeds.shape[0])
+        if embeds.shape[0] > 3:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return forward(*args, **kwargs)
+        return forward(embeds, *args, **kwargs)
 
-    monkeypatch.setattr(tiny_lm.model, "forward", small_memory)
+    monkeypatch.setattr(objective, "_forward", small_memory)
     losses = objective.losses(candidates)[0]
     assert objective.batch_size == 3 and objective.n_oom == 2  # 12 -> 6 -> 3
     assert torch.allclose(losses, reference, atol=1e-6)
@@ -169,7 +242,7 @@ def test_out_of_memory_halves_the_batch(tiny_lm, monkeypatch):
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(tiny_lm.model, "forward", no_memory)
+    monkeypatch.setattr(objective, "_forward", no_memory)
     with pytest.raises(torch.OutOfMemoryError):
         objective.losses(candidates)
 
