@@ -224,15 +224,27 @@ def memory_gb(params_b: float, four_bit: bool) -> float:
     return params_b * (0.55 if four_bit else 2.0)
 
 
-def hours(work: StepWork, rates: argparse.Namespace) -> float | None:
-    """Hours at the given throughputs (for a ref_params_b model); None if one is missing."""
+def local_hours(work: StepWork, rates: argparse.Namespace) -> float | None:
+    """Hours of local-model work at the given throughputs (measured on a ref_params_b model);
+    None if a rate the step needs is missing."""
     needed = [(work.decode, rates.decode_tok_s), (work.prefill, rates.prefill_tok_s),
               (work.train, rates.train_tok_s)]
-    if any(amount and not rate for amount, rate in needed) or (
-            work.api_calls and not rates.api_calls_s):
+    if any(amount and not rate for amount, rate in needed):
         return None
-    seconds = sum(amount / (rate * rates.ref_params_b) for amount, rate in needed if amount)
-    return (seconds + (work.api_calls / rates.api_calls_s if work.api_calls else 0)) / 3600
+    return sum(amount / (rate * rates.ref_params_b) for amount, rate in needed if amount) / 3600
+
+
+def api_hours(work: StepWork, rates: argparse.Namespace) -> float | None:
+    """Hours of API calls at rates.api_calls_s; None if the step makes calls and no rate."""
+    if not work.api_calls:
+        return 0.0
+    return work.api_calls / rates.api_calls_s / 3600 if rates.api_calls_s else None
+
+
+def hours(work: StepWork, rates: argparse.Namespace) -> float | None:
+    """Local and API hours together; None if a rate the step needs is missing."""
+    local, api = local_hours(work, rates), api_hours(work, rates)
+    return None if local is None or api is None else local + api
 
 
 def _si(x: float) -> str:
@@ -243,18 +255,23 @@ def _si(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _hours(h: float | None) -> str:
+    """Two significant figures, never in exponent form; a dash for a missing rate."""
+    return "—" if h is None else (f"{h:,.0f}" if h >= 10 else f"{h:.2g}")
+
+
 def table(steps: list[StepWork], rates: argparse.Namespace, four_bit: dict[str, bool]) -> str:
     rows = ["| step | largest local model (weights) | API calls | decoded | prefilled | "
-            "trained | hours | what |", "|---|---|---|---|---|---|---|---|"]
+            "trained | hours, local | hours, API | what |", "|---|---|---|---|---|---|---|---|---|"]
     for work in steps:
         largest = max(work.models.items(), key=lambda kv: kv[1], default=None)
         gb = memory_gb(largest[1], four_bit[work.step]) if largest else 0.0
         weights = f"{largest[0]} ({gb:.0f} GB)" if gb >= 1 else (
             f"{largest[0]} ({gb:.2f} GB)" if largest else "none")
-        h = hours(work, rates)
+        local, api = local_hours(work, rates), api_hours(work, rates)
         rows.append(f"| {work.step} | {weights} | {work.api_calls:,} | {_si(work.decode)} "
-                    f"| {_si(work.prefill)} | {_si(work.train)} | "
-                    f"{'—' if h is None else f'{h:.2g}'} | {'; '.join(work.notes)} |")
+                    f"| {_si(work.prefill)} | {_si(work.train)} | {_hours(local)} | "
+                    f"{_hours(api)} | {'; '.join(work.notes)} |")
     rows.append("\nDecoded, prefilled and trained: billion-parameter tokens (tokens x model size "
                 "in billions; upper bounds).")
     return "\n".join(rows)

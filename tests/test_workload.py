@@ -5,7 +5,15 @@ import argparse
 import pytest
 
 from medsafe_utils.data import load_general_harm
-from medsafe_utils.workload import adapter_grid, estimate, hours, main, resolved_params
+from medsafe_utils.workload import (
+    adapter_grid,
+    api_hours,
+    estimate,
+    hours,
+    local_hours,
+    main,
+    resolved_params,
+)
 
 
 def test_paper_grid_and_counts():
@@ -33,6 +41,19 @@ def test_hours_need_every_rate_and_scale_with_model_size():
     assert one == pytest.approx(work.decode / (100.0 * 0.135) / 3600)
     rates.ref_params_b = 0.27  # the same throughput on a model twice the size: half the time
     assert hours(work, rates) == pytest.approx(one / 2)
+
+
+def test_local_and_api_hours_apart():
+    work = {w.step: w for w in estimate("paper")}["01_generate"]
+    assert work.api_calls and work.decode  # API prompting and a local open model
+    rates = argparse.Namespace(decode_tok_s=100.0, prefill_tok_s=1000.0, train_tok_s=None,
+                               api_calls_s=None, ref_params_b=0.135)
+    local = local_hours(work, rates)
+    assert local == pytest.approx((work.decode / 100.0 + work.prefill / 1000.0) / 0.135 / 3600)
+    assert api_hours(work, rates) is None and hours(work, rates) is None  # no API rate given
+    rates.api_calls_s = 2.0
+    assert api_hours(work, rates) == pytest.approx(work.api_calls / 2.0 / 3600)
+    assert hours(work, rates) == pytest.approx(local + work.api_calls / 2.0 / 3600)
 
 
 def test_cli_prints_every_step(capsys):
