@@ -110,11 +110,12 @@ def is_current(notebook: Path, profile: str, digest: str) -> bool:
     return json.loads(manifest.read_text(encoding="utf-8")).get(HASH_KEY) == digest
 
 
-def run_notebook(notebook: Path, profile: str) -> Path:
-    """Execute one notebook with papermill; record its hash in the step manifest."""
+def run_notebook(notebook: Path, profile: str, overrides: dict | None = None) -> Path:
+    """Execute one notebook with papermill (the profile's parameters, then `overrides`); record
+    its hash in the step manifest."""
     import papermill as pm
 
-    params = profile_params(profile, notebook)
+    params = {**profile_params(profile, notebook), **(overrides or {})}
     check_params(notebook, params)
     digest = step_hash(notebook, profile, params)
     executed = paths.results_root() / profile / "executed" / notebook.name

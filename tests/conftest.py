@@ -44,7 +44,8 @@ def smoke_results(tmp_path_factory):
     """Run the smoke profile's notebooks into a temporary results root, each at most once.
 
     Call `smoke_results("05_judge")`: it runs the earlier steps it depends on first and returns
-    the step's results folder."""
+    the step's results folder. `overrides` change the step's smoke parameters (its first run's
+    count)."""
     root = tmp_path_factory.mktemp("results")
     os.environ[paths.RESULTS_ENV] = str(root)
     from medsafe_utils.pipeline import notebooks, run_notebook
@@ -52,12 +53,12 @@ def smoke_results(tmp_path_factory):
     done: dict[str, Path] = {}
     order = [nb for nb in notebooks()]
 
-    def run(step: str, needs: tuple[str, ...] = ()) -> Path:
+    def run(step: str, needs: tuple[str, ...] = (), overrides: dict | None = None) -> Path:
         for prerequisite in needs:
             run(prerequisite)
         if step not in done:
             notebook = next(nb for nb in order if nb.stem == step)
-            run_notebook(notebook, "smoke")
+            run_notebook(notebook, "smoke", overrides)
             done[step] = root / "smoke" / step
         return done[step]
 

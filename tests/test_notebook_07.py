@@ -1,4 +1,5 @@
-"""07_medical_eval run by papermill with the smoke profile: the base model and 06's adapters."""
+"""07_medical_eval run by papermill with the smoke profile (5 items per benchmark instead of
+10): the base model and 06's adapters."""
 
 import json
 
@@ -12,10 +13,14 @@ from medsafe_utils import paths
 pytestmark = pytest.mark.slow
 
 
+N_PER = 5  # items per benchmark: half the smoke profile's 10, to keep the suite's time
+
+
 def test_medical_eval_smoke(smoke_results):
-    out = smoke_results("07_medical_eval", needs=("06_finetune",))
+    out = smoke_results("07_medical_eval", needs=("06_finetune",),
+                        overrides={"n_per_benchmark": N_PER})
     smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "07_medical_eval.yaml").read_text())
-    n_items, n_per = 4 * smoke["n_per_benchmark"], smoke["n_per_benchmark"]
+    n_items, n_per = 4 * N_PER, N_PER
     n_settings = 1 + len(smoke["seeds"]) * len([k for k in smoke["num_fewshot"] if k])
     preds = pd.read_json(out / "predictions.jsonl", lines=True)
     models = sorted(preds["model"].unique())
