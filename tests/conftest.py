@@ -44,8 +44,8 @@ def smoke_results(tmp_path_factory):
     """Run the smoke profile's notebooks into a temporary results root, each at most once.
 
     Call `smoke_results("05_judge")`: it runs the earlier steps it depends on first and returns
-    the step's results folder. `overrides` change the step's smoke parameters (its first run's
-    count)."""
+    the step's results folder. `overrides` change the step's smoke parameters; only the call
+    that first runs the step applies them, later calls get that run's folder."""
     root = tmp_path_factory.mktemp("results")
     os.environ[paths.RESULTS_ENV] = str(root)
     from medsafe_utils.pipeline import notebooks, run_notebook
