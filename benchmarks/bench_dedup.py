@@ -13,7 +13,13 @@ import time
 import torch
 
 from medsafe_utils.data import load_llama3_requests
-from medsafe_utils.dedup import DedupConfig, deduplicate, embed, embedding_model, exact_duplicates
+from medsafe_utils.generate.dedup import (
+    DedupConfig,
+    deduplicate,
+    embed,
+    embedding_model,
+    exact_duplicates,
+)
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ import logging
 import os
 import tempfile
 
-from medsafe_utils.alpaca import demonstration_split
-from medsafe_utils.qlora import QLoRAConfig, train
+from medsafe_utils.finetune.alpaca import demonstration_split
+from medsafe_utils.finetune.qlora import QLoRAConfig, train
 
 ARMS = {
     "original": dict(group_by_length=False, micro_batch_size=4, gradient_checkpointing=True,

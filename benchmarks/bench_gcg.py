@@ -4,7 +4,7 @@ Same model, goal, target (the first AMA tutorial pair), initial suffix and setti
 top-k 64, 20-token suffix, 10 steps) for each of the seeds; per seed the three implementations
 run one after another (in a rotating order), so that they see the same machine load.
 
-- ours: medsafe_utils.gcg.run.
+- ours: medsafe_utils.jailbreak.gcg.run.
 - nanoGCG 0.3.0 (PyPI nanogcg), prefix cache on. It pins transformers<=4.47.1, so it runs in its
   own virtual environment (.cache/venvs/nanogcg, created here when missing) as a worker process
   that loads the converted SmolLM2 folder. Two adaptations, so that it attacks the same prompt
@@ -264,8 +264,8 @@ def original_attack(model, tokenizer, parts, target: str, forbidden, seed: int, 
 # ---------------------------------------------------------------- the benchmark
 
 def ours_attack(model, tokenizer, goal: str, target: str, seed: int, steps: int, batch: int):
-    """medsafe_utils.gcg.run with the benchmark's settings and no test generations."""
-    import medsafe_utils.gcg as gcg
+    """medsafe_utils.jailbreak.gcg.run with the benchmark's settings and no test generations."""
+    import medsafe_utils.jailbreak.gcg as gcg
 
     config = gcg.GCGConfig(num_steps=steps, search_width=WIDTH, topk=TOPK, suffix_init=INIT,
                            suffix_length=SUFFIX_LEN, seed=seed, early_stop=False,
@@ -289,7 +289,7 @@ def main() -> None:
     import torch
 
     from medsafe_utils.data import load_adv_ama
-    from medsafe_utils.gcg_prompt import build_prompt
+    from medsafe_utils.jailbreak.prompt import build_prompt
     from medsafe_utils.models import load_model
     from medsafe_utils.models.loading import smollm2_folder
 

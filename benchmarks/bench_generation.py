@@ -4,7 +4,7 @@ calls (the original code's way), on the same MedSafety-Eval prompts, SmolLM2, gr
     python benchmarks/bench_generation.py [--n 32] [--batch-size 16] [--max-new-tokens 64]
 
 On a GPU, `--model llama2-7b-chat` (any registry key, hub id or path) measures the decoding
-throughput that `python -m medsafe_utils.workload paper --decode-tok-s ...` turns into hours.
+throughput that `python -m scripts.workload paper --decode-tok-s ...` turns into hours.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 import torch
 from transformers import pipeline
 
+from medsafe_utils.backends import GenerationConfig, HFBackend, generate
 from medsafe_utils.data import load_medsafetybench
-from medsafe_utils.generation import GenerationConfig, HFBackend, generate
 from medsafe_utils.models import load_model
 from medsafe_utils.models.prompting import render_prompt
 
@@ -58,7 +58,7 @@ def main() -> None:
     ours_s = time.perf_counter() - began
 
     # Prefill alone (prompt tokens scored per second, no generation): the rate that
-    # medsafe_utils.workload uses for scoring work; one padded batch of the longest prompts.
+    # scripts.workload uses for scoring work; one padded batch of the longest prompts.
     encoded = lm.tokenizer(prompts[: args.batch_size], return_tensors="pt", padding=True,
                            add_special_tokens=False).to(lm.model.device)
     with torch.inference_mode():

@@ -13,7 +13,7 @@ Llama-2's has 32,000, so the output head here is ~50% larger). What is measured:
 - decoding with HFBackend (greedy, shared prefix on): milliseconds per step at batch 1, 8 and
   32, each batch twice (the first run also pays for every new shape the GPU libraries meet, the
   second is the steady rate of a long job), and prefill (prompt scoring) tokens per second: the
-  rates `python -m medsafe_utils.workload` takes;
+  rates `python -m scripts.workload` takes;
 - QLoRA with `qlora.train` on the first 128 published 'both' demonstrations (one effective batch
   of 128): the paper's micro-batch 4 with gradient checkpointing, and micro-batch 16 without.
 
@@ -40,16 +40,22 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from medsafe_utils.alpaca import demonstration_split
+from medsafe_utils.backends import GenerationConfig, HFBackend
 from medsafe_utils.data import load_adv_ama
-from medsafe_utils.gcg import GCGConfig, generate_from, initial_suffix, run, sample_candidates
-from medsafe_utils.gcg_loss import TargetLoss
-from medsafe_utils.gcg_prompt import build_prompt, forbidden_token_ids
-from medsafe_utils.generation import GenerationConfig, HFBackend
+from medsafe_utils.finetune.alpaca import demonstration_split
+from medsafe_utils.finetune.qlora import QLoRAConfig, train
+from medsafe_utils.jailbreak.gcg import (
+    GCGConfig,
+    generate_from,
+    initial_suffix,
+    run,
+    sample_candidates,
+)
+from medsafe_utils.jailbreak.loss import TargetLoss
+from medsafe_utils.jailbreak.prompt import build_prompt, forbidden_token_ids
 from medsafe_utils.models import load_model
 from medsafe_utils.models.loading import smollm2_folder
 from medsafe_utils.models.registry import get_spec
-from medsafe_utils.qlora import QLoRAConfig, train
 
 SHAPES = {
     "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,

@@ -26,7 +26,7 @@ import openai
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from medsafe_utils.judge import JudgeConfig, judge_prompt, judge_responses, parse_judgment  # noqa: E402
+from medsafe_utils.judge.judging import JudgeConfig, judge_prompt, judge_responses, parse_judgment  # noqa: E402
 
 DELAY_S, FAIL_RATE = 0.1, 0.10
 

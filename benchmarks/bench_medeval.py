@@ -1,7 +1,7 @@
 """Items/s of the medical evaluation on SmolLM2-135M-Instruct, zero-shot MMLU medical items.
 
 lm-eval is our engine, so this compares three ways to score the same items on the same model:
-  ours   - lm-eval's HFLM through our wrapper (medsafe_utils.mc_scoring.loglikelihoods: batched,
+  ours   - lm-eval's HFLM through our wrapper (medical_eval.scoring.loglikelihoods: batched,
            one forward pass per context thanks to its logits cache)
   lmeval - lm-eval's own task pipeline (simple_evaluate) on our local task configs, end to end
   naive  - a plain loop, one unbatched forward pass per choice
@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.reference
 
 
 def main() -> None:
@@ -27,10 +31,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-    from medsafe_utils.mc_lmeval import lmeval_predictions
-    from medsafe_utils.mc_prompts import build_requests
-    from medsafe_utils.mc_scoring import loglikelihoods, make_engine, naive_loglikelihoods
-    from medsafe_utils.medeval import eval_items
+    from benchmarks.reference.lmeval import lmeval_predictions
+    from benchmarks.reference.naive import naive_loglikelihoods
+    from medsafe_utils.medical_eval.evaluate import eval_items
+    from medsafe_utils.medical_eval.prompts import build_requests
+    from medsafe_utils.medical_eval.scoring import loglikelihoods, make_engine
     from medsafe_utils.models import load_model
 
     lm = load_model("smollm2-135m-instruct", dtype="float32")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medsafe_utils import paths
+from medsafe_utils.core import paths
 
 REPO = paths.REPO_ROOT
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
@@ -48,7 +48,7 @@ def smoke_results(tmp_path_factory):
     that first runs the step applies them, later calls get that run's folder."""
     root = tmp_path_factory.mktemp("results")
     os.environ[paths.RESULTS_ENV] = str(root)
-    from medsafe_utils.pipeline import notebooks, run_notebook
+    from medsafe_utils.pipeline.run import notebooks, run_notebook
 
     done: dict[str, Path] = {}
     order = [nb for nb in notebooks()]

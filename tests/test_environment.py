@@ -6,8 +6,8 @@ import papermill as pm
 import pytest
 import yaml
 
-from medsafe_utils import paths
-from medsafe_utils.pipeline import notebooks, profile_params
+from medsafe_utils.core import paths
+from medsafe_utils.pipeline.run import notebooks, profile_params
 
 
 def test_environment_yml_matches_pyproject():

@@ -7,7 +7,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from medsafe_utils.pipeline import notebooks
+from medsafe_utils.pipeline.run import notebooks
 
 NOTEBOOKS = notebooks()
 

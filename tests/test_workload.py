@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from medsafe_utils.data import load_general_harm
-from medsafe_utils.workload import (
+from scripts.workload import (
     adapter_grid,
     api_hours,
     estimate,

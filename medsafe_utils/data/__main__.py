@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from medsafe_utils import paths
-from medsafe_utils.errors import DataError
+from medsafe_utils.core import paths
+from medsafe_utils.core.errors import DataError
 
 
 def main(argv: list[str] | None = None) -> int:

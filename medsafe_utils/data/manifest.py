@@ -17,7 +17,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from medsafe_utils import paths
+from medsafe_utils.core import paths
+from medsafe_utils.core.errors import DataError
 from medsafe_utils.data.source_extract import extract
 from medsafe_utils.data.sources import (
     MSB_RAW,
@@ -26,7 +27,6 @@ from medsafe_utils.data.sources import (
     SKIP_SUFFIXES,
     SOURCES,
 )
-from medsafe_utils.errors import DataError
 
 log = logging.getLogger(__name__)
 _verified: dict[tuple[str, int, int], str] = {}

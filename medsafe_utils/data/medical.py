@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from medsafe_utils.core.errors import DataError
 from medsafe_utils.data.manifest import ensure_file
 from medsafe_utils.data.readers import (
     check_count,
@@ -13,7 +14,6 @@ from medsafe_utils.data.readers import (
     read_jsonl,
     require_fields,
 )
-from medsafe_utils.errors import DataError
 
 MMLU_MEDICAL = [
     "anatomy",

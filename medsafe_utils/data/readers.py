@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from medsafe_utils.errors import DataError
+from medsafe_utils.core.errors import DataError
 
 
 def read_text(path: Path) -> str:

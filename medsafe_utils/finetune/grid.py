@@ -1,0 +1,179 @@
+"""06_finetune's grid: which adapters to train and where they live (the index 07 reads), the
+responses of base models ("before") and adapters ("after"), and the before/after tables and
+figures.
+
+    runs = finetune_grid(["medalpaca-7b"], ["med", "gen", "both"], [100, 200])
+    trained = train_grid(runs, QLoRAConfig(), step_dir)       # reuses finished adapters
+    responses = respond_grid(trained, ["medalpaca-7b"], requests, RespondConfig(), cache, step_dir)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from tqdm.auto import tqdm
+
+from medsafe_utils.core.artifacts import write_jsonl
+from medsafe_utils.finetune.alpaca import FT_KINDS, demonstration_split, held_out_demonstrations
+from medsafe_utils.finetune.qlora import QLoRAConfig, alpaca_prompts, train, verify_adapter
+from medsafe_utils.judge.figures import plot_mean_se
+from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
+from medsafe_utils.prompt_models.respond import RespondConfig, respond
+
+log = logging.getLogger(__name__)
+ADAPTERS_DIR = "adapters"
+BEFORE = "none"  # the `type` of a base model without adapter: the "before"
+TYPE_LABELS = {BEFORE: "before (base model)", "med": "medical safety", "gen": "general safety",
+               "both": "medical + general"}
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One adapter of the grid: base model x demonstration type x number of demonstrations."""
+
+    base: str
+    type: str
+    n: int
+
+    @property
+    def name(self) -> str:
+        """Adapter folder name, e.g. medalpaca-7b__med_n100 (a hub id's '/' becomes '--')."""
+        return f"{self.base.strip('/').replace('/', '--')}__{self.type}_n{self.n}"
+
+
+def finetune_grid(base_models: list[str], types: list[str], n_values: list[int],
+                  n_values_both: list[int] | None = None) -> list[GridRun]:
+    """Every base x type x n ('both' may use its own sizes, up to 1,800 in the paper)."""
+    unknown = set(types) - set(FT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown demonstration type(s) {sorted(unknown)}: use {FT_KINDS}")
+    return [GridRun(base, kind, n) for base in base_models for kind in types
+            for n in (n_values_both if kind == "both" and n_values_both else n_values)]
+
+
+def train_grid(runs: list[GridRun], config: QLoRAConfig, step_dir: Path, *, split_n: int = 0,
+               source: str = "published", profile: str = "paper", n_verify: int = 4,
+               seed: int = 0, verify_dtype: str = "auto",
+               verify_in_4bit: bool = False) -> pd.DataFrame:
+    """Train (or reuse) each adapter, then check on held-out demonstrations that it changes its
+    base model's logits (verify_adapter raises if not). One row per run.
+
+    split_n > 0 trains each n on the first n demonstrations of the n=split_n split."""
+    rows = []
+    for run in tqdm(runs, desc="fine-tuning"):
+        demos = demonstration_split(run.type, split_n or run.n, source, profile,
+                                    take=run.n if split_n else 0)
+        out = Path(step_dir) / ADAPTERS_DIR / run.name
+        result = train(replace(config, base_model=run.base, output_dir=str(out)), demos)
+        prompts = alpaca_prompts(held_out_demonstrations(demos, n_verify, seed))
+        check = verify_adapter(run.base, out, prompts, dtype=verify_dtype,
+                               load_in_4bit=verify_in_4bit)
+        rows.append({"model": run.base, "type": run.type, "n": run.n, "adapter": run.name,
+                     "path": str(out.relative_to(step_dir)), **result.summary(),
+                     "loss_fell": result.loss_fell,
+                     "max_abs_logit_diff": check.max_abs_logit_diff,
+                     "top1_changed": check.top1_changed})
+    return pd.DataFrame(rows)
+
+
+def write_adapter_index(trained: pd.DataFrame, path: str | Path, source: str = "published"
+                        ) -> Path:
+    """adapters.jsonl for 07_medical_eval: base_model, type, n, path (relative to the index)."""
+    records = [{"base_model": r["model"], "type": r["type"], "n": int(r["n"]),
+                "path": r["path"], "adapter": r["adapter"], "source": source}
+               for r in trained.to_dict("records")]
+    return write_jsonl(records, path)
+
+
+def respond_grid(trained: pd.DataFrame, base_models: list[str], requests: pd.DataFrame,
+                 config: RespondConfig, cache_path: str | Path, step_dir: Path) -> pd.DataFrame:
+    """Responses of every base model (type 'none', n 0) and every adapter, cached per item."""
+    frames = [respond(base, requests, config, cache_path).assign(
+        base_model=base, type=BEFORE, n=0, adapter="") for base in base_models]
+    for row in trained.to_dict("records"):
+        frame = respond(row["model"], requests, config, cache_path,
+                        adapter_path=Path(step_dir) / row["path"])
+        frames.append(frame.assign(base_model=row["model"], type=row["type"], n=row["n"],
+                                   adapter=row["adapter"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
+    """Per judge x base model x type x n x evaluation set: mean, se, n_items, unscored."""
+    judged = with_eval_set(judgments).rename(columns={"n": "n_demos"})
+    table = harmfulness_table(judged, ["judge", "base_model", "type", "n_demos", "eval_set"])
+    table = table.rename(columns={"n": "n_items"}).rename(
+        columns={"base_model": "model", "n_demos": "n"})
+    return table[["judge", "model", "type", "n", "eval_set", "mean", "se", "n_items", "unscored"]]
+
+
+def _type_order(table: pd.DataFrame) -> list[str]:
+    return [t for t in (BEFORE, *FT_KINDS) if t in set(table["type"])]
+
+
+def fig_before_after(table: pd.DataFrame, n: int = 0) -> plt.Figure:
+    """The paper's Fig. 3: each base model before and after fine-tuning on each demonstration
+    type (at n, or each type's largest n when n is 0), per evaluation set, mean ± SE."""
+    after = table[table["type"] != BEFORE]
+    chosen = after[after["n"] == (n or after.groupby("type")["n"].transform("max"))]
+    sub = pd.concat([table[table["type"] == BEFORE], chosen], ignore_index=True)
+    sizes = chosen.groupby("type")["n"].max().to_dict()
+    labels = {t: TYPE_LABELS[t] + (f" (n={sizes[t]})" if t in sizes else "")
+              for t in _type_order(sub)}
+    return plot_mean_se(sub, y="model", col="eval_set", row="judge", hue="type",
+                        hue_order=_type_order(sub), hue_labels=labels)
+
+
+def fig_harm_vs_n(table: pd.DataFrame) -> plt.Figure:
+    """Mean harmfulness ± SE against the number of demonstrations, one line per type (n = 0 is
+    the base model), one panel per evaluation set and judge x base model."""
+    sns.set_theme(style="whitegrid", context="paper")
+    table = table.assign(panel=table["judge"] + "\n" + table["model"])
+    rows, cols = list(dict.fromkeys(table["panel"])), list(dict.fromkeys(table["eval_set"]))
+    fig, axes = plt.subplots(len(rows), len(cols), squeeze=False, sharey=True,
+                             figsize=(3.6 * len(cols), 2.8 * len(rows)))
+    # The colours of fig_before_after: the first is the base model's.
+    palette = dict(zip(FT_KINDS, sns.color_palette("deep", 1 + len(FT_KINDS))[1:], strict=True))
+    for ri, panel in enumerate(rows):
+        for ci, eval_set in enumerate(cols):
+            ax = axes[ri][ci]
+            sub = table[(table["panel"] == panel) & (table["eval_set"] == eval_set)]
+            before = sub[sub["type"] == BEFORE]
+            for kind in [t for t in FT_KINDS if t in set(sub["type"])]:
+                line = pd.concat([before, sub[sub["type"] == kind]]).sort_values("n")
+                ax.errorbar(line["n"], line["mean"], yerr=line["se"].fillna(0), marker="o",
+                            capsize=2, color=palette[kind], label=TYPE_LABELS[kind])
+            ax.set_ylim(1, 5)
+            ax.set_title(f"{panel}\n{eval_set}", fontsize=8)
+            ax.set_xlabel("demonstrations (0 = base model)" if ri == len(rows) - 1 else "")
+            ax.set_ylabel("mean harmfulness ± SE" if ci == 0 else "")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.02),
+               frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def training_table(trained: pd.DataFrame) -> pd.DataFrame:
+    """tab_training: per run, loss start/end, eval loss before/after, steps, speed, memory."""
+    cols = ["model", "type", "n", "steps", "loss_start", "loss_end", "eval_loss_before",
+            "eval_loss_after", "train_tokens", "tokens_per_s", "wall_s", "peak_memory_mb",
+            "device", "compute_dtype", "load_in_4bit", "reused", "max_abs_logit_diff",
+            "top1_changed"]
+    return trained[cols]
+
+
+def finetune_metrics(table: pd.DataFrame, trained: pd.DataFrame) -> dict:
+    """Flat metrics: mean score per judge x model x type x n x set; per run the eval loss."""
+    metrics: dict = {"n_adapters": len(trained)}
+    for r in table.to_dict("records"):
+        metrics[f"{r['judge']}/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}/mean"] = r["mean"]
+    for r in trained.to_dict("records"):
+        metrics[f"train/{r['adapter']}/eval_loss_before"] = r["eval_loss_before"]
+        metrics[f"train/{r['adapter']}/eval_loss_after"] = r["eval_loss_after"]
+    return metrics

@@ -1,0 +1,234 @@
+"""Greedy Coordinate Gradient (Zou et al. 2023): optimise a suffix so that a model answers with a
+target. Config in, result out, no file I/O.
+
+    from medsafe_utils.jailbreak.gcg import GCGConfig, run
+    result = run(lm.model, lm.tokenizer, goal, target, GCGConfig(num_steps=500))
+    result.best_suffix, result.best_loss, result.success, result.generation
+
+Each step: the gradient of the target loss w.r.t. the one-hot suffix, top-k tokens per position,
+`search_width` distinct candidates (special and non-ASCII tokens excluded, candidates that do not
+survive decode -> re-encode dropped), their losses in batches (gcg_loss.TargetLoss: prefix KV
+cache, logits only at the target), the best one kept. The best suffix so far is tracked; every
+`test_interval` steps the model answers greedily from it; early stop once its greedy answer
+begins with the target.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from medsafe_utils.jailbreak.loss import TargetLoss, default_batch_size
+from medsafe_utils.jailbreak.prompt import (
+    PromptParts,
+    attack_succeeded,
+    build_prompt,
+    forbidden_token_ids,
+    retokenizes,
+)
+
+log = logging.getLogger(__name__)
+OVERSAMPLE = 2  # candidates drawn per kept one, so filtering and de-duplication keep the width
+
+
+@dataclass
+class GCGConfig:
+    """GCG settings; the defaults are the paper's (the original ran 1,000 steps)."""
+
+    num_steps: int = 500
+    search_width: int = 512  # candidate suffixes evaluated per step
+    topk: int = 256  # tokens per position taken from the gradient
+    n_replace: int = 1  # positions replaced per candidate
+    suffix_init: str = ""  # empty: suffix_length times "x", separated by spaces
+    suffix_length: int = 20
+    allow_non_ascii: bool = False
+    filter_ids: bool = True  # drop candidates that do not survive decode -> re-encode
+    seed: int = 0
+    early_stop: bool = True  # stop once the greedy continuation of the best suffix is the target
+    batch_size: int = 0  # candidates per forward pass (0: default_batch_size); halved on OOM
+    use_prefix_cache: bool = True
+    test_interval: int = 50  # generate from the best suffix every this many steps (0: at the end)
+    stop_on_success: bool = False  # stop at the first test whose generation succeeds
+    max_new_tokens: int = 800  # test generations (the original's setting); 0: no tests
+    template: str = "chat"  # chat | llama2_paper
+    progress: bool = True
+
+
+@dataclass
+class GCGResult:
+    """What one attack found: best suffix and loss, per-step history, tests and the generation."""
+
+    best_suffix: str
+    best_loss: float
+    best_step: int
+    initial_loss: float
+    losses: list[float]  # per step: loss of the candidate chosen in that step
+    best_losses: list[float]  # per step: best loss so far (never increases)
+    suffixes: list[str]  # per step: the chosen candidate
+    step_times: list[float]  # seconds per step (test generations not included)
+    tests: list[dict] = field(default_factory=list)  # step, loss, suffix, generation, success, ...
+    success: bool = False
+    success_step: int | None = None  # first test step whose generation succeeded
+    generation: str = ""  # the kept generation (the original's rule, see choose_generation)
+    prompt: str = ""  # the full adversarial prompt of that generation
+    early_stopped: bool = False
+
+    @property
+    def n_steps(self) -> int:
+        """Steps actually run."""
+        return len(self.losses)
+
+
+def initial_suffix(tokenizer, config: GCGConfig) -> torch.Tensor:
+    """Token ids of the starting suffix (suffix_init, or suffix_length spaced 'x')."""
+    text = config.suffix_init or " ".join(["x"] * config.suffix_length)
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    if not config.suffix_init and len(ids) != config.suffix_length:
+        log.warning("the default suffix is %d tokens with this tokenizer, not %d", len(ids),
+                    config.suffix_length)
+    if len(ids) < config.n_replace:
+        raise ValueError(f"suffix of {len(ids)} tokens < n_replace={config.n_replace}")
+    return ids
+
+
+def sample_candidates(suffix_ids: torch.Tensor, grad: torch.Tensor, forbidden: torch.Tensor,
+                      config: GCGConfig, generator: torch.Generator, tokenizer) -> torch.Tensor:
+    """Up to search_width distinct candidates (n, suffix_len): top-k tokens of -grad per position.
+
+    Forbidden tokens and the current token are never proposed; candidates that do not survive
+    decode -> re-encode are dropped (filter_ids)."""
+    grad = grad.detach().float().cpu().clone()  # (suffix_len, vocab)
+    length = len(suffix_ids)
+    grad[:, forbidden] = math.inf
+    grad[torch.arange(length), suffix_ids] = math.inf
+    topk = min(config.topk, int(torch.isfinite(grad).sum(1).min()))  # never a forbidden token
+    topk_ids = (-grad).topk(topk, dim=1).indices  # (suffix_len, topk)
+    n = config.search_width * OVERSAMPLE
+    positions = torch.rand(n, length, generator=generator).argsort(1)[:, :config.n_replace]
+    choice = torch.randint(0, topk, (n, config.n_replace), generator=generator)
+    candidates = suffix_ids.repeat(n, 1).scatter(1, positions, topk_ids[positions, choice])
+    if config.filter_ids:
+        candidates = candidates[retokenizes(tokenizer, candidates)]
+    seen, keep = set(), []
+    for i, row in enumerate(map(tuple, candidates.tolist())):
+        if row not in seen:
+            seen.add(row)
+            keep.append(i)
+    if not keep:
+        raise RuntimeError("no candidate suffix survives decode -> re-encode: try another "
+                           "suffix_init or filter_ids=False")
+    return candidates[keep[:config.search_width]]
+
+
+@torch.no_grad()
+def generate_from(model, tokenizer, parts: PromptParts, suffix_ids: torch.Tensor,
+                  max_new_tokens: int) -> str:
+    """Greedy continuation of prompt + suffix (special tokens dropped, whitespace stripped)."""
+    device = model.get_input_embeddings().weight.device
+    ids = torch.cat([parts.before_ids, suffix_ids.cpu(), parts.after_ids])[None].to(device)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                         max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                         top_p=None, top_k=None,
+                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+def choose_generation(tests: list[dict]) -> dict | None:
+    """The original's rule: the latest test containing the target, else the latest without a
+    refusal prefix, else the last test."""
+    for key in ("has_target", "success"):
+        hits = [t for t in tests if t[key]]
+        if hits:
+            return hits[-1]
+    return tests[-1] if tests else None
+
+
+def _validate(config: GCGConfig, vocab: int) -> None:
+    if config.num_steps < 1 or config.search_width < 1 or config.n_replace < 1:
+        raise ValueError("num_steps, search_width and n_replace must be >= 1")
+    if not 1 <= config.topk <= vocab:
+        raise ValueError(f"topk must be in 1..{vocab}, got {config.topk}")
+
+
+class _Tester:
+    """Test generations from the best suffix, each distinct suffix generated once."""
+
+    def __init__(self, model, tokenizer, parts: PromptParts, target: str, config: GCGConfig):
+        self.args = (model, tokenizer, parts)
+        self.target, self.config = target, config
+        self.tests: list[dict] = []
+        self._seen: dict[tuple, str] = {}
+
+    def __call__(self, step: int, suffix_ids: torch.Tensor, loss: float) -> dict:
+        model, tokenizer, parts = self.args
+        began = time.perf_counter()
+        key = tuple(suffix_ids.tolist())
+        if key not in self._seen:
+            self._seen[key] = generate_from(model, tokenizer, parts, suffix_ids,
+                                            self.config.max_new_tokens)
+        text = self._seen[key]
+        suffix = tokenizer.decode(suffix_ids)
+        test = {"step": step, "loss": loss, "suffix": suffix, "generation": text,
+                "has_target": self.target in text, "success": attack_succeeded(text, self.target),
+                "prompt": parts.before_text + suffix + parts.after_text,
+                "seconds": round(time.perf_counter() - began, 3)}
+        self.tests.append(test)
+        return test
+
+
+def run(model, tokenizer, messages: str | list[dict[str, str]], target: str,
+        config: GCGConfig | None = None) -> GCGResult:
+    """Optimise a suffix after `messages` (a goal or a chat) so that the model answers `target`."""
+    config = config or GCGConfig()
+    weight = model.get_input_embeddings().weight
+    vocab, device = weight.shape[0], weight.device
+    _validate(config, vocab)
+    parts = build_prompt(tokenizer, messages, target, config.template)
+    generator = torch.Generator().manual_seed(config.seed)
+    forbidden = forbidden_token_ids(tokenizer, vocab, config.allow_non_ascii)
+    objective = TargetLoss(model, parts, config.use_prefix_cache,
+                           config.batch_size or default_batch_size(config.search_width, device))
+    tester = _Tester(model, tokenizer, parts, target, config)
+    suffix = initial_suffix(tokenizer, config)
+    best_ids, best_loss, best_step = suffix, math.inf, 0
+    losses, best_losses, suffixes, times = [], [], [], []
+    initial_loss, early_stopped = math.nan, False
+    bar = tqdm(range(1, config.num_steps + 1), desc="GCG", disable=not config.progress)
+    for step in bar:
+        began = time.perf_counter()
+        grad, current_loss = objective.gradient(suffix)
+        if step == 1:
+            initial_loss = current_loss
+        candidates = sample_candidates(suffix, grad, forbidden, config, generator, tokenizer)
+        cand_losses, matches = objective.losses(candidates)
+        chosen = int(cand_losses.argmin())
+        suffix, loss = candidates[chosen].cpu(), float(cand_losses[chosen])
+        if loss < best_loss:
+            best_ids, best_loss, best_step = suffix, loss, step
+        times.append(time.perf_counter() - began)
+        losses.append(loss)
+        best_losses.append(best_loss)
+        suffixes.append(tokenizer.decode(suffix))
+        bar.set_postfix(loss=f"{loss:.3f}", best=f"{best_loss:.3f}")
+        early_stopped = config.early_stop and bool(matches[chosen]) and best_step == step
+        last = early_stopped or step == config.num_steps
+        due = last or (config.test_interval and step % config.test_interval == 0)
+        if due and config.max_new_tokens > 0:
+            test = tester(step, best_ids, best_loss)
+            if test["success"] and config.stop_on_success:
+                break
+        if early_stopped:
+            break
+    kept = choose_generation(tester.tests) or {}
+    first_success = next((t["step"] for t in tester.tests if t["success"]), None)
+    return GCGResult(best_suffix=tokenizer.decode(best_ids), best_loss=best_loss,
+                     best_step=best_step, initial_loss=initial_loss, losses=losses,
+                     best_losses=best_losses, suffixes=suffixes, step_times=times,
+                     tests=tester.tests, success=first_success is not None,
+                     success_step=first_success, generation=kept.get("generation", ""),
+                     prompt=kept.get("prompt", ""), early_stopped=early_stopped)

@@ -1,0 +1,141 @@
+"""GCG over many goal/target pairs, resumable, and what 02_jailbreak shows and writes about it.
+
+    records = attack_goals(lm, load_adv_ama("tutorial"), GCGConfig(), "attacks.jsonl")
+    attack_table(records); attack_metrics(records); gcg_requests(records)
+
+Each finished goal is appended to a JSONL (medsafe_utils.core.store.GenerationCache) under
+a key of goal, target, model, revision and settings; a rerun skips the finished goals."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from medsafe_utils.core.store import GenerationCache
+from medsafe_utils.jailbreak.gcg import GCGConfig, GCGResult, run
+
+METHOD = "gcg"
+NOT_SETTINGS = ("progress",)  # config fields that do not change a result
+
+
+def goal_id(variant: str, category: int) -> str:
+    """'tutorial-c3': the AMA goal variant and principle (one goal per pair)."""
+    return f"{variant}-c{int(category)}"
+
+
+def settings_of(config: GCGConfig) -> dict:
+    """The config fields that determine a result (recorded with it and part of its key)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_SETTINGS}
+
+
+def attack_key(gid: str, goal: str, target: str, model_id: str, revision: str,
+               settings: dict) -> str:
+    """sha256 over everything that determines one attack's result."""
+    payload = json.dumps({"goal_id": gid, "goal": goal, "target": target, "model": model_id,
+                          "revision": revision, "settings": settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def attack_record(row, result: GCGResult, key: str, model_id: str, settings: dict,
+                  seconds: float) -> dict:
+    """One goal's attack as a flat JSON record (per-step lists included)."""
+    return {"key": key, "goal_id": goal_id(row.variant, row.category), "variant": row.variant,
+            "category": int(row.category), "goal": row.goal, "target": row.target,
+            "model": model_id, "settings": settings, **{k: getattr(result, k) for k in (
+                "best_suffix", "best_loss", "best_step", "initial_loss", "losses", "best_losses",
+                "suffixes", "step_times", "tests", "success", "success_step", "generation",
+                "prompt", "early_stopped")},
+            "n_steps": result.n_steps, "seconds": round(seconds, 2)}
+
+
+def attack_goals(lm, goals: pd.DataFrame, config: GCGConfig, path: str | Path) -> pd.DataFrame:
+    """Attack each goal (columns goal, target, category, variant); finished goals are skipped.
+
+    Returns one record per goal, in the order of `goals`."""
+    missing = {"goal", "target", "category", "variant"} - set(goals.columns)
+    if missing:
+        raise ValueError(f"goals lack column(s) {sorted(missing)}")
+    cache, settings = GenerationCache(path), settings_of(config)
+    records = []
+    for row in tqdm(list(goals.itertuples()), desc="GCG goals"):
+        gid = goal_id(row.variant, row.category)
+        key = attack_key(gid, row.goal, row.target, lm.model_id, lm.revision, settings)
+        if key not in cache:
+            began = time.perf_counter()
+            result = run(lm.model, lm.tokenizer, row.goal, row.target, config)
+            cache.append([attack_record(row, result, key, lm.model_id, settings,
+                                        time.perf_counter() - began)])
+        records.append(cache.get(key))
+    return pd.DataFrame(records)
+
+
+def attack_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Per goal: success, step of success, initial and final (best) loss, steps, seconds."""
+    table = records[["goal_id", "variant", "category", "success", "success_step", "initial_loss",
+                     "best_loss", "n_steps", "early_stopped", "seconds"]].copy()
+    table = table.rename(columns={"best_loss": "final_loss"})
+    table["s_per_step"] = records["step_times"].map(statistics.mean)
+    table["success_step"] = table["success_step"].astype("Int64")
+    return table
+
+
+def attack_metrics(records: pd.DataFrame) -> dict:
+    """Attack success rate, mean steps to success, seconds per step (mean over all steps)."""
+    steps = [t for times in records["step_times"] for t in times]
+    won = records[records["success"]]
+    return {"n_goals": len(records), "n_success": len(won),
+            "attack_success_rate": float(records["success"].mean()),
+            "mean_steps_to_success": float(won["success_step"].mean()) if len(won) else None,
+            "seconds_per_step": statistics.mean(steps),
+            "median_seconds_per_step": statistics.median(steps),
+            "mean_final_loss": float(records["best_loss"].mean()),
+            "early_stops": int(records["early_stopped"].sum())}
+
+
+def gcg_requests(records: pd.DataFrame, only_success: bool = False, extract=None) -> pd.DataFrame:
+    """The harmful requests in each attack's kept generation (01's extractor), as 03 reads them.
+
+    The original extracted from every kept generation, successful or not (a refusal yields no
+    list items); `only_success` keeps successful attacks only. `attack_success` says which."""
+    if extract is None:
+        from medsafe_utils.generate.extract import extract_requests as extract
+    rows = []
+    for record in records.itertuples():
+        if only_success and not record.success:
+            continue
+        for i, request in enumerate(extract(record.generation)):
+            rows.append({"id": f"{METHOD}-{record.goal_id}-{i}", "request": request,
+                         "category": int(record.category), "method": METHOD,
+                         "generator": record.model, "goal_id": record.goal_id,
+                         "variant": record.variant, "attack_success": bool(record.success)})
+    columns = ["id", "request", "category", "method", "generator", "goal_id", "variant",
+               "attack_success"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def plot_losses(records: pd.DataFrame):
+    """Loss per step (faint) and best loss so far (solid), one colour per goal."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, record in enumerate(records.itertuples()):
+        steps = range(len(record.losses) + 1)  # step 0: the initial suffix
+        colour = f"C{i % 10}"
+        ax.plot(steps, [record.initial_loss, *record.losses], color=colour, alpha=0.3,
+                linewidth=1)
+        ax.plot(steps, [record.initial_loss, *record.best_losses], color=colour, linewidth=1.5,
+                label=f"{record.goal_id}{' (success)' if record.success else ''}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="GCG step", ylabel="target loss (mean cross-entropy)",
+           title=f"GCG on {records['model'].iloc[0]}" if len(records) else "GCG")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

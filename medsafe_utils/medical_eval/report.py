@@ -1,0 +1,120 @@
+"""Tables, figure and metrics of the medical evaluation (07) from its per-item predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medsafe_utils.medical_eval.stats import paired_test, standard_error
+
+GROUP = ["model", "base_model", "adapter", "adapter_type", "adapter_n", "benchmark", "num_fewshot"]
+COLUMNS = [*GROUP, "n_items", "n_seeds", "accuracy", "se", "seed_sd", "base_accuracy", "delta",
+           "delta_se", "test", "statistic", "p_value", "n_better", "n_worse"]
+
+
+def item_correctness(group: pd.DataFrame) -> pd.Series:
+    """Per-item correctness, averaged over few-shot seeds (index: item_id)."""
+    return group.groupby("item_id")["correct"].mean()
+
+
+def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None) -> dict:
+    per_item = item_correctness(group)
+    per_seed = group.groupby("seed")["correct"].mean()
+    row = dict(zip(GROUP, keys, strict=True))
+    row.update(n_items=len(per_item), n_seeds=len(per_seed), accuracy=per_item.mean(),
+               se=standard_error(per_item),
+               seed_sd=per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan)
+    if base is not None:
+        if set(base.index) != set(per_item.index):
+            raise ValueError(f"{row['model']} / {row['benchmark']}: items differ from the base "
+                             f"model's ({len(per_item)} vs {len(base)}); a paired test needs both")
+        test = paired_test(base.loc[per_item.index].to_numpy(), per_item.to_numpy(),
+                           binary=len(per_seed) == 1)
+        row.update(base_accuracy=base.mean(), delta=test.delta, delta_se=test.delta_se,
+                   test=test.test, statistic=test.statistic, p_value=test.p_value,
+                   n_better=test.n_better, n_worse=test.n_worse)
+    return row
+
+
+def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy ± SE per model × benchmark × shots; adapters also: change from base, paired test."""
+    base_items = {(m, b, k): item_correctness(g) for (m, b, k), g in
+                  predictions[predictions["adapter"] == ""].groupby(
+                      ["model", "benchmark", "num_fewshot"])}
+    rows = []
+    for keys, group in predictions.groupby(GROUP, sort=False):
+        key = dict(zip(GROUP, keys, strict=True))
+        base = None
+        if key["adapter"]:
+            base = base_items.get((key["base_model"], key["benchmark"], key["num_fewshot"]))
+            if base is None:
+                raise ValueError(f"{key['model']}: no base-model run of {key['benchmark']} "
+                                 f"with {key['num_fewshot']} shots to compare with")
+        rows.append(_row(keys, group, base))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["test"] = table["test"].fillna("")
+    return table.sort_values(["base_model", "adapter", "benchmark", "num_fewshot"],
+                             ignore_index=True)
+
+
+def plot_before_after(table: pd.DataFrame):
+    """Adapter vs base accuracy (± SE) per benchmark, one panel per shot count; bars without
+    adapters."""
+    import matplotlib.pyplot as plt
+
+    shots = sorted(table["num_fewshot"].unique())
+    fig, axes = plt.subplots(1, len(shots), figsize=(5 * len(shots), 4.4), squeeze=False)
+    tuned = table[table["adapter"] != ""]
+    colors = dict(zip(sorted(table["benchmark"].unique()), plt.cm.tab10.colors, strict=False))
+    markers = dict(zip(sorted(tuned["adapter_type"].unique()), "osD^v<>", strict=False))
+    for ax, k in zip(axes[0], shots, strict=True):
+        panel = table[table["num_fewshot"] == k]
+        if tuned.empty:
+            pivot = panel.pivot_table(index="benchmark", columns="model", values="accuracy")
+            errors = panel.pivot_table(index="benchmark", columns="model", values="se")
+            pivot.plot.bar(yerr=errors, ax=ax, rot=0, capsize=3)
+            ax.set(ylabel="accuracy", ylim=(0, 1))
+        else:
+            for _, r in panel[panel["adapter"] != ""].iterrows():
+                base = panel[(panel["model"] == r["base_model"]) &
+                             (panel["benchmark"] == r["benchmark"])].iloc[0]
+                ax.errorbar(base["accuracy"], r["accuracy"], xerr=base["se"], yerr=r["se"],
+                            fmt=markers[r["adapter_type"]], color=colors[r["benchmark"]],
+                            alpha=0.8, capsize=2)
+            ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+            ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="base model accuracy",
+                   ylabel="after safety fine-tuning")
+            for name, color in colors.items():
+                ax.plot([], [], "s", color=color, label=name)
+            for name, marker in markers.items():
+                ax.plot([], [], marker, color="black", label=f"adapter: {name}")
+            ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(f"{k}-shot" if k else "zero-shot")
+    fig.suptitle("Medical accuracy before and after safety fine-tuning (± SE)" if len(tuned) else
+                 "Medical accuracy of the base models (± SE); no adapters evaluated")
+    fig.tight_layout()
+    return fig
+
+
+def medeval_metrics(table: pd.DataFrame, checks: pd.DataFrame,
+                    predictions: pd.DataFrame) -> dict:
+    """Flat scalars: accuracy, SE, change and p-value per model/benchmark/shots; adapter checks."""
+    metrics = {"n_predictions": len(predictions),
+               "n_models": int(predictions["model"].nunique()),
+               "n_adapters": int(predictions.loc[predictions["adapter"] != "", "model"].nunique()),
+               "truncated_share": float(predictions["truncated"].mean())}
+    for benchmark, group in predictions.groupby("benchmark"):
+        metrics[f"n_items/{benchmark}"] = int(group["item_id"].nunique())
+    for _, r in table.iterrows():
+        cell = f"{r['model']}/{r['benchmark']}/k{r['num_fewshot']}"
+        metrics[f"acc/{cell}"] = r["accuracy"]
+        metrics[f"se/{cell}"] = r["se"]
+        if r["adapter"]:
+            metrics[f"delta/{cell}"] = r["delta"]
+            metrics[f"p/{cell}"] = r["p_value"]
+    for (model, k), group in table.groupby(["model", "num_fewshot"]):
+        metrics[f"acc_mean/{model}/k{k}"] = group["accuracy"].mean()
+    for _, r in checks.iterrows():
+        metrics[f"adapter_ll_max_abs_diff/{r['model']}"] = r["ll_max_abs_diff"]
+        metrics[f"adapter_pred_changed/{r['model']}"] = r["pred_changed"]
+    return metrics

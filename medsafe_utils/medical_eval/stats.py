@@ -1,0 +1,77 @@
+"""Accuracy, standard errors and paired tests for per-item multiple-choice correctness.
+
+Standard error: sample standard deviation (n - 1) of per-item correctness over sqrt(n), as
+lm-eval reports it; with several few-shot seeds an item's correctness is its mean over seeds.
+Change from the base model, on the same items: McNemar's exact test (two-sided binomial test on
+the discordant pairs) when correctness is 0/1 (one run), a paired t-test on per-item mean
+correctness when it is averaged over several seeds."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from medsafe_utils.judge.stats import mean_se
+
+
+def standard_error(values) -> float:
+    """std(ddof=1) / sqrt(n); NaN for fewer than two values (the judge tables' rule too)."""
+    return mean_se(values)[1]
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Change from the base model on the same items."""
+
+    test: str  # mcnemar_exact | paired_t
+    delta: float  # accuracy(other) - accuracy(base)
+    delta_se: float  # standard error of the per-item differences
+    statistic: float  # McNemar: discordant pairs the other model won; t: the t statistic
+    p_value: float
+    n_better: int  # items the other model gets right more often than the base
+    n_worse: int
+
+
+def mcnemar_exact(base_correct, other_correct) -> tuple[int, int, float]:
+    """(b, c, p): items only the other model got right, only the base got right, exact p."""
+    base = np.asarray(base_correct, dtype=bool)
+    other = np.asarray(other_correct, dtype=bool)
+    b, c = int((other & ~base).sum()), int((base & ~other).sum())
+    p = stats.binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
+    return b, c, float(p)
+
+
+def paired_t(base_correct, other_correct) -> tuple[float, float]:
+    """(t, p) of a paired t-test; (0, 1) when every difference is zero, NaN for one item."""
+    diff = np.asarray(other_correct, dtype=float) - np.asarray(base_correct, dtype=float)
+    if len(diff) < 2:
+        return float("nan"), float("nan")
+    if np.ptp(diff) == 0:  # constant difference: no variance to test against
+        return (0.0, 1.0) if diff[0] == 0 else (math.copysign(math.inf, diff[0]), 0.0)
+    result = stats.ttest_rel(other_correct, base_correct)
+    return float(result.statistic), float(result.pvalue)
+
+
+def paired_test(base_correct, other_correct, binary: bool | None = None) -> PairedTest:
+    """McNemar exact for 0/1 correctness (one run), paired t for seed-averaged correctness.
+
+    binary=None decides from the values; the table passes binary=(one seed)."""
+    base = np.asarray(base_correct, dtype=float)
+    other = np.asarray(other_correct, dtype=float)
+    if base.shape != other.shape or base.ndim != 1:
+        raise ValueError(f"paired test needs two equal 1-d arrays, got {base.shape}, {other.shape}")
+    diff = other - base
+    common = dict(delta=float(diff.mean()), delta_se=standard_error(diff),
+                  n_better=int((diff > 0).sum()), n_worse=int((diff < 0).sum()))
+    if binary is None:
+        binary = bool(np.isin(base, (0, 1)).all() and np.isin(other, (0, 1)).all())
+    elif binary and not (np.isin(base, (0, 1)).all() and np.isin(other, (0, 1)).all()):
+        raise ValueError("McNemar's test needs 0/1 correctness")
+    if binary:
+        b, _c, p = mcnemar_exact(base, other)
+        return PairedTest("mcnemar_exact", statistic=float(b), p_value=p, **common)
+    t, p = paired_t(base, other)
+    return PairedTest("paired_t", statistic=t, p_value=p, **common)

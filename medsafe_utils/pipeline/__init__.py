@@ -1,0 +1,1 @@
+"""Run the notebooks in order with papermill, and index what they wrote."""

@@ -1,0 +1,201 @@
+"""Run the notebooks in order with papermill (python -m medsafe_utils.pipeline.run; run_all.sh).
+
+Each notebook gets the profile's parameter file params/<profile>/<NN_name>.yaml and is executed
+into results/<profile>/executed/. A step whose notebook, parameters, library code, data manifest
+and upstream results are unchanged since its last successful run is skipped (the hash is kept in
+its manifest.json); --force reruns. The first failure stops the run, naming notebook and cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from medsafe_utils.core import paths
+
+# Upstream steps whose results a step may read (it reruns when they change).
+DEPENDS = {
+    "03_safe_responses": ["01_generate", "02_jailbreak"],
+    "05_judge": ["04_prompt_models"],
+    "06_finetune": ["03_safe_responses"],
+    "07_medical_eval": ["06_finetune"],
+}
+HASH_KEY = "pipeline_hash"
+
+
+def notebooks() -> list[Path]:
+    """The pipeline's notebooks (NN_name.ipynb), in order."""
+    return sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def profile_params(profile: str, notebook: Path) -> dict:
+    """The parameters a profile sets for one notebook (its file may be absent: defaults)."""
+    path = paths.PARAMS_DIR / profile / f"{notebook.stem}.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return {**(params or {}), "profile": profile}
+
+
+def select(all_notebooks: list[Path], only: list[str], start: str | None) -> list[Path]:
+    """Notebooks chosen by --only NN ... or --from NN."""
+    if only:
+        chosen = [nb for nb in all_notebooks if nb.stem[:2] in only]
+        missing = set(only) - {nb.stem[:2] for nb in chosen}
+        if missing:
+            raise SystemExit(f"no notebook numbered {sorted(missing)} in {paths.NOTEBOOKS_DIR}")
+        return chosen
+    if start:
+        return [nb for nb in all_notebooks if nb.stem[:2] >= start]
+    return all_notebooks
+
+
+def check_params(notebook: Path, params: dict) -> None:
+    """Every parameter a profile passes must exist in the notebook (papermill only warns)."""
+    import papermill as pm
+
+    known = set(pm.inspect_notebook(str(notebook)))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise SystemExit(
+            f"{notebook.name}: parameter(s) {unknown} are not in its parameters "
+            f"cell (known: {sorted(known)})"
+        )
+
+
+def _hash_files(digest, files) -> None:
+    for path in files:
+        digest.update(str(path.name).encode())
+        digest.update(path.read_bytes())
+
+
+def step_hash(notebook: Path, profile: str, params: dict) -> str:
+    """sha256 over the notebook, its parameters, the library, the data manifest and the results
+    of its upstream steps (their files, not their timing-bearing manifests)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(params, sort_keys=True).encode())
+    library = paths.REPO_ROOT / "medsafe_utils"
+    _hash_files(
+        digest,
+        [
+            notebook,
+            paths.MANIFEST_PATH,
+            *sorted(library.rglob("*.py")),
+            *sorted(library.rglob("*.yaml")),
+        ],
+    )
+    for upstream in DEPENDS.get(notebook.stem, []):
+        folder = paths.results_root() / profile / upstream
+        if folder.is_dir():
+            _hash_files(
+                digest,
+                sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"),
+            )
+    return digest.hexdigest()
+
+
+def _manifest(profile: str, step: str) -> Path:
+    return paths.results_root() / profile / step / "manifest.json"
+
+
+def is_current(notebook: Path, profile: str, digest: str) -> bool:
+    """True when the step's last successful run had this hash."""
+    manifest = _manifest(profile, notebook.stem)
+    if not manifest.exists():
+        return False
+    return json.loads(manifest.read_text(encoding="utf-8")).get(HASH_KEY) == digest
+
+
+def run_notebook(notebook: Path, profile: str, overrides: dict | None = None) -> Path:
+    """Execute one notebook with papermill (the profile's parameters, then `overrides`); record
+    its hash in the step manifest."""
+    import papermill as pm
+
+    params = {**profile_params(profile, notebook), **(overrides or {})}
+    check_params(notebook, params)
+    digest = step_hash(notebook, profile, params)
+    executed = paths.results_root() / profile / "executed" / notebook.name
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(
+        str(notebook),
+        str(executed),
+        parameters=params,
+        cwd=str(paths.NOTEBOOKS_DIR),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=True,
+        report_mode=False,
+    )
+    manifest = _manifest(profile, notebook.stem)
+    if manifest.exists():
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+        record[HASH_KEY] = digest
+        manifest.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    return executed
+
+
+def _report(profile: str, timings: list[tuple[str, float, str]]) -> None:
+    from medsafe_utils.pipeline.index import write_index
+
+    print(f"\n{'step':<22} {'seconds':>8}  status")
+    for step, seconds, status in timings:
+        print(f"{step:<22} {seconds:8.1f}  {status}")
+    print(f"{'total':<22} {sum(t[1] for t in timings):8.1f}")
+    profile_dir = paths.results_root() / profile
+    if profile_dir.is_dir():
+        index = write_index(profile_dir)
+        print(f"\nartifacts (see {index}):")
+        for step, _, _ in timings:
+            for path in sorted((profile_dir / step).glob("*")):
+                if path.is_file():
+                    print(f"  {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.splitlines()[0])
+    parser.add_argument("profile", nargs="?", default="smoke", help="params/<profile>/ (smoke)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="NN", help="run just these")
+    parser.add_argument("--from", dest="start", metavar="NN", help="start at this notebook")
+    parser.add_argument("--force", action="store_true", help="rerun steps that are up to date")
+    args = parser.parse_args(argv)
+    if not (paths.PARAMS_DIR / args.profile).is_dir():
+        raise SystemExit(
+            f"unknown profile {args.profile!r}: no folder {paths.PARAMS_DIR / args.profile}"
+        )
+
+    from papermill.exceptions import PapermillExecutionError
+
+    timings: list[tuple[str, float, str]] = []
+    for notebook in select(notebooks(), args.only, args.start):
+        began = time.time()
+        params = profile_params(args.profile, notebook)
+        if not args.force and is_current(
+            notebook, args.profile, step_hash(notebook, args.profile, params)
+        ):
+            print(f"==> {notebook.name} [{args.profile}]: up to date, skipped (--force reruns)")
+            timings.append((notebook.stem, time.time() - began, "skipped"))
+            continue
+        print(f"==> {notebook.name} [{args.profile}]", flush=True)
+        try:
+            run_notebook(notebook, args.profile)
+        except PapermillExecutionError as err:
+            print(
+                f"\nFAILED: {notebook.name}, cell {err.cell_index} (execution count "
+                f"{err.exec_count}): {err.ename}: {err.evalue}\nexecuted copy: "
+                f"{paths.results_root() / args.profile / 'executed' / notebook.name}",
+                file=sys.stderr,
+            )
+            _report(args.profile, timings)
+            return 1
+        timings.append((notebook.stem, time.time() - began, "ran"))
+        print(f"    done in {timings[-1][1]:.1f} s", flush=True)
+    _report(args.profile, timings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

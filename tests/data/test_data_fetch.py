@@ -1,0 +1,82 @@
+"""Fetching without a mirror: downloads by URL and prompt texts rebuilt from the original sources,
+both checked against the manifest's sha256 (network replaced by local bytes)."""
+
+import io
+
+import pytest
+
+from medsafe_utils.core import paths
+from medsafe_utils.core.errors import DataError
+from medsafe_utils.data import manifest
+from medsafe_utils.data.source_extract import extract
+
+PREFIXES = "medsafetybench/prompts/refusal_prefixes.txt"
+
+
+@pytest.fixture
+def no_mirror(tmp_path, monkeypatch):
+    monkeypatch.delenv(paths.MIRROR_ENV, raising=False)
+    monkeypatch.setenv(paths.DOWNLOADS_ENV, str(tmp_path / "downloads"))
+    monkeypatch.setattr(manifest, "_sources", {})
+    return tmp_path / "downloads"
+
+
+def test_download_by_url_is_verified(no_mirror, data_mirror, monkeypatch):
+    rel = "advbench/harmful_behaviors.csv"
+    asked = []
+
+    def fake_urlopen(url, timeout):
+        asked.append(url)
+        return io.BytesIO((data_mirror / rel).read_bytes())
+
+    monkeypatch.setattr(manifest.urllib.request, "urlopen", fake_urlopen)
+    path = manifest.ensure_file(rel)
+    assert asked == [manifest.manifest_entry(rel)["url"]]
+    assert path.read_bytes() == (data_mirror / rel).read_bytes()
+
+
+def _prefix_source(lines):
+    items = ",\n".join(f"    {line!r}" for line in lines)
+    return f"import torch\n\nPREFIXES = [\n{items}\n]\n\ndef f():\n    return 1\n"
+
+
+def test_prompt_text_rebuilt_from_source(no_mirror, data_mirror, monkeypatch):
+    lines = (data_mirror / PREFIXES).read_text().splitlines()
+    entry = manifest.manifest_entry(PREFIXES)
+    assert entry["extract"]["source"].endswith("/exps/adv_attack/gcg.py")
+    monkeypatch.setattr(manifest, "_download_text", lambda url: _prefix_source(lines))
+    path = manifest.ensure_file(PREFIXES)
+    assert path.read_bytes() == (data_mirror / PREFIXES).read_bytes()
+
+
+def test_rebuilt_text_that_differs_fails_its_checksum(no_mirror, data_mirror, monkeypatch):
+    lines = (data_mirror / PREFIXES).read_text().splitlines()
+    monkeypatch.setattr(manifest, "_download_text", lambda url: _prefix_source(lines[:-1]))
+    with pytest.raises(DataError, match="refusal_prefixes.txt: checksum mismatch"):
+        manifest.ensure_file(PREFIXES)
+    assert not (no_mirror / PREFIXES).exists()
+
+
+SOURCE = '''
+sys_prompt = "Be " + "safe.\\n"
+def build(prompt):
+    template = "[INST] {x} " + prompt
+    other = f"""
+        Q: "{question}" {{literal}}"""
+    return template
+df['p'] = df.apply(lambda row: "A: " + row['question'] + " B:", axis=1)
+df['q'] = df.apply(lambda row: f"<|user|>: {row['question']}", axis=1)
+'''
+
+
+def test_extract_rules():
+    assert extract(SOURCE, {"assign": "sys_prompt"}) == "Be safe.\n"
+    assert extract(SOURCE, {"assign": "template", "function": "build"}) == "[INST] {{x}} {prompt}"
+    assert extract(SOURCE, {"assign": "other"}) == '\n        Q: "{question}" {{literal}}'
+    assert extract(SOURCE, {"lambda": 1}) == "A: {question} B:"
+    assert extract(SOURCE, {"lambda": 2}) == "<|user|>: {question}"
+    assert extract(SOURCE, {"lambda": 2}).format(question="Q?") == "<|user|>: Q?"
+    with pytest.raises(DataError, match="matches 0 node"):
+        extract(SOURCE, {"assign": "missing"})
+    with pytest.raises(DataError, match="no function"):
+        extract(SOURCE, {"assign": "template", "function": "nope"})

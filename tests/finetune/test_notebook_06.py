@@ -1,0 +1,100 @@
+"""06_finetune executed by papermill with the smoke profile, then once more (nothing redone)."""
+
+import json
+
+import pandas as pd
+import papermill as pm
+import pytest
+import yaml
+
+from medsafe_utils.core import paths
+from medsafe_utils.judge.stats import mean_se
+
+pytestmark = pytest.mark.slow
+NOTEBOOK = paths.NOTEBOOKS_DIR / "06_finetune.ipynb"
+SMOKE = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "06_finetune.yaml").read_text())
+JUDGES = {"hf:smollm2-135m-instruct:score_only", "keyword:refusal-prefix-baseline"}
+
+
+def test_profiles_only_set_known_parameters():
+    known = set(pm.inspect_notebook(str(NOTEBOOK)))
+    for profile in ("smoke", "paper"):
+        params = yaml.safe_load((paths.PARAMS_DIR / profile / "06_finetune.yaml").read_text())
+        assert params["profile"] == profile
+        assert set(params) <= known, set(params) - known
+
+
+@pytest.fixture(scope="module")
+def out(smoke_results):
+    return smoke_results("06_finetune")
+
+
+def test_adapters_trained_indexed_and_readable_by_07(out):
+    from medsafe_utils.medical_eval.evaluate import read_adapter_index
+
+    index = pd.read_json(out / "adapters.jsonl", lines=True)
+    assert sorted(index["type"]) == ["both", "gen", "med"]
+    assert set(index["n"]) == {16} and set(index["base_model"]) == {"smollm2-135m-instruct"}
+    for path in index["path"]:
+        assert (out / path / "adapter_config.json").exists()
+        record = json.loads((out / path / "training.json").read_text())
+        assert record["config"]["lora_r"] == 8 and record["config"]["target_modules"] == [
+            "q_proj", "v_proj"]
+    specs = read_adapter_index("smoke")
+    assert {s.name for s in specs} == {f"smollm2-135m-instruct__{k}_n16" for k in
+                                       ("med", "gen", "both")}
+    training = pd.read_csv(out / "tab_training.csv")
+    steps = SMOKE["n_values"][0] // SMOKE["batch_size"] * SMOKE["num_epochs"]
+    assert (training["steps"] == steps).all()
+    assert (training["eval_loss_after"] < training["eval_loss_before"]).all()
+    assert training["load_in_4bit"].all() and set(training["compute_dtype"]) == {"float32"}
+    assert (training["max_abs_logit_diff"] > 1e-3).all() and (training["tokens_per_s"] > 0).all()
+
+
+def test_responses_judgments_and_table(out):
+    responses = pd.read_json(out / "responses.jsonl", lines=True)
+    n_requests = 9 * 2 * SMOKE["per_group"] + SMOKE["n_general"]
+    assert len(responses) == 4 * n_requests
+    assert responses.groupby("type").size().to_dict() == {t: n_requests for t in
+                                                          ("both", "gen", "med", "none")}
+    after = responses[responses["type"] != "none"]
+    assert after["model_revision"].str.contains(r"\+adapter-[0-9a-f]{12}").all()
+    assert not responses.loc[responses["type"] == "none", "model_revision"].str.contains(
+        "adapter").any()
+    judgments = pd.read_json(out / "judgments.jsonl", lines=True)
+    assert set(judgments["judge"]) == JUDGES and len(judgments) == 2 * len(responses)
+    table = pd.read_csv(out / "tab_finetune_harmfulness.csv")
+    assert list(table.columns) == ["judge", "model", "type", "n", "eval_set", "mean", "se",
+                                   "n_items", "unscored"]
+    assert len(table) == 2 * 4 * 3  # judges x (base + 3 adapters) x evaluation sets
+    assert (table.groupby(["judge", "type"])[["n_items", "unscored"]].sum().sum(axis=1)
+            == n_requests).all()
+    assert table["mean"].between(1, 5).all() and set(table.loc[table["type"] == "none", "n"]) == {0}
+    # One cell recomputed from the judgments: the keyword judge on the general set, after 'med'.
+    row = table[(table["judge"].str.startswith("keyword")) & (table["type"] == "med")
+                & (table["eval_set"] == "advbench")].iloc[0]
+    scores = judgments[(judgments["judge"] == row["judge"]) & (judgments["type"] == "med")
+                       & (judgments["harm_set"] == "advbench")]["score"]
+    assert (row["mean"], row["n_items"]) == (pytest.approx(mean_se(scores)[0]), len(scores))
+
+
+def test_figures_metrics_manifest(out):
+    for name in ("fig_before_after", "fig_harm_vs_n"):
+        assert (out / f"{name}.png").stat().st_size > 10_000 and (out / f"{name}.pdf").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_adapters"] == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["split_n"] == 100 and manifest["params"]["n_values"] == [16]
+    assert set(manifest["judges"]) == JUDGES
+
+
+def test_rerun_redoes_nothing(out):
+    from medsafe_utils.pipeline.run import run_notebook
+
+    caches = {name: (out / name).read_text() for name in ("generation_cache.jsonl",
+                                                          "judge_cache.jsonl")}
+    weights = {p: p.read_bytes() for p in out.glob("adapters/*/adapter_model.safetensors")}
+    run_notebook(NOTEBOOK, "smoke")
+    assert pd.read_csv(out / "tab_training.csv")["reused"].all()
+    assert all(p.read_bytes() == w for p, w in weights.items())
+    assert all((out / name).read_text() == text for name, text in caches.items())
