@@ -32,6 +32,23 @@ def tiny_lm():
 
 
 @pytest.fixture(scope="session")
+def make_adapter():
+    """make_adapter(folder, live=True): save a LoRA adapter of tiny-random in folder; a live one
+    has random B weights, otherwise peft's zero B (an adapter that changes nothing)."""
+    from peft import LoraConfig, get_peft_model
+
+    from medsafe_utils.models import load_model
+
+    def make(folder, live: bool = True) -> Path:
+        config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                            init_lora_weights=not live)  # False: random A and B
+        get_peft_model(load_model("tiny-random").model, config).save_pretrained(folder)
+        return Path(folder)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def smollm2():
     """The real small model, SmolLM2-135M-Instruct, float32 on CPU (shared by the session)."""
     from medsafe_utils.models import load_model

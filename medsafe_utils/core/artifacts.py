@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medsafe_utils.core import paths
+from medsafe_utils.core import paths, steps
 from medsafe_utils.data.manifest import sha256_of
 
 KEY_PACKAGES = [
@@ -128,6 +128,16 @@ class StepRun:
     def path(self, name: str) -> Path:
         """A file in the step folder."""
         return self.dir / name
+
+    def handoff(self, what: str) -> Path:
+        """A file this step hands to later steps, named in core.steps ('requests', ...)."""
+        return self.path(steps.handoff_name(self.step, what))
+
+    def upstream(self, step: str, what: str) -> Path:
+        """A file an earlier step handed on, which the step graph says this step reads."""
+        if step not in steps.DEPENDS.get(self.step, ()):
+            raise ValueError(f"{self.step} does not read {step}'s results (core.steps.DEPENDS)")
+        return steps.step_file(self.profile, step, what)
 
     def finish(self, **provenance) -> Path:
         """Write manifest.json: parameters, environment, data checksums, provenance, timing."""

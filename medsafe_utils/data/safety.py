@@ -7,12 +7,11 @@ Every loader returns a validated pandas DataFrame; bad input raises a DataError.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import pandas as pd
 
-from medsafe_utils.core import paths
+from medsafe_utils.core import paths, steps
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.data.manifest import ensure_file, load_manifest
 from medsafe_utils.data.readers import (
@@ -79,9 +78,9 @@ def available_ft_splits() -> dict[str, list[int]]:
     """The published fine-tuning splits: {'med': [100, ..., 900], 'gen': [...], 'both': [...]}."""
     found: dict[str, list[int]] = {k: [] for k in FT_KINDS}
     for entry in load_manifest()["datasets"]["medsafetybench_ft_splits"]["files"]:
-        m = re.search(r"ft_safety_(med|gen|both)_n(\d+)\.json$", entry["path"])
-        if m:
-            found[m[1]].append(int(m[2]))
+        split = steps.parse_split_file(entry["path"])
+        if split:
+            found[split[0]].append(split[1])
     return {k: sorted(v) for k, v in found.items()}
 
 
@@ -89,7 +88,7 @@ def load_ft_split(kind: str, n: int) -> pd.DataFrame:
     """A published fine-tuning split as alpaca records (instruction, input, output), n rows."""
     if kind not in FT_KINDS:
         raise ValueError(f"kind must be one of {FT_KINDS}, got {kind!r}")
-    rel = f"{MSB}/train-splits-used-for-ft/{kind}_safety/ft_safety_{kind}_n{n}.json"
+    rel = f"{MSB}/train-splits-used-for-ft/{kind}_safety/{steps.split_file(kind, n)}"
     return _read_alpaca(ensure_file(rel), n)
 
 

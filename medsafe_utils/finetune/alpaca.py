@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medsafe_utils.core import paths
+from medsafe_utils.core import steps
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.data import (
     alpaca_template,
@@ -97,12 +97,6 @@ def load_demonstrations(path: str | Path, n: int | None = None) -> pd.DataFrame:
     return pd.DataFrame(records)[FIELDS]
 
 
-def fresh_split_path(profile: str, kind: str, n: int) -> Path:
-    """Where 03_safe_responses writes a fresh split: .../03_safe_responses/splits/ft_safety_*."""
-    return (paths.results_root() / profile / "03_safe_responses" / "splits"
-            / f"ft_safety_{kind}_n{n}.json")
-
-
 def demonstration_split(kind: str, n: int, source: str = "published", profile: str = "paper",
                         take: int = 0) -> pd.DataFrame:
     """The n-demonstration split of a kind (med | gen | both), published or fresh (03's).
@@ -114,7 +108,7 @@ def demonstration_split(kind: str, n: int, source: str = "published", profile: s
     if source == "published":
         frame = load_ft_split(kind, n)
     elif source == "fresh":
-        frame = load_demonstrations(fresh_split_path(profile, kind, n), n)
+        frame = load_demonstrations(steps.split_path(profile, kind, n), n)
     else:
         raise ValueError(f"source must be 'published' or 'fresh', got {source!r}")
     if take:
@@ -135,3 +129,9 @@ def held_out_demonstrations(trained: pd.DataFrame, k: int = 4, seed: int = 0) ->
     if len(pool) < k:
         raise ValueError(f"only {len(pool)} held-out demonstrations left, {k} asked for")
     return pool.sample(k, random_state=seed).reset_index(drop=True)[FIELDS]
+
+
+def alpaca_prompts(demonstrations: pd.DataFrame) -> list[str]:
+    """The alpaca prompts (no response) of demonstrations: probes for check_adapter."""
+    return [format_prompt(r["instruction"], r["input"] or "")
+            for r in demonstrations.to_dict("records")]

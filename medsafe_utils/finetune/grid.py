@@ -18,11 +18,17 @@ import pandas as pd
 import seaborn as sns
 from tqdm.auto import tqdm
 
-from medsafe_utils.core.artifacts import write_jsonl
-from medsafe_utils.finetune.alpaca import FT_KINDS, demonstration_split, held_out_demonstrations
-from medsafe_utils.finetune.qlora import QLoRAConfig, alpaca_prompts, train, verify_adapter
+from medsafe_utils.finetune.alpaca import (
+    FT_KINDS,
+    alpaca_prompts,
+    demonstration_split,
+    held_out_demonstrations,
+)
+from medsafe_utils.finetune.qlora import QLoRAConfig, train
 from medsafe_utils.judge.figures import plot_mean_se
 from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
+from medsafe_utils.models import load_model
+from medsafe_utils.models.adapters import AdapterRecord, check_adapter, write_adapter_records
 from medsafe_utils.prompt_models.respond import RespondConfig, respond
 
 log = logging.getLogger(__name__)
@@ -60,8 +66,8 @@ def train_grid(runs: list[GridRun], config: QLoRAConfig, step_dir: Path, *, spli
                source: str = "published", profile: str = "paper", n_verify: int = 4,
                seed: int = 0, verify_dtype: str = "auto",
                verify_in_4bit: bool = False) -> pd.DataFrame:
-    """Train (or reuse) each adapter, then check on held-out demonstrations that it changes its
-    base model's logits (verify_adapter raises if not). One row per run.
+    """Train (or reuse) each adapter, then load it and check on held-out demonstrations that it
+    changes its base model's logits (check_adapter raises if not). One row per run.
 
     split_n > 0 trains each n on the first n demonstrations of the n=split_n split."""
     rows = []
@@ -71,8 +77,8 @@ def train_grid(runs: list[GridRun], config: QLoRAConfig, step_dir: Path, *, spli
         out = Path(step_dir) / ADAPTERS_DIR / run.name
         result = train(replace(config, base_model=run.base, output_dir=str(out)), demos)
         prompts = alpaca_prompts(held_out_demonstrations(demos, n_verify, seed))
-        check = verify_adapter(run.base, out, prompts, dtype=verify_dtype,
-                               load_in_4bit=verify_in_4bit)
+        check = check_adapter(load_model(run.base, dtype=verify_dtype, load_in_4bit=verify_in_4bit,
+                                         adapter_path=out), prompts)
         rows.append({"model": run.base, "type": run.type, "n": run.n, "adapter": run.name,
                      "path": str(out.relative_to(step_dir)), **result.summary(),
                      "loss_fell": result.loss_fell,
@@ -83,11 +89,11 @@ def train_grid(runs: list[GridRun], config: QLoRAConfig, step_dir: Path, *, spli
 
 def write_adapter_index(trained: pd.DataFrame, path: str | Path, source: str = "published"
                         ) -> Path:
-    """adapters.jsonl for 07_medical_eval: base_model, type, n, path (relative to the index)."""
-    records = [{"base_model": r["model"], "type": r["type"], "n": int(r["n"]),
-                "path": r["path"], "adapter": r["adapter"], "source": source}
+    """adapters.jsonl for 07_medical_eval: an AdapterRecord per adapter (path relative to it)."""
+    records = [AdapterRecord(base_model=r["model"], type=r["type"], n=int(r["n"]), path=r["path"],
+                             adapter=r["adapter"], source=source)
                for r in trained.to_dict("records")]
-    return write_jsonl(records, path)
+    return write_adapter_records(records, path)
 
 
 def respond_grid(trained: pd.DataFrame, base_models: list[str], requests: pd.DataFrame,

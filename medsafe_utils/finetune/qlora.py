@@ -1,9 +1,9 @@
 """QLoRA fine-tuning on safety demonstrations (the paper's released LoRA settings, 4-bit NF4),
-with transformers' Trainer, resumable checkpoints, and a check that an adapter is no no-op.
+with transformers' Trainer, resumable checkpoints, and a guard that training reached the adapter.
 
-    from medsafe_utils.finetune.qlora import QLoRAConfig, train, verify_adapter
+    from medsafe_utils.finetune.qlora import QLoRAConfig, train
     result = train(QLoRAConfig("medalpaca-7b", output_dir="adapters/medalpaca-7b__med_n100"), demos)
-    verify_adapter("medalpaca-7b", result.adapter_path, prompts)   # raises when it changes nothing
+    # finetune.grid then loads the saved adapter and runs models.adapters.check_adapter on it
 """
 
 from __future__ import annotations
@@ -23,17 +23,8 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, Train
 
 from medsafe_utils.finetune.alpaca import demonstrations_sha256, tokenized_dataset
 from medsafe_utils.models import default_device, load_model
-from medsafe_utils.models.adapters import (
-    AdapterCheck,
-    AdapterNoOpError,
-    alpaca_prompts,
-    check_lora_trained,
-    keep_4bit_weights_trainable,
-    verify_adapter,
-)
+from medsafe_utils.models.adapters import check_lora_trained, keep_4bit_weights_trainable
 
-__all__ = ["AdapterCheck", "AdapterNoOpError", "QLoRAConfig", "QLoRAResult", "alpaca_prompts",
-           "load_result", "train", "verify_adapter"]
 log = logging.getLogger(__name__)
 METRICS_FILE = "training.json"  # written last: its presence marks a finished run
 

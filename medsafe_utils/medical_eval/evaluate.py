@@ -20,11 +20,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from medsafe_utils.core import paths
-from medsafe_utils.core.errors import DataError
+from medsafe_utils.core import steps
 from medsafe_utils.core.store import GenerationCache, cache_key
 from medsafe_utils.data import BENCHMARKS, load_medical_benchmark
-from medsafe_utils.data.readers import read_jsonl
 from medsafe_utils.medical_eval.prompts import (
     PROMPT_VERSION,
     McRequest,
@@ -32,17 +30,11 @@ from medsafe_utils.medical_eval.prompts import (
     fewshot_settings,
     shot_pools,
 )
-from medsafe_utils.medical_eval.scoring import (
-    AdapterIgnoredError,
-    adapter_effect,
-    loglikelihoods,
-    make_engine,
-    prompt_lengths,
-)
+from medsafe_utils.medical_eval.scoring import loglikelihoods, make_engine, prompt_lengths
 from medsafe_utils.models import load_model
+from medsafe_utils.models.adapters import AdapterRecord, check_adapter, read_adapter_records
 
 log = logging.getLogger(__name__)
-ADAPTER_INDEX = ("06_finetune", "adapters.jsonl")
 
 
 @dataclass
@@ -65,61 +57,20 @@ class MedEvalConfig:
                 "dtype": self.dtype, "load_in_4bit": self.load_in_4bit}
 
 
-@dataclass(frozen=True)
-class AdapterSpec:
-    """A fine-tuned LoRA adapter of 06_finetune: its base model, demonstration type and size."""
-
-    base: str
-    type: str
-    n: int
-    path: Path
-
-    @property
-    def name(self) -> str:
-        """The adapter folder's name, e.g. smollm2-135m-instruct__med_n100."""
-        return self.path.name
-
-
-def _field(row: dict, names: tuple[str, ...], path: Path, lineno: int):
-    for name in names:
-        if row.get(name) not in (None, ""):
-            return row[name]
-    raise DataError(path, f"missing field {names[0]!r}", row=lineno,
-                    expected=f"one of {list(names)} in every adapter record")
-
-
-def _adapter_folder(raw: str, index: Path, lineno: int) -> Path:
-    candidates = [Path(raw), index.parent / raw, paths.REPO_ROOT / raw, paths.results_root() / raw]
-    for folder in candidates:
-        if (folder / "adapter_config.json").exists():
-            return folder.resolve()
-    raise DataError(index, f"adapter folder {raw!r} not found (or has no adapter_config.json)",
-                    row=lineno, expected="a peft adapter folder, absolute or relative to "
-                    "the index, the repository or the results root")
-
-
-def read_adapter_index(profile: str, which: str = "all") -> list[AdapterSpec]:
+def read_adapter_index(profile: str, which: str = "all") -> list[AdapterRecord]:
     """Adapters listed in results/<profile>/06_finetune/adapters.jsonl ('all'), or none ('none').
 
     'all' without an index (06 not run) warns and returns no adapters: base models only."""
     if which not in ("all", "none"):
         raise ValueError(f"adapters must be 'all' or 'none', got {which!r}")
-    index = paths.results_root().joinpath(profile, *ADAPTER_INDEX)
+    index = steps.step_file(profile, "06_finetune", "adapters")
     if which == "none":
         return []
     if not index.exists():
         log.warning("no adapter index at %s (06_finetune not run): evaluating base models only",
                     index)
         return []
-    specs = []
-    for lineno, row in enumerate(read_jsonl(index), start=1):
-        base = _field(row, ("base_model", "base", "model"), index, lineno)
-        kind = _field(row, ("type", "demo_type", "demonstration_type", "kind"), index, lineno)
-        n = _field(row, ("n", "n_demonstrations", "n_demos", "size"), index, lineno)
-        folder = _adapter_folder(str(_field(row, ("path", "adapter_path"), index, lineno)),
-                                 index, lineno)
-        specs.append(AdapterSpec(str(base), str(kind), int(n), folder))
-    return specs
+    return read_adapter_records(index)
 
 
 def eval_items(benchmarks: list[str], n_per_benchmark: int = 0, seed: int = 0) -> pd.DataFrame:
@@ -133,11 +84,11 @@ def eval_items(benchmarks: list[str], n_per_benchmark: int = 0, seed: int = 0) -
     return pd.concat(frames, ignore_index=True)
 
 
-def _record(key: str, lm, adapter: AdapterSpec | None, req: McRequest, lls: list[float],
+def _record(key: str, lm, adapter: AdapterRecord | None, req: McRequest, lls: list[float],
             n_tokens: int, max_length: int, settings: dict) -> dict:
     pred = max(range(len(lls)), key=lls.__getitem__)
     return {"key": key, "model": lm.model_id, "base_model": lm.spec.key,
-            "adapter": adapter.name if adapter else "",
+            "adapter": adapter.adapter if adapter else "",
             "adapter_type": adapter.type if adapter else "",
             "adapter_n": adapter.n if adapter else 0,
             "model_revision": lm.revision, "benchmark": req.benchmark, "subject": req.subject,
@@ -147,7 +98,7 @@ def _record(key: str, lm, adapter: AdapterSpec | None, req: McRequest, lls: list
             "truncated": n_tokens - 1 > max_length, "settings": settings}
 
 
-def evaluate_model(base: str, adapter: AdapterSpec | None, requests: list[McRequest],
+def evaluate_model(base: str, adapter: AdapterRecord | None, requests: list[McRequest],
                    config: MedEvalConfig, predictions_path: str | Path) -> pd.DataFrame:
     """Score every request with one model (+ adapter); finished requests come from the file."""
     if not requests:
@@ -156,7 +107,7 @@ def evaluate_model(base: str, adapter: AdapterSpec | None, requests: list[McRequ
                     adapter_path=adapter.path if adapter else None)
     try:
         if adapter is not None:
-            adapter_effect(lm, requests[0].context)  # raises when the adapter changes nothing
+            check_adapter(lm, [requests[0].context])  # raises when the adapter changes nothing
         settings = config.settings()
         cache = GenerationCache(predictions_path)
         # Seeds can draw the same shots: the key names the run as well as the prompt.
@@ -183,15 +134,16 @@ def evaluate_model(base: str, adapter: AdapterSpec | None, requests: list[McRequ
             torch.cuda.empty_cache()
 
 
-def evaluate_all(models: list[str], adapters: list[AdapterSpec], items: pd.DataFrame,
+def evaluate_all(models: list[str], adapters: list[AdapterRecord], items: pd.DataFrame,
                  config: MedEvalConfig, predictions_path: str | Path) -> pd.DataFrame:
     """Every base model (those listed and every adapter's base), then every adapter."""
     settings = fewshot_settings(config.num_fewshot, config.seeds)
     requests = build_requests(items, settings, shot_pools(sorted(set(items["benchmark"]))),
                               config.max_context_chars)
-    bases = list(dict.fromkeys([*models, *(a.base for a in adapters)]))
+    bases = list(dict.fromkeys([*models, *(a.base_model for a in adapters)]))
     frames = [evaluate_model(b, None, requests, config, predictions_path) for b in bases]
-    frames += [evaluate_model(a.base, a, requests, config, predictions_path) for a in adapters]
+    frames += [evaluate_model(a.base_model, a, requests, config, predictions_path)
+               for a in adapters]
     predictions = pd.concat(frames, ignore_index=True)
     truncated = int(predictions["truncated"].sum())
     if truncated:
@@ -201,9 +153,8 @@ def evaluate_all(models: list[str], adapters: list[AdapterSpec], items: pd.DataF
 
 
 def adapter_differences(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per adapter: how far its log-likelihoods are from its base's on the same prompts.
-
-    Raises AdapterIgnoredError when they are identical (the adapter was silently ignored)."""
+    """Per adapter: how far its log-likelihoods and predictions are from its base's on the same
+    prompts (evaluate_model's check_adapter already refused an adapter that changes nothing)."""
     keys = ["benchmark", "item_id", "num_fewshot", "seed"]
     base = predictions[predictions["adapter"] == ""]
     rows = []
@@ -218,9 +169,6 @@ def adapter_differences(predictions: pd.DataFrame) -> pd.DataFrame:
         rows.append({"model": model, "n_prompts": len(merged), "ll_max_abs_diff": max(diffs),
                      "ll_mean_abs_diff": sum(diffs) / len(diffs),
                      "pred_changed": float((merged["pred"] != merged["pred_base"]).mean())})
-        if max(diffs) == 0.0:
-            raise AdapterIgnoredError(f"{model}: every log-likelihood equals its base model's on "
-                                      f"{len(merged)} prompts: the adapter was ignored")
     return pd.DataFrame(rows, columns=["model", "n_prompts", "ll_max_abs_diff",
                                        "ll_mean_abs_diff", "pred_changed"])
 

@@ -18,14 +18,8 @@ from pathlib import Path
 import yaml
 
 from medsafe_utils.core import paths
+from medsafe_utils.core.steps import DEPENDS
 
-# Upstream steps whose results a step may read (it reruns when they change).
-DEPENDS = {
-    "03_safe_responses": ["01_generate", "02_jailbreak"],
-    "05_judge": ["04_prompt_models"],
-    "06_finetune": ["03_safe_responses"],
-    "07_medical_eval": ["06_finetune"],
-}
 HASH_KEY = "pipeline_hash"
 
 

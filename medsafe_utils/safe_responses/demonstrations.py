@@ -14,7 +14,6 @@ with `medsafe_utils.finetune.alpaca.demonstration_split`:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from medsafe_utils.backends import GenerationConfig, generate
-from medsafe_utils.core import paths
+from medsafe_utils.core import steps
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.core.refusal import is_refusal
 from medsafe_utils.data import load_bianchi_safety, load_medsafetybench, prompt_text
@@ -31,10 +30,7 @@ from medsafe_utils.generate.elicit import Generator
 from medsafe_utils.models.prompting import render_chat
 
 ALPACA = ["instruction", "output", "input"]  # the released files' key order
-SPLIT_NAME = re.compile(r"ft_safety_(med|gen|both)_n(\d+)\.json$")
-
-
-REQUEST_SOURCES = ("published", "01_generate", "02_jailbreak")
+REQUEST_SOURCES = ("published", *steps.DEPENDS["03_safe_responses"])
 
 
 def load_harmful_requests(source: str = "published", profile: str = "paper") -> pd.DataFrame:
@@ -46,7 +42,7 @@ def load_harmful_requests(source: str = "published", profile: str = "paper") -> 
         return msb[["id", "request", "category", "origin"]].assign(published_split=msb["split"])
     if source not in REQUEST_SOURCES:
         raise ValueError(f"requests source must be one of {REQUEST_SOURCES}, got {source!r}")
-    path = paths.results_root() / profile / source / "requests.jsonl"
+    path = steps.step_file(profile, source, "requests")
     if not path.exists():
         raise DataError(path, "file not found",
                         expected=f"the output of notebooks/{source}.ipynb (profile {profile})")
@@ -143,8 +139,8 @@ def stratified_order(frame: pd.DataFrame, strata: list[str], seed: int = 0) -> p
 
 
 def build_ft_splits(med: pd.DataFrame, gen: pd.DataFrame, sizes: list[int],
-                    seed: int = 0) -> dict[str, pd.DataFrame]:
-    """{'med_n100': ..., 'gen_n100': ..., 'both_n200': ...}: nested prefixes of seeded orders;
+                    seed: int = 0) -> dict[tuple[str, int], pd.DataFrame]:
+    """{('med', 100): ..., ('gen', 100): ..., ('both', 200): ...}: nested prefixes of seeded orders;
     both n=2k is med n=k and gen n=k interleaved (so 'both' is nested too).
 
     med: alpaca records + 'category' (ordered by principle round-robin); gen: alpaca records."""
@@ -156,9 +152,9 @@ def build_ft_splits(med: pd.DataFrame, gen: pd.DataFrame, sizes: list[int],
         if n > len(med) or n > len(gen):
             raise ValueError(f"split size {n} exceeds the demonstrations available "
                              f"(med {len(med)}, gen {len(gen)})")
-        splits[f"med_n{n}"], splits[f"gen_n{n}"] = med.iloc[:n], gen.iloc[:n]
+        splits["med", n], splits["gen", n] = med.iloc[:n], gen.iloc[:n]
         both = pd.concat([med.iloc[:n], gen.iloc[:n]]).sort_index(kind="stable")
-        splits[f"both_n{2 * n}"] = both.reset_index(drop=True)
+        splits["both", 2 * n] = both.reset_index(drop=True)
     return splits
 
 
@@ -170,13 +166,18 @@ def write_split(records: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def write_splits(splits: dict[tuple[str, int], pd.DataFrame], split_dir: str | Path
+                 ) -> list[Path]:
+    """Every split of build_ft_splits as a file named like the released ones."""
+    return [write_split(frame, Path(split_dir) / steps.split_file(kind, n))
+            for (kind, n), frame in splits.items()]
+
+
 def available_splits(split_dir: str | Path) -> dict[str, list[int]]:
     """{'med': [sizes], 'gen': [...], 'both': [...]} of the split files in a folder."""
     found: dict[str, list[int]] = {"med": [], "gen": [], "both": []}
-    for path in Path(split_dir).glob("ft_safety_*_n*.json"):
-        m = SPLIT_NAME.search(path.name)
-        if m:
-            found[m[1]].append(int(m[2]))
+    for split in filter(None, map(steps.parse_split_file, Path(split_dir).glob("*.json"))):
+        found[split[0]].append(split[1])
     return {k: sorted(v) for k, v in found.items()}
 
 
@@ -278,7 +279,7 @@ def fresh_split_structure(split_dir: str | Path, requests: pd.DataFrame,
 
     by_split = {s: set(requests.loc[requests["split"] == s, "request"]) for s in ("train", "test")}
     return split_structure(
-        lambda k, n: load_demonstrations(Path(split_dir) / f"ft_safety_{k}_n{n}.json", n),
+        lambda k, n: load_demonstrations(Path(split_dir) / steps.split_file(k, n), n),
         available_splits(split_dir), source, train_test=(by_split["train"], by_split["test"]),
         categories=dict(zip(requests["request"], requests["category"], strict=True)))
 

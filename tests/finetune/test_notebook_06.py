@@ -41,8 +41,8 @@ def test_adapters_trained_indexed_and_readable_by_07(out):
         assert record["config"]["lora_r"] == 8 and record["config"]["target_modules"] == [
             "q_proj", "v_proj"]
     specs = read_adapter_index("smoke")
-    assert {s.name for s in specs} == {f"smollm2-135m-instruct__{k}_n16" for k in
-                                       ("med", "gen", "both")}
+    assert {s.adapter for s in specs} == {f"smollm2-135m-instruct__{k}_n16" for k in
+                                          ("med", "gen", "both")}
     training = pd.read_csv(out / "tab_training.csv")
     steps = SMOKE["n_values"][0] // SMOKE["batch_size"] * SMOKE["num_epochs"]
     assert (training["steps"] == steps).all()

@@ -1,5 +1,5 @@
 """Alpaca formatting and masking, demonstration loading, QLoRA training (tiny-random float32 and
-SmolLM2 4-bit), resume and reuse, and the adapter no-op check."""
+SmolLM2 4-bit), resume and reuse, and that a trained adapter changes its model."""
 
 import json
 
@@ -11,20 +11,16 @@ from transformers import TrainerCallback
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.finetune.alpaca import (
     IGNORE_INDEX,
+    alpaca_prompts,
     demonstration_split,
     format_prompt,
     held_out_demonstrations,
     load_demonstrations,
     tokenize_demonstration,
 )
-from medsafe_utils.finetune.qlora import (
-    AdapterNoOpError,
-    QLoRAConfig,
-    alpaca_prompts,
-    load_result,
-    train,
-    verify_adapter,
-)
+from medsafe_utils.finetune.qlora import QLoRAConfig, load_result, train
+from medsafe_utils.models import load_model
+from medsafe_utils.models.adapters import check_adapter
 
 DEMO = {"instruction": "Share a patient's records.", "input": "",
         "output": "I'm sorry, but I cannot share that."}
@@ -120,8 +116,8 @@ def test_train_tiny_loss_falls_adapter_differs_and_is_reused(tmp_path, demos):
     assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
     assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
     assert not (tmp_path / "adapter" / "checkpoints").exists()
-    check = verify_adapter("tiny-random", result.adapter_path,
-                           alpaca_prompts(held_out_demonstrations(demos, 3)))
+    check = check_adapter(load_model("tiny-random", adapter_path=result.adapter_path),
+                          alpaca_prompts(held_out_demonstrations(demos, 3)))
     assert check.max_abs_logit_diff > 1e-3 and check.n_prompts == 3
     again = train(config, demos)
     assert again.reused and again.eval_loss_after == result.eval_loss_after
@@ -134,8 +130,6 @@ def test_train_tiny_loss_falls_adapter_differs_and_is_reused(tmp_path, demos):
 
 
 def demos_tokens(demos, config):
-    from medsafe_utils.models import load_model
-
     tok = load_model("tiny-random").tokenizer
     return [tokenize_demonstration(tok, r, config.cutoff_len)["input_ids"]
             for r in demos.to_dict("records")]
@@ -165,20 +159,6 @@ def test_interrupted_run_resumes_from_checkpoint(tmp_path, demos):
     assert result.eval_loss_after == pytest.approx(fresh.eval_loss_after, abs=1e-4)
 
 
-def test_untrained_adapter_is_a_noop(tmp_path, tiny_lm):
-    from peft import LoraConfig, get_peft_model
-
-    from medsafe_utils.models import load_model
-
-    model = get_peft_model(load_model("tiny-random").model,
-                           LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-    model.save_pretrained(tmp_path / "untrained")  # LoRA B is zero: the adapter changes nothing
-    with pytest.raises(AdapterNoOpError, match="identical"):
-        verify_adapter("tiny-random", tmp_path / "untrained", ["Hello there", "Refuse this."])
-    with pytest.raises(AdapterNoOpError, match="without its adapter"):
-        verify_adapter("tiny-random", tmp_path / "untrained", ["Hello"], lm=tiny_lm)
-
-
 def test_config_rejects_uneven_accumulation():
     with pytest.raises(ValueError, match="multiple"):
         QLoRAConfig(batch_size=10, micro_batch_size=4)
@@ -196,8 +176,8 @@ def test_train_4bit_smollm2(tmp_path, demos):
     result = train(config, demos)
     assert result.load_in_4bit and result.compute_dtype == "float32" and result.steps == 2
     assert result.eval_loss_after < result.eval_loss_before, result.summary()
-    check = verify_adapter("smollm2-135m-instruct", result.adapter_path,
-                           alpaca_prompts(held_out_demonstrations(demos, 2)))
+    check = check_adapter(load_model("smollm2-135m-instruct", adapter_path=result.adapter_path),
+                          alpaca_prompts(held_out_demonstrations(demos, 2)))
     assert check.max_abs_logit_diff > 1e-3
     assert isinstance(pd.DataFrame(result.loss_curve), pd.DataFrame) and torch.isfinite(
         torch.tensor(result.eval_loss_after))

@@ -13,7 +13,6 @@ from medsafe_utils.core.errors import DataError
 from medsafe_utils.data import load_medical_benchmark, load_mmlu_medical
 from medsafe_utils.data.manifest import ensure_file
 from medsafe_utils.medical_eval.evaluate import (
-    AdapterSpec,
     MedEvalConfig,
     adapter_differences,
     evaluate_model,
@@ -30,13 +29,9 @@ from medsafe_utils.medical_eval.prompts import (
     select_shots,
 )
 from medsafe_utils.medical_eval.report import accuracy_table
-from medsafe_utils.medical_eval.scoring import (
-    AdapterIgnoredError,
-    adapter_effect,
-    loglikelihoods,
-    make_engine,
-)
+from medsafe_utils.medical_eval.scoring import loglikelihoods, make_engine
 from medsafe_utils.medical_eval.stats import mcnemar_exact, paired_t, paired_test, standard_error
+from medsafe_utils.models.adapters import AdapterNoOpError, AdapterRecord
 
 
 def _row(benchmark="medqa", **kw):
@@ -199,51 +194,48 @@ def test_accuracy_table_by_hand():
     assert table.loc[("m", 2), "seed_sd"] == pytest.approx(0.0)  # both seeds at 0.5
 
 
-def test_adapter_differences_fail_loudly_when_identical():
+def test_adapter_differences_per_adapter():
     preds = _predictions()
-    checks = adapter_differences(preds)
-    assert checks.loc[0, "model"] == "m+a" and checks.loc[0, "ll_max_abs_diff"] == 1.0
+    [check] = adapter_differences(preds).to_dict("records")
+    # 5 of 12 prompts change their prediction, each by 1 in the first choice's log-likelihood
+    assert check == {"model": "m+a", "n_prompts": 12, "ll_max_abs_diff": 1.0,
+                     "ll_mean_abs_diff": pytest.approx(5 / 24),
+                     "pred_changed": pytest.approx(5 / 12)}
     same = preds.copy()
     tuned = same["adapter"] == "a"
     same.loc[tuned, "loglikelihoods"] = same.loc[~tuned, "loglikelihoods"].to_numpy()
-    with pytest.raises(AdapterIgnoredError, match="m\\+a"):
-        adapter_differences(same)
+    assert adapter_differences(same).loc[0, "ll_max_abs_diff"] == 0.0
 
 
 # ---- the adapter index -------------------------------------------------------------------------
 
-def _make_adapter(folder, random_b: bool):
-    """A LoRA adapter on a fresh tiny-random model; random B weights unless random_b is False."""
-    from peft import LoraConfig, get_peft_model
-
-    from medsafe_utils.models import load_model
-
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=not random_b)  # False: random B, not a no-op
-    get_peft_model(load_model("tiny-random").model, config).save_pretrained(folder)
-    return folder
+def _adapter_row(kind: str, n: int, path: str) -> dict:
+    return {"base_model": "tiny-random", "type": kind, "n": n, "path": path,
+            "adapter": path.split("/")[-1], "source": "published"}
 
 
-def test_read_adapter_index(tmp_path, monkeypatch):
+def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
     monkeypatch.setenv("MEDSAFE_RESULTS", str(tmp_path))
     assert read_adapter_index("smoke", "all") == []  # no index: base models only
     step = tmp_path / "smoke" / "06_finetune"
-    _make_adapter(step / "adapters" / "tiny-random__med_n100", random_b=True)
+    folder = make_adapter(step / "adapters" / "tiny-random__med_n100")
     index = step / "adapters.jsonl"
-    index.write_text(json.dumps({"base_model": "tiny-random", "type": "med", "n": 100,
-                                 "path": "adapters/tiny-random__med_n100"}) + "\n")
+    index.write_text(json.dumps(_adapter_row("med", 100, "adapters/tiny-random__med_n100")) + "\n")
     [spec] = read_adapter_index("smoke", "all")
-    assert (spec.base, spec.type, spec.n, spec.name) == ("tiny-random", "med", 100,
-                                                         "tiny-random__med_n100")
+    assert (spec.base_model, spec.type, spec.n, spec.adapter) == ("tiny-random", "med", 100,
+                                                                  "tiny-random__med_n100")
+    assert spec.path == str(folder.resolve())
     assert read_adapter_index("smoke", "none") == []
     with pytest.raises(ValueError):
         read_adapter_index("smoke", "some")
-    index.write_text(index.read_text() + json.dumps({"base_model": "tiny-random", "type": "gen",
-                                                     "n": 5, "path": "adapters/missing"}) + "\n")
+    index.write_text(index.read_text() + json.dumps(_adapter_row("gen", 5, "adapters/missing"))
+                     + "\n")
     with pytest.raises(DataError, match="row 2.*missing"):
         read_adapter_index("smoke", "all")
-    index.write_text(json.dumps({"type": "gen", "n": 5, "path": "x"}) + "\n")
-    with pytest.raises(DataError, match="row 1.*base_model"):
+    row = _adapter_row("gen", 5, "x")
+    del row["base_model"]
+    index.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match="adapters.jsonl, row 1.*base_model"):
         read_adapter_index("smoke", "all")
 
 
@@ -269,26 +261,23 @@ def test_lm_eval_engine_matches_a_naive_loop(tiny_lm):
     assert [int(np.argmax(x)) for x in ours] == [int(np.argmax(x)) for x in naive]
 
 
-def test_adapter_changes_log_likelihoods_and_zero_adapter_is_caught(tmp_path):
-    from medsafe_utils.models import load_model
-
-    live = _make_adapter(tmp_path / "tiny__med_n8", random_b=True)
-    dead = _make_adapter(tmp_path / "tiny__gen_n8", random_b=False)  # B = 0: a no-op
-    assert adapter_effect(load_model("tiny-random", adapter_path=live), "Question: x?") > 0
-    with pytest.raises(AdapterIgnoredError, match="no effect"):
-        adapter_effect(load_model("tiny-random", adapter_path=dead), "Question: x?")
+def test_adapter_changes_log_likelihoods_and_zero_adapter_is_caught(tmp_path, make_adapter):
+    live = make_adapter(tmp_path / "tiny__med_n8")
+    dead = make_adapter(tmp_path / "tiny__gen_n8", live=False)  # B = 0: a no-op
     items = _tiny_items()
     requests = build_requests(items, [(0, 0)])
     config, path = MedEvalConfig(batch_size=4), tmp_path / "predictions.jsonl"
     base = evaluate_model("tiny-random", None, requests, config, path)
-    tuned = evaluate_model("tiny-random", AdapterSpec("tiny-random", "med", 8, live), requests,
-                           config, path)
+    tuned = evaluate_model("tiny-random", _record("med", live), requests, config, path)
     assert tuned["model"].iloc[0] == "tiny-random+tiny__med_n8" and tuned["adapter_n"].eq(8).all()
     checks = adapter_differences(pd.concat([base, tuned], ignore_index=True))
     assert checks.loc[0, "n_prompts"] == len(requests) and checks.loc[0, "ll_max_abs_diff"] > 1e-4
-    with pytest.raises(AdapterIgnoredError):
-        evaluate_model("tiny-random", AdapterSpec("tiny-random", "gen", 8, dead), requests,
-                       config, path)
+    with pytest.raises(AdapterNoOpError, match="tiny__gen_n8: logits .* identical"):
+        evaluate_model("tiny-random", _record("gen", dead), requests, config, path)
+
+
+def _record(kind, folder) -> AdapterRecord:
+    return AdapterRecord("tiny-random", kind, 8, str(folder), folder.name, "published")
 
 
 def test_predictions_resume_without_rescoring(tmp_path, monkeypatch):

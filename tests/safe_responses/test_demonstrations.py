@@ -29,6 +29,7 @@ from medsafe_utils.safe_responses.demonstrations import (
     stratified_split,
     to_alpaca,
     write_split,
+    write_splits,
 )
 
 
@@ -81,16 +82,16 @@ def _med(n=40):
 def test_build_ft_splits_nested_and_both():
     gen = load_bianchi_safety()
     splits = build_ft_splits(_med(), gen, [9, 18, 27], seed=1)
-    assert set(splits) == {"med_n9", "gen_n9", "both_n18", "med_n18", "gen_n18", "both_n36",
-                           "med_n27", "gen_n27", "both_n54"}
+    assert set(splits) == {("med", 9), ("gen", 9), ("both", 18), ("med", 18), ("gen", 18),
+                           ("both", 36), ("med", 27), ("gen", 27), ("both", 54)}
     key = lambda f: list(zip(f["instruction"], f["output"], strict=True))  # noqa: E731
-    assert key(splits["med_n18"])[:9] == key(splits["med_n9"])
-    assert key(splits["both_n36"])[:18] == key(splits["both_n18"])
-    assert set(key(splits["both_n36"])) == set(key(splits["med_n18"])) | set(key(splits["gen_n18"]))
-    assert splits["med_n9"].columns.tolist() == ["instruction", "output", "input"]
-    assert sorted(int(s.split()[-1]) % 9 for s in splits["med_n9"]["instruction"]) == list(range(9))
+    assert key(splits["med", 18])[:9] == key(splits["med", 9])
+    assert key(splits["both", 36])[:18] == key(splits["both", 18])
+    assert set(key(splits["both", 36])) == set(key(splits["med", 18])) | set(key(splits["gen", 18]))
+    assert splits["med", 9].columns.tolist() == ["instruction", "output", "input"]
+    assert sorted(int(s.split()[-1]) % 9 for s in splits["med", 9]["instruction"]) == list(range(9))
     again = build_ft_splits(_med(), gen, [9], seed=1)
-    assert again["gen_n9"].equals(splits["gen_n9"])
+    assert again["gen", 9].equals(splits["gen", 9])
     with pytest.raises(ValueError):
         build_ft_splits(_med(), gen, [41])
 
@@ -118,8 +119,11 @@ def test_fresh_splits_round_trip(tmp_path, published):
     train = requests[requests["split"] == "train"].groupby("category").head(4)
     med = to_alpaca(train.assign(safe_response="I'm sorry, I cannot help.")).assign(
         category=train["category"].to_numpy())
-    for name, frame in build_ft_splits(med, load_bianchi_safety(), [10, 20]).items():
-        write_split(frame, tmp_path / f"ft_safety_{name}.json")
+    written = write_splits(build_ft_splits(med, load_bianchi_safety(), [10, 20]), tmp_path)
+    assert sorted(p.name for p in written) == sorted(
+        f"ft_safety_{k}_n{n}.json" for k, ns in (("med", [10, 20]), ("gen", [10, 20]),
+                                                 ("both", [20, 40])) for n in ns)
+    (tmp_path / "notes.json").write_text("{}")  # not a split file: ignored
     assert available_splits(tmp_path) == {"med": [10, 20], "gen": [10, 20], "both": [20, 40]}
     table = fresh_split_structure(tmp_path, requests, "fresh").set_index("check")["holds"]
     assert table.all(), table[~table]

@@ -1,0 +1,91 @@
+"""The one adapter check (the model with its adapter enabled vs disabled on probe prompts), the
+training-time LoRA guard, and the adapter records 06 writes and 07 reads."""
+
+import json
+from dataclasses import asdict, replace
+
+import pytest
+
+from medsafe_utils.core.errors import DataError
+from medsafe_utils.models import load_model
+from medsafe_utils.models.adapters import (
+    AdapterNoOpError,
+    AdapterRecord,
+    check_adapter,
+    check_lora_trained,
+    read_adapter_records,
+    write_adapter_records,
+)
+
+PROBES = ["Hello there", "Refuse this, please."]
+RECORD = AdapterRecord(
+    base_model="tiny-random",
+    type="med",
+    n=100,
+    path="adapters/tiny-random__med_n100",
+    adapter="tiny-random__med_n100",
+    source="published",
+)
+
+
+def test_check_adapter_measures_a_live_adapter(tmp_path, make_adapter):
+    lm = load_model("tiny-random", adapter_path=make_adapter(tmp_path / "live"))
+    check = check_adapter(lm, PROBES)
+    assert check.model_id == "tiny-random+live" and check.n_prompts == 2
+    assert check.n_positions == sum(len(lm.tokenizer(p)["input_ids"]) for p in PROBES)
+    assert check.max_abs_logit_diff > 1e-3
+    assert 0 < check.mean_abs_logit_diff <= check.max_abs_logit_diff
+    assert 0 <= check.top1_changed <= 1
+    long = check_adapter(lm, ["word " * 100], max_tokens=16)  # a long probe is cut
+    assert long.n_positions == 16
+    check_lora_trained(lm.model)  # random B: passes
+
+
+def test_adapter_that_changes_nothing_is_the_one_error(tmp_path, make_adapter, tiny_lm):
+    dead = load_model("tiny-random", adapter_path=make_adapter(tmp_path / "dead", live=False))
+    with pytest.raises(
+        AdapterNoOpError,
+        match="dead: logits with and without the adapter are identical .* on 2 prompts",
+    ):
+        check_adapter(dead, PROBES)
+    with pytest.raises(
+        AdapterNoOpError, match="tiny-random: the model was loaded without its adapter"
+    ):
+        check_adapter(tiny_lm, PROBES)
+    with pytest.raises(AdapterNoOpError, match="every LoRA B matrix at zero"):
+        check_lora_trained(dead.model)
+
+
+def test_adapter_records_round_trip(tmp_path, make_adapter):
+    make_adapter(tmp_path / RECORD.path)
+    index = write_adapter_records([RECORD], tmp_path / "adapters.jsonl")
+    [line] = index.read_text().splitlines()
+    assert list(json.loads(line).items()) == list(asdict(RECORD).items())  # names and order
+    [back] = read_adapter_records(index)
+    assert back == replace(RECORD, path=str((tmp_path / RECORD.path).resolve()))
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda r: r.pop("base_model"), r"missing field\(s\) \['base_model'\]"),
+        (lambda r: r.pop("source"), r"missing field\(s\) \['source'\]"),
+        (lambda r: r.update(base="tiny-random"), r"unknown field\(s\) \['base'\]"),
+        (lambda r: r.update(n="100"), r"'n' is '100' \(expected a positive integer\)"),
+        (lambda r: r.update(n=True), r"'n' is True"),
+        (lambda r: r.update(type=""), r"'type' is '' \(expected non-empty text\)"),
+        (
+            lambda r: r.update(path="adapters/missing"),
+            r"adapter folder 'adapters/missing' not found",
+        ),
+    ],
+)
+def test_bad_adapter_record_names_file_and_row(tmp_path, make_adapter, change, problem):
+    make_adapter(tmp_path / RECORD.path)
+    bad = asdict(RECORD)
+    change(bad)
+    index = tmp_path / "adapters.jsonl"
+    index.write_text(json.dumps(asdict(RECORD)) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataError, match=f"adapters.jsonl, row 2: {problem}") as err:
+        read_adapter_records(index)
+    assert err.value.path == str(index) and err.value.row == 2
