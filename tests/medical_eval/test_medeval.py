@@ -143,7 +143,11 @@ def test_mcnemar_exact_by_hand():
     assert (b, c) == (5, 1)
     # two-sided exact: 2 * P(X <= 1 | n = 6, 1/2) = 2 * (1 + 6) / 64
     assert p == pytest.approx(14 / 64)
-    assert mcnemar_exact([1, 0], [1, 0])[2] == 1.0
+    assert mcnemar_exact([1, 0], [1, 0])[2] == 1.0  # no discordant pairs: p = 1, not NaN
+    # b = c = 3: 2 * P(X <= 3 | n = 6) = 2 * 42 / 64 > 1, capped at 1
+    assert mcnemar_exact([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0]) == (3, 3, pytest.approx(1.0))
+    # b = 0, c = 7: 2 * P(X = 0 | n = 7) = 2 / 128
+    assert mcnemar_exact([1] * 7, [0] * 7) == (0, 7, pytest.approx(2 / 128))
     test = paired_test(base, other)
     assert test.test == "mcnemar_exact" and test.delta == pytest.approx(0.4)
     assert (test.n_better, test.n_worse, test.statistic) == (5, 1, 5.0)
