@@ -19,6 +19,7 @@ from medsafe_utils.medical_eval.evaluate import (
     evaluate_model,
     read_adapter_index,
 )
+from medsafe_utils.medical_eval.figures import fig_medical_before_after
 from medsafe_utils.medical_eval.prompts import (
     build_request,
     build_requests,
@@ -201,6 +202,18 @@ def test_accuracy_table_by_hand():
     assert few["base_accuracy"] == 0.5 and few["accuracy"] == 0.875 and few["n_seeds"] == 2
     assert few["test"] == "paired_t" and few["delta"] == pytest.approx(0.375)
     assert table.loc[("m", 2), "seed_sd"] == pytest.approx(0.0)  # both seeds at 0.5
+
+
+def test_medical_before_after_figure():
+    predictions = _predictions()
+    fig = fig_medical_before_after(accuracy_table(predictions))
+    assert [ax.get_title() for ax in fig.axes] == ["zero-shot", "2-shot"]
+    # one point per adapter x benchmark: (base accuracy, adapter accuracy), as in the table
+    points = [ax.containers[0].lines[0].get_xydata().tolist() for ax in fig.axes]
+    assert points == [[[0.5, 1.0]], [[0.5, 0.875]]]
+    fig = fig_medical_before_after(accuracy_table(predictions[predictions["adapter"] == ""]))
+    assert [[bar.get_height() for bar in ax.patches] for ax in fig.axes] == [[0.5], [0.5]]
+    assert "no adapters" in fig.get_suptitle()
 
 
 def test_adapter_differences_fail_loudly_when_identical():
