@@ -1,6 +1,5 @@
 """06_finetune's grid: which adapters to train and where they live (the index 07 reads), the
-responses of base models ("before") and adapters ("after"), and the before/after tables and
-figures.
+responses of base models ("before") and adapters ("after"), and the before/after tables.
 
     runs = finetune_grid(["medalpaca-7b"], ["med", "gen", "both"], [100, 200])
     trained = train_grid(runs, QLoRAConfig(), step_dir)       # reuses finished adapters
@@ -13,9 +12,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from tqdm.auto import tqdm
 
 from medsafe_utils.finetune.alpaca import (
@@ -25,7 +22,6 @@ from medsafe_utils.finetune.alpaca import (
     held_out_demonstrations,
 )
 from medsafe_utils.finetune.qlora import QLoRAConfig, train
-from medsafe_utils.judge.figures import plot_mean_se
 from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
 from medsafe_utils.models import load_model
 from medsafe_utils.models.adapters import AdapterRecord, check_adapter, write_adapter_records
@@ -34,8 +30,6 @@ from medsafe_utils.prompt_models.respond import RespondConfig, respond
 log = logging.getLogger(__name__)
 ADAPTERS_DIR = "adapters"
 BEFORE = "none"  # the `type` of a base model without adapter: the "before"
-TYPE_LABELS = {BEFORE: "before (base model)", "med": "medical safety", "gen": "general safety",
-               "both": "medical + general"}
 
 
 @dataclass(frozen=True)
@@ -116,53 +110,6 @@ def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
     table = table.rename(columns={"n": "n_items"}).rename(
         columns={"base_model": "model", "n_demos": "n"})
     return table[["judge", "model", "type", "n", "eval_set", "mean", "se", "n_items", "unscored"]]
-
-
-def _type_order(table: pd.DataFrame) -> list[str]:
-    return [t for t in (BEFORE, *FT_KINDS) if t in set(table["type"])]
-
-
-def fig_before_after(table: pd.DataFrame, n: int = 0) -> plt.Figure:
-    """The paper's Fig. 3: each base model before and after fine-tuning on each demonstration
-    type (at n, or each type's largest n when n is 0), per evaluation set, mean ± SE."""
-    after = table[table["type"] != BEFORE]
-    chosen = after[after["n"] == (n or after.groupby("type")["n"].transform("max"))]
-    sub = pd.concat([table[table["type"] == BEFORE], chosen], ignore_index=True)
-    sizes = chosen.groupby("type")["n"].max().to_dict()
-    labels = {t: TYPE_LABELS[t] + (f" (n={sizes[t]})" if t in sizes else "")
-              for t in _type_order(sub)}
-    return plot_mean_se(sub, y="model", col="eval_set", row="judge", hue="type",
-                        hue_order=_type_order(sub), hue_labels=labels)
-
-
-def fig_harm_vs_n(table: pd.DataFrame) -> plt.Figure:
-    """Mean harmfulness ± SE against the number of demonstrations, one line per type (n = 0 is
-    the base model), one panel per evaluation set and judge x base model."""
-    sns.set_theme(style="whitegrid", context="paper")
-    table = table.assign(panel=table["judge"] + "\n" + table["model"])
-    rows, cols = list(dict.fromkeys(table["panel"])), list(dict.fromkeys(table["eval_set"]))
-    fig, axes = plt.subplots(len(rows), len(cols), squeeze=False, sharey=True,
-                             figsize=(3.6 * len(cols), 2.8 * len(rows)))
-    # The colours of fig_before_after: the first is the base model's.
-    palette = dict(zip(FT_KINDS, sns.color_palette("deep", 1 + len(FT_KINDS))[1:], strict=True))
-    for ri, panel in enumerate(rows):
-        for ci, eval_set in enumerate(cols):
-            ax = axes[ri][ci]
-            sub = table[(table["panel"] == panel) & (table["eval_set"] == eval_set)]
-            before = sub[sub["type"] == BEFORE]
-            for kind in [t for t in FT_KINDS if t in set(sub["type"])]:
-                line = pd.concat([before, sub[sub["type"] == kind]]).sort_values("n")
-                ax.errorbar(line["n"], line["mean"], yerr=line["se"].fillna(0), marker="o",
-                            capsize=2, color=palette[kind], label=TYPE_LABELS[kind])
-            ax.set_ylim(1, 5)
-            ax.set_title(f"{panel}\n{eval_set}", fontsize=8)
-            ax.set_xlabel("demonstrations (0 = base model)" if ri == len(rows) - 1 else "")
-            ax.set_ylabel("mean harmfulness ± SE" if ci == 0 else "")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.02),
-               frameon=False)
-    fig.tight_layout()
-    return fig
 
 
 def training_table(trained: pd.DataFrame) -> pd.DataFrame:

@@ -118,24 +118,3 @@ def gcg_requests(records: pd.DataFrame, only_success: bool = False, extract=None
     columns = ["id", "request", "category", "method", "generator", "goal_id", "variant",
                "attack_success"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def plot_losses(records: pd.DataFrame):
-    """Loss per step (faint) and best loss so far (solid), one colour per goal."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, record in enumerate(records.itertuples()):
-        steps = range(len(record.losses) + 1)  # step 0: the initial suffix
-        colour = f"C{i % 10}"
-        ax.plot(steps, [record.initial_loss, *record.losses], color=colour, alpha=0.3,
-                linewidth=1)
-        ax.plot(steps, [record.initial_loss, *record.best_losses], color=colour, linewidth=1.5,
-                label=f"{record.goal_id}{' (success)' if record.success else ''}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="GCG step", ylabel="target loss (mean cross-entropy)",
-           title=f"GCG on {records['model'].iloc[0]}" if len(records) else "GCG")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig

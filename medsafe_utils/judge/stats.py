@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+from sklearn.metrics import cohen_kappa_score
 
 SCORES = [1, 2, 3, 4, 5]
 SET_NAMES = {"medsafety_eval": "MedSafety-Eval"}
@@ -44,35 +45,28 @@ def harmfulness_table(judgments: pd.DataFrame, by: list[str],
     return pd.DataFrame(rows, columns=[*by, "mean", "se", "n", "unscored"])
 
 
+def _pairs(a, b) -> pd.DataFrame:
+    """The pairs (a, b) where both scores are present, as numbers."""
+    return pd.DataFrame({"a": pd.to_numeric(pd.Series(list(a)), errors="coerce"),
+                         "b": pd.to_numeric(pd.Series(list(b)), errors="coerce")}).dropna()
+
+
 def weighted_kappa(a, b, labels: list[int] = SCORES) -> float:
     """Cohen's kappa with quadratic weights between two raters' scores (pairs with a missing
     score are left out). NaN when the expected disagreement is zero (both raters constant)."""
-    pairs = pd.DataFrame({"a": pd.to_numeric(pd.Series(list(a)), errors="coerce"),
-                          "b": pd.to_numeric(pd.Series(list(b)), errors="coerce")}).dropna()
-    if pairs.empty:
+    pairs = _pairs(a, b)
+    seen = set(pairs["a"]) | set(pairs["b"])
+    if seen - set(labels):
+        raise ValueError(f"scores {sorted(seen - set(labels))} are not among the labels {labels}")
+    # One label seen: no expected disagreement, kappa undefined (scikit-learn would warn).
+    if len(seen) < 2:
         return math.nan
-    index = {label: i for i, label in enumerate(labels)}
-    unknown = (set(pairs["a"]) | set(pairs["b"])) - set(index)
-    if unknown:
-        raise ValueError(f"scores {sorted(unknown)} are not among the labels {labels}")
-    k = len(labels)
-    observed = np.zeros((k, k))
-    for x, y in zip(pairs["a"], pairs["b"], strict=True):
-        observed[index[x], index[y]] += 1
-    observed /= observed.sum()
-    expected = np.outer(observed.sum(1), observed.sum(0))  # independent raters, same marginals
-    i, j = np.indices((k, k))
-    weights = (i - j) ** 2 / (k - 1) ** 2
-    disagreement = (weights * expected).sum()
-    if disagreement == 0:
-        return math.nan
-    return float(1 - (weights * observed).sum() / disagreement)
+    return float(cohen_kappa_score(pairs["a"], pairs["b"], labels=labels, weights="quadratic"))
 
 
 def spearman(a, b) -> float:
     """Spearman's rank correlation over the pairs where both values are present."""
-    pairs = pd.DataFrame({"a": pd.to_numeric(pd.Series(list(a)), errors="coerce"),
-                          "b": pd.to_numeric(pd.Series(list(b)), errors="coerce")}).dropna()
+    pairs = _pairs(a, b)
     if len(pairs) < 2 or pairs["a"].nunique() < 2 or pairs["b"].nunique() < 2:
         return math.nan
     return float(spearmanr(pairs["a"], pairs["b"]).statistic)

@@ -36,7 +36,8 @@ class PairedTest:
 
 
 def mcnemar_exact(base_correct, other_correct) -> tuple[int, int, float]:
-    """(b, c, p): items only the other model got right, only the base got right, exact p."""
+    """(b, c, p): items only the other model got right, only the base got right, exact p
+    (scipy's two-sided binomial test on the b + c discordant pairs; 1.0 when there are none)."""
     base = np.asarray(base_correct, dtype=bool)
     other = np.asarray(other_correct, dtype=bool)
     b, c = int((other & ~base).sum()), int((base & ~other).sum())

@@ -184,7 +184,8 @@ def test_train_4bit_smollm2(tmp_path, demos):
 
 
 def test_grid_names_and_before_after_table():
-    from medsafe_utils.finetune.grid import fig_before_after, fig_harm_vs_n, finetune_grid
+    from medsafe_utils.finetune.figures import fig_before_after, fig_harm_vs_n
+    from medsafe_utils.finetune.grid import finetune_grid
     from medsafe_utils.finetune.grid import finetune_harmfulness as table_of
 
     runs = finetune_grid(["m", "org/x"], ["med", "both"], [100, 200], [100, 1800])

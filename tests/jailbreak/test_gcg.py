@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from medsafe_utils.data import load_adv_ama, prompt_text
 from medsafe_utils.jailbreak import loss as gcg_loss
+from medsafe_utils.jailbreak.figures import fig_gcg_loss
 from medsafe_utils.jailbreak.gcg import (
     GCGConfig,
     choose_generation,
@@ -26,7 +27,6 @@ from medsafe_utils.jailbreak.goals import (
     attack_metrics,
     attack_table,
     gcg_requests,
-    plot_losses,
 )
 from medsafe_utils.jailbreak.loss import (
     TargetLoss,
@@ -399,6 +399,6 @@ def test_tables_metrics_requests(tiny_lm, tmp_path):
     records.loc[0, "success"] = False
     assert len(gcg_requests(records, only_success=True)) == 0
     assert len(gcg_requests(records)) == 2 and not gcg_requests(records)["attack_success"].any()
-    fig = plot_losses(records)
+    fig = fig_gcg_loss(records)
     assert len(fig.axes[0].lines) == 2
     assert not math.isnan(records.loc[0, "initial_loss"])

@@ -18,6 +18,7 @@ from medsafe_utils.medical_eval.evaluate import (
     evaluate_model,
     read_adapter_index,
 )
+from medsafe_utils.medical_eval.figures import fig_medical_before_after
 from medsafe_utils.medical_eval.prompts import (
     build_request,
     build_requests,
@@ -138,7 +139,11 @@ def test_mcnemar_exact_by_hand():
     assert (b, c) == (5, 1)
     # two-sided exact: 2 * P(X <= 1 | n = 6, 1/2) = 2 * (1 + 6) / 64
     assert p == pytest.approx(14 / 64)
-    assert mcnemar_exact([1, 0], [1, 0])[2] == 1.0
+    assert mcnemar_exact([1, 0], [1, 0])[2] == 1.0  # no discordant pairs: p = 1, not NaN
+    # b = c = 3: 2 * P(X <= 3 | n = 6) = 2 * 42 / 64 > 1, capped at 1
+    assert mcnemar_exact([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0]) == (3, 3, pytest.approx(1.0))
+    # b = 0, c = 7: 2 * P(X = 0 | n = 7) = 2 / 128
+    assert mcnemar_exact([1] * 7, [0] * 7) == (0, 7, pytest.approx(2 / 128))
     test = paired_test(base, other)
     assert test.test == "mcnemar_exact" and test.delta == pytest.approx(0.4)
     assert (test.n_better, test.n_worse, test.statistic) == (5, 1, 5.0)
@@ -192,6 +197,18 @@ def test_accuracy_table_by_hand():
     assert few["base_accuracy"] == 0.5 and few["accuracy"] == 0.875 and few["n_seeds"] == 2
     assert few["test"] == "paired_t" and few["delta"] == pytest.approx(0.375)
     assert table.loc[("m", 2), "seed_sd"] == pytest.approx(0.0)  # both seeds at 0.5
+
+
+def test_medical_before_after_figure():
+    predictions = _predictions()
+    fig = fig_medical_before_after(accuracy_table(predictions))
+    assert [ax.get_title() for ax in fig.axes] == ["zero-shot", "2-shot"]
+    # one point per adapter x benchmark: (base accuracy, adapter accuracy), as in the table
+    points = [ax.containers[0].lines[0].get_xydata().tolist() for ax in fig.axes]
+    assert points == [[[0.5, 1.0]], [[0.5, 0.875]]]
+    fig = fig_medical_before_after(accuracy_table(predictions[predictions["adapter"] == ""]))
+    assert [[bar.get_height() for bar in ax.patches] for ax in fig.axes] == [[0.5], [0.5]]
+    assert "no adapters" in fig.get_suptitle()
 
 
 def test_adapter_differences_per_adapter():
