@@ -11,9 +11,8 @@ weights hash), prompt and settings, so a rerun skips what is finished."""
 from __future__ import annotations
 
 import gc
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -223,8 +222,3 @@ def adapter_differences(predictions: pd.DataFrame) -> pd.DataFrame:
                                       f"{len(merged)} prompts: the adapter was ignored")
     return pd.DataFrame(rows, columns=["model", "n_prompts", "ll_max_abs_diff",
                                        "ll_mean_abs_diff", "pred_changed"])
-
-
-def config_record(config: MedEvalConfig) -> str:
-    """The config as JSON (for the manifest)."""
-    return json.dumps(asdict(config), sort_keys=True)
