@@ -24,6 +24,7 @@ from medsafe_utils.data.safety import (
     load_llama3_requests,
     load_medsafetybench,
 )
+from medsafe_utils.data.sampling import sample_per_group
 
 __all__ = [
     "BENCHMARKS",
@@ -46,4 +47,5 @@ __all__ = [
     "load_mmlu_medical",
     "prompt_text",
     "refusal_prefixes",
+    "sample_per_group",
 ]

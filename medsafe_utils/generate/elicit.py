@@ -236,6 +236,28 @@ def elicit(generator: Generator, plan: pd.DataFrame, config: ElicitConfig,
     return out
 
 
+def load_role_models(roles: dict[str, tuple[str, str]], methods: list[str],
+                     **load) -> dict[str, Generator]:
+    """The model of each role in use (the `methods` and 'filter') from its (model, backend),
+    loaded once per distinct pair and shared by the roles that name it; a role with an empty
+    model takes the prompting role's pair. `load`: load_generator's other arguments."""
+    pairs = {r: roles["prompting"] if not pair[0] else pair for r, pair in roles.items()
+             if r == "filter" or r in methods}
+    loaded = {pair: load_generator(*pair, **load) for pair in dict.fromkeys(pairs.values())}
+    return {r: loaded[pair] for r, pair in pairs.items()}
+
+
+def elicit_by_role(models: dict[str, Generator], plan: pd.DataFrame, config: ElicitConfig,
+                   cache_path: str | Path | None = None) -> pd.DataFrame:
+    """`elicit` for every method with its role's model; the methods of a shared model are
+    generated in one call, so their rows share batches."""
+    shared: dict[int, list[str]] = {}
+    for method in config.methods:
+        shared.setdefault(id(models[method]), []).append(method)
+    return pd.concat([elicit(models[ms[0]], plan[plan["method"].isin(ms)], config, cache_path)
+                      for ms in shared.values()], ignore_index=True)
+
+
 def extract_frame(generations: pd.DataFrame) -> pd.DataFrame:
     """One row per extracted request: request, category, method, variant, generator, gen_id."""
     rows = [{"request": request, "category": g.category, "method": g.method,
@@ -260,3 +282,16 @@ def generation_funnel(generations: pd.DataFrame, extracted: pd.DataFrame,
     ], axis=1).fillna(0).astype(int).reset_index()
     total = table.drop(columns=keys).sum().to_frame().T.assign(category="all", method="all")
     return pd.concat([table, total[table.columns]], ignore_index=True)
+
+
+def generation_metrics(funnel: pd.DataFrame, dups: pd.DataFrame, methods: list[str]) -> dict:
+    """01's flat metrics: the funnel's totals, the duplicates removed within and across
+    principles, and whether a requested prefill method was skipped (an API chat model)."""
+    total = funnel[funnel["category"] == "all"].iloc[0]
+    removed = dups["dup_scope"].value_counts()
+    return {"generations": int(total["generated"]), "extracted": int(total["extracted"]),
+            "unscored": int(total["unscored"]), "kept_by_filter": int(total["kept_by_filter"]),
+            "requests": int(total["after_dedup"]),
+            "removed_within_principle": int(removed.get("within principle", 0)),
+            "removed_across_principles": int(removed.get("across principles", 0)),
+            "prefill_skipped": "prefill" in methods and "prefill" not in set(funnel["method"])}

@@ -1,10 +1,11 @@
 """float32 Linear layers on CPU through oneDNN's GEMM instead of MKL's, for inference.
 
-PyTorch sends a float32 `F.linear` on CPU to MKL. On this project's machines (AMD EPYC with
-AVX-512) oneDNN's kernel, the one torch.compile's inductor uses, is 7-14% faster on the shapes
-of GCG's candidate forwards (a few hundred to a thousand rows by 576-1,536 columns), so the
-candidate batches run their Linear layers through it; results agree with MKL's to float
-rounding. Used where no gradient is taken: the oneDNN op has no backward.
+PyTorch sends a float32 `F.linear` on CPU to MKL. On the development machine where this was
+measured (2 cores of an AMD EPYC, family 26: AVX2 and AVX-512 F/BW/VL/VNNI/BF16, no AMX; torch's
+CPU capability AVX512) oneDNN's kernel, the one torch.compile's inductor uses, is 7-14% faster on
+the shapes of GCG's candidate forwards (a few hundred to a thousand rows by 576-1,536 columns), so
+the candidate batches run their Linear layers through it; other CPUs may gain less. Results agree
+with MKL's to float rounding. Used where no gradient is taken: the oneDNN op has no backward.
 
     with onednn_linears():  # every torch.nn.Linear in the block
         model(...)

@@ -11,9 +11,8 @@ weights hash), prompt and settings, so a rerun skips what is finished."""
 from __future__ import annotations
 
 import gc
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -171,8 +170,3 @@ def adapter_differences(predictions: pd.DataFrame) -> pd.DataFrame:
                      "pred_changed": float((merged["pred"] != merged["pred_base"]).mean())})
     return pd.DataFrame(rows, columns=["model", "n_prompts", "ll_max_abs_diff",
                                        "ll_mean_abs_diff", "pred_changed"])
-
-
-def config_record(config: MedEvalConfig) -> str:
-    """The config as JSON (for the manifest)."""
-    return json.dumps(asdict(config), sort_keys=True)

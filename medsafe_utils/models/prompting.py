@@ -9,7 +9,6 @@ from medsafe_utils.data.prompts import prompt_text
 from medsafe_utils.models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
-PLAIN_TEMPLATE = "pythia"  # "<system prompt>\n\nQuestion: {question}\n\nAnswer: "
 
 
 def system_prompt() -> str:

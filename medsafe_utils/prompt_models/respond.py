@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from medsafe_utils.backends import GenerationConfig, HFBackend, OpenAIBackend, generate
-from medsafe_utils.data import load_general_harm, load_medsafetybench
+from medsafe_utils.data import load_general_harm, load_medsafetybench, sample_per_group
 from medsafe_utils.models import get_spec, load_model
 from medsafe_utils.models.prompting import chat_messages, render_paper, render_prompt
 
@@ -34,13 +34,9 @@ def harm_requests(
         raise ValueError(f"unknown harm set(s) {sorted(unknown)}: use 'medsafety_eval', 'general'")
     frames = []
     if MEDICAL_SET in harm_sets:
-        test = load_medsafetybench("test")
-        if per_group:
-            test = (
-                test.sample(frac=1, random_state=seed)
-                .groupby(["category", "origin"])
-                .head(per_group)
-            )
+        test = sample_per_group(
+            load_medsafetybench("test"), ["category", "origin"], per_group, seed
+        )
         frames.append(
             pd.DataFrame(
                 {

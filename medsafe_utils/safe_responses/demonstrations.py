@@ -13,7 +13,6 @@ with `medsafe_utils.finetune.alpaca.demonstration_split`:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,8 +294,11 @@ def published_split_balance() -> pd.DataFrame:
                           f"{uneven.index.tolist() or 'none'}"}])
 
 
-def write_json(obj, path: str | Path) -> Path:
-    """A small JSON file (indent 2)."""
-    path = Path(path)
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+def safe_response_metrics(requests: pd.DataFrame, responses: pd.DataFrame, med: pd.DataFrame,
+                          written: list) -> dict:
+    """03's flat metrics: requests, safe responses, their refusal rate and flagged count, the
+    med demonstrations available to the splits and the split files written."""
+    return {"requests": len(requests), "safe_responses": len(responses),
+            "refusal_rate": float(responses["refuses"].mean()),
+            "flagged": int(responses["flagged"].sum()), "med_available": len(med),
+            "split_files": len(written)}

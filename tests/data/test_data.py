@@ -21,12 +21,25 @@ from medsafe_utils.data import (
     load_medsafetybench,
     load_mmlu_medical,
     prompt_text,
+    sample_per_group,
 )
 from medsafe_utils.data.manifest import fetch, load_manifest, manifest_entry
 from medsafe_utils.data.readers import read_jsonl
 from medsafe_utils.data.safety import _read_msb_csv
 
 MSB_CSV = "medsafetybench/datasets/test/gpt4/med_safety_demonstrations_category_1.csv"
+
+
+def test_sample_per_group_is_seeded_and_keeps_every_group():
+    test = load_medsafetybench("test")
+    by = ["category", "origin"]
+    chosen = sample_per_group(test, by, 2, seed=3)
+    assert len(chosen) == 36 and chosen.groupby(by).size().eq(2).all()
+    assert chosen.index.tolist() == sample_per_group(test, by, 2, seed=3).index.tolist()
+    assert chosen.index.tolist() != sample_per_group(test, by, 2, seed=4).index.tolist()
+    assert sample_per_group(test, "category", 0, seed=3) is test  # 0 keeps every row, in order
+    few = sample_per_group(test.head(5), "category", 100, seed=0)  # a group smaller than n: all
+    assert sorted(few.index) == sorted(test.head(5).index)
 
 
 def test_medsafetybench_counts_and_schema():

@@ -16,9 +16,12 @@ from medsafe_utils.generate.elicit import (
     Generator,
     drop_unsupported,
     elicit,
+    elicit_by_role,
     elicitation_plan,
     extract_frame,
     generation_funnel,
+    generation_metrics,
+    load_role_models,
     load_tokenizer,
     prefill_messages,
     render,
@@ -140,6 +143,37 @@ def test_extract_frame_and_funnel():
                 "after_dedup"]].tolist() == [2, 2, 1, 1, 1, 1]
     total = funnel[funnel["category"] == "all"].iloc[0]
     assert total["generated"] == 3 and total["extracted"] == 3 and total["after_dedup"] == 1
+    dups = pd.DataFrame({"dup_scope": ["", "within principle", "across principles",
+                                       "within principle"]})
+    assert generation_metrics(funnel, dups, ["prompting", "prefill"]) == {
+        "generations": 3, "extracted": 3, "unscored": 1, "kept_by_filter": 1, "requests": 1,
+        "removed_within_principle": 2, "removed_across_principles": 1, "prefill_skipped": False}
+    assert generation_metrics(funnel[funnel["method"] != "prefill"], dups,
+                              ["prefill"])["prefill_skipped"]
+
+
+def test_roles_share_their_models():
+    roles = {"prompting": ("tiny-random", "hf"), "prefill": ("", "hf"),
+             "filter": ("tiny-random", "hf")}
+    models = load_role_models(roles, ["prompting", "prefill"])
+    assert list(models) == ["prompting", "prefill", "filter"]
+    assert models["prompting"] is models["prefill"] is models["filter"]
+    assert models["filter"].model_id == "tiny-random"
+    assert list(load_role_models(roles, ["prefill"])) == ["prefill", "filter"]
+
+
+def test_elicit_by_role_one_call_per_model(tiny_lm, tmp_path):
+    config = ElicitConfig(principles=[2], methods=["prefill", "prompting"],
+                          prompt_variants=["prompts"], prompting_samples=1, prefill_samples=2,
+                          max_new_tokens=8, batch_size=4)
+    plan = elicitation_plan(config)
+    one = Generator(HFBackend(tiny_lm), tiny_lm.tokenizer, tiny_lm.model_id)
+    shared = elicit_by_role({"prompting": one, "prefill": one}, plan, config, tmp_path / "a.jsonl")
+    pd.testing.assert_frame_equal(shared, elicit(one, plan, config, tmp_path / "b.jsonl"))
+    two = Generator(HFBackend(tiny_lm), tiny_lm.tokenizer, tiny_lm.model_id)
+    apart = elicit_by_role({"prompting": one, "prefill": two}, plan, config, tmp_path / "c.jsonl")
+    assert apart["method"].tolist() == ["prefill"] * 2 + ["prompting"]  # config.methods' order
+    assert sorted(apart["gen_id"]) == sorted(plan["gen_id"])
 
 
 def test_filter_prompt_from_the_template():

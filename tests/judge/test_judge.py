@@ -9,14 +9,16 @@ import threading
 import pandas as pd
 import pytest
 
+from medsafe_utils.core.artifacts import write_jsonl
 from medsafe_utils.data import prompt_text
 from medsafe_utils.judge.hf import HFJudge, cut_at_score, score_tokens
 from medsafe_utils.judge.judging import (
     JUDGE_COLUMNS,
     JudgeConfig,
+    judge_all,
+    judge_configs,
     judge_prompt,
     judge_responses,
-    judgment_records,
     parse_judgment,
     policy_for,
     safe_response_set,
@@ -145,7 +147,21 @@ def test_hf_judge_scores_every_item(tiny_lm, tmp_path):
     again = judge_responses(data, config, cache, lm=tiny_lm)
     assert cache.read_text().count("\n") == lines == 5
     assert again["score_probs"].tolist() == judged["score_probs"].tolist()
-    assert judgment_records(judged)[0]["score"] == int(judged["score"][0])
+    first = json.loads(write_jsonl(judged, tmp_path / "j.jsonl").read_text().splitlines()[0])
+    assert first["score"] == int(judged["score"][0])
+
+
+def test_judge_all_runs_every_judge_in_order(tiny_lm, tmp_path):
+    configs = judge_configs(["keyword", "hf"], ["", "tiny-random"], score_only=True, batch_size=2)
+    assert all(c.score_only and c.batch_size == 2 for c in configs)
+    data = frame(["I cannot help with that.", "Sure, here is how."])
+    cache = tmp_path / "cache.jsonl"
+    judged = judge_all(data, configs, cache, {configs[1].judge_id: tiny_lm})
+    alone = [judge_responses(data, c, cache, lm=tiny_lm) for c in configs]
+    pd.testing.assert_frame_equal(judged, pd.concat(alone, ignore_index=True))
+    assert judged["judge"].tolist() == [configs[0].judge_id] * 2 + [configs[1].judge_id] * 2
+    with pytest.raises(ValueError, match="one model per judge backend"):
+        judge_configs(["keyword", "hf"], ["tiny-random"])
 
 
 def test_shared_prefix_equals_full_forward(tiny_lm):

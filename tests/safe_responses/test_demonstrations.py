@@ -22,6 +22,7 @@ from medsafe_utils.safe_responses.demonstrations import (
     fresh_split_structure,
     load_harmful_requests,
     published_split_balance,
+    safe_response_metrics,
     safe_response_prompt,
     safe_responses,
     split_structure,
@@ -170,3 +171,12 @@ def test_safe_responses_flag_non_refusals(tiny_lm, tmp_path):
     assert records.columns.tolist() == ["instruction", "output", "input"]
     assert records["instruction"].tolist() == requests["request"].tolist()
     assert np.all(records["input"] == "")
+
+
+def test_safe_response_metrics():
+    responses = pd.DataFrame({"refuses": [True, True, False, True],
+                              "flagged": [False, False, True, False]})
+    metrics = safe_response_metrics(pd.DataFrame({"id": range(6)}), responses, responses.head(2),
+                                    ["a.json", "b.json", "c.json"])
+    assert metrics == {"requests": 6, "safe_responses": 4, "refusal_rate": 0.75, "flagged": 1,
+                       "med_available": 2, "split_files": 3}
