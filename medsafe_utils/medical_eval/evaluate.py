@@ -10,14 +10,12 @@ weights hash), prompt and settings, so a rerun skips what is finished."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from medsafe_utils.core import paths
@@ -39,7 +37,7 @@ from medsafe_utils.medical_eval.scoring import (
     make_engine,
     prompt_lengths,
 )
-from medsafe_utils.models import load_model
+from medsafe_utils.models import load_model, release
 
 log = logging.getLogger(__name__)
 ADAPTER_INDEX = ("06_finetune", "adapters.jsonl")
@@ -177,10 +175,7 @@ def evaluate_model(base: str, adapter: AdapterSpec | None, requests: list[McRequ
             bar.close()
         return pd.DataFrame([cache.get(k) for k in keys])
     finally:
-        del lm
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release(lm)
 
 
 def evaluate_all(models: list[str], adapters: list[AdapterSpec], items: pd.DataFrame,
