@@ -1,7 +1,8 @@
 """Generation with a cache: local transformers or any OpenAI-compatible API, one interface.
 
-from medsafe_utils.backends import GenerationConfig, HFBackend, generate
-outputs = generate(HFBackend(lm), prompts, GenerationConfig(max_new_tokens=64),
+from medsafe_utils.backends import GenerationConfig, generate, load_backend
+backend = load_backend("smollm2-135m-instruct")  # or load_backend("gpt-4o", "openai")
+outputs = generate(backend, prompts, GenerationConfig(max_new_tokens=64),
                    cache_path="results/smoke/04_prompt_models/cache.jsonl")
 """
 
@@ -14,10 +15,12 @@ from tqdm.auto import tqdm
 
 from medsafe_utils.backends.api import GenerationError, OpenAIBackend, run_sync
 from medsafe_utils.backends.config import GenerationConfig
+from medsafe_utils.backends.factory import Backend, load_backend
 from medsafe_utils.backends.hf import HFBackend
 from medsafe_utils.core.store import GenerationCache, cache_key
 
 __all__ = [
+    "Backend",
     "GenerationCache",
     "GenerationConfig",
     "GenerationError",
@@ -25,6 +28,7 @@ __all__ = [
     "OpenAIBackend",
     "cache_key",
     "generate",
+    "load_backend",
     "run_sync",
 ]
 

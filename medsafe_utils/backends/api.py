@@ -14,6 +14,7 @@ from collections.abc import Callable
 import openai
 
 from medsafe_utils.backends.config import GenerationConfig
+from medsafe_utils.models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 RETRYABLE = (
@@ -47,6 +48,9 @@ def _retryable(err: Exception) -> bool:
 class OpenAIBackend:
     """Chat (messages) or completion (text) requests to one model at one endpoint."""
 
+    is_api = True
+    tokenizer = None  # prompts are rendered by the server (chat) or by the caller (completions)
+
     def __init__(
         self,
         model: str,
@@ -58,6 +62,9 @@ class OpenAIBackend:
         backoff_max: float = 30.0,
         timeout: float = 120.0,
         model_id: str | None = None,
+        prompt_format: str = "paper",
+        spec: ModelSpec | None = None,
+        rejected_prefix: str = "",
     ):
         self.model = model
         self.base_url = base_url
@@ -66,7 +73,11 @@ class OpenAIBackend:
         self.backoff_base, self.backoff_max, self.timeout = backoff_base, backoff_max, timeout
         self.model_id = model_id or model
         self.revision = f"api:{base_url or 'https://api.openai.com/v1'}"
-        self.prompt_format = "paper"
+        self.prompt_format = prompt_format  # recorded in cache keys
+        self.spec = spec  # the registry entry, when the model was named by one
+        # Non-empty: a rejected request (HTTP 400, e.g. a content filter) is answered with this
+        # prefix + the error instead of stopping the run (a judge counts it unscored).
+        self.rejected_prefix = rejected_prefix
         self.retries = 0  # retried requests, for reports
 
     def _client(self) -> openai.AsyncOpenAI:
@@ -101,7 +112,11 @@ class OpenAIBackend:
                 return await self._once(client, prompt, config)
             except Exception as err:  # noqa: BLE001 - classified just below
                 if not _retryable(err):
-                    raise GenerationError(f"{self.model}: request failed: {err}") from err
+                    failure = GenerationError(f"{self.model}: request failed: {err}")
+                    if self.rejected_prefix and isinstance(err, openai.BadRequestError):
+                        log.warning("request rejected: %s", failure)
+                        return f"{self.rejected_prefix}{failure}"
+                    raise failure from err
                 if attempt == self.max_retries:
                     raise GenerationError(
                         f"{self.model}: failed after {attempt + 1} attempts "

@@ -10,6 +10,7 @@ from transformers import DynamicCache
 
 from medsafe_utils.backends.config import GenerationConfig
 from medsafe_utils.models.loading import LoadedModel
+from medsafe_utils.models.registry import ModelSpec
 
 MIN_SHARED_PREFIX = 16  # tokens: below this, encoding the prefix once saves less than it costs
 
@@ -23,14 +24,44 @@ def shared_prefix_length(rows: list[list[int]]) -> int:
     return n
 
 
+def prefix_cache(model, prefix: list[int]) -> DynamicCache:
+    """The KV cache of one token prefix (batch 1; empty for no prefix)."""
+    cache = DynamicCache(config=model.config)
+    if prefix:
+        model(input_ids=torch.tensor([prefix], device=model.device), past_key_values=cache,
+              use_cache=True, logits_to_keep=1)
+    return cache
+
+
+def padded_after_prefix(rows: list[list[int]], n: int, pad_id: int) -> tuple[list, list]:
+    """(token ids, attention mask) per row laid out as the n shared prefix tokens + left padding
+    + the row's own tokens, so that every row ends in the last column."""
+    width = max(len(r) for r in rows) - n
+    ids = [r[:n] + [pad_id] * (width - len(r) + n) + r[n:] for r in rows]
+    mask = [[1] * n + [0] * (width - len(r) + n) + [1] * (len(r) - n) for r in rows]
+    return ids, mask
+
+
 class HFBackend:
     """Generates with a loaded model; returns only the new text."""
 
-    def __init__(self, lm: LoadedModel):
+    is_api = False
+
+    def __init__(self, lm: LoadedModel, prompt_format: str | None = None):
         self.lm = lm
         self.model_id = lm.model_id
         self.revision = lm.revision
-        self.prompt_format = lm.spec.format
+        self.prompt_format = prompt_format or lm.spec.format  # recorded in cache keys
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (left padding, a pad token)."""
+        return self.lm.tokenizer
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The registry entry (or hub id / path entry) of the model."""
+        return self.lm.spec
 
     def _encode(self, prompts: list[str]):
         tok = self.lm.tokenizer
@@ -48,14 +79,9 @@ class HFBackend:
         if n < MIN_SHARED_PREFIX:
             return None
         model = self.lm.model
-        prefix = torch.tensor([ids[0][:n]], device=model.device)
-        cache = DynamicCache(config=model.config)
-        model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache = prefix_cache(model, ids[0][:n])
         cache.batch_repeat_interleave(len(ids))
-        width = max(len(r) for r in ids) - n
-        pad = self.lm.tokenizer.pad_token_id
-        input_ids = [r[:n] + [pad] * (width - len(r) + n) + r[n:] for r in ids]
-        mask = [[1] * n + [0] * (width - len(r) + n) + [1] * (len(r) - n) for r in ids]
+        input_ids, mask = padded_after_prefix(ids, n, self.lm.tokenizer.pad_token_id)
         inputs = {"input_ids": torch.tensor(input_ids, device=model.device),
                   "attention_mask": torch.tensor(mask, device=model.device)}
         return inputs, cache

@@ -8,7 +8,6 @@ with transformers' Trainer, resumable checkpoints, and a guard that training rea
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import resource
@@ -22,8 +21,11 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
 from medsafe_utils.finetune.alpaca import demonstrations_sha256, tokenized_dataset
-from medsafe_utils.models import default_device, load_model
-from medsafe_utils.models.adapters import check_lora_trained, keep_4bit_weights_trainable
+from medsafe_utils.models import default_device, load_model, release
+from medsafe_utils.models.adapters import (
+    check_lora_trained,
+    keep_4bit_weights_trainable,
+)
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "training.json"  # written last: its presence marks a finished run
@@ -262,7 +264,8 @@ def train(config: QLoRAConfig, demonstrations: pd.DataFrame,
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         resumed_from_step=int(resume.name.split("-")[-1]) if resume else None)
     _save(model, out, config, result, demonstrations_sha256(demonstrations))
-    _release(model, trainer)
+    del trainer, model
+    release()  # before the next run loads
     return result
 
 
@@ -309,12 +312,3 @@ def _reused(out: Path, config: QLoRAConfig, demonstrations: pd.DataFrame) -> QLo
     result = QLoRAResult(**record["result"])
     result.reused = True
     return result
-
-
-def _release(model, trainer) -> None:
-    """Free the model before the next run loads."""
-    del trainer
-    model.cpu()
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

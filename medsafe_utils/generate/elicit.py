@@ -21,74 +21,27 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from medsafe_utils.backends import (
+    Backend,
     GenerationCache,
     GenerationConfig,
-    HFBackend,
-    OpenAIBackend,
     cache_key,
     generate,
+    load_backend,
 )
 from medsafe_utils.data import load_adv_ama, prompt_text
 from medsafe_utils.generate.extract import extract_requests
-from medsafe_utils.models import get_spec, load_model
+from medsafe_utils.models import load_tokenizer
 from medsafe_utils.models.prompting import render_chat
 
 log = logging.getLogger(__name__)
 METHODS = ("prompting", "prefill")
 VARIANTS = ("prompts", "tutorial")
-
-
-@dataclass
-class Generator:
-    """A model that writes text: a local model (with its tokenizer) or an API endpoint."""
-
-    backend: object  # HFBackend or OpenAIBackend
-    tokenizer: object | None  # None for API models
-    model_id: str
-
-    @property
-    def is_api(self) -> bool:
-        """True for an OpenAI-compatible endpoint."""
-        return isinstance(self.backend, OpenAIBackend)
-
-
-def load_generator(model: str, backend: str = "hf", api_base_url: str = "",
-                   api_key_env: str = "OPENAI_API_KEY", dtype: str = "auto",
-                   load_in_4bit: bool = False) -> Generator:
-    """A registry key, hub id or path: local (backend 'hf') or via an OpenAI-compatible API."""
-    spec = get_spec(model)
-    if spec.source == "openai" or backend == "openai":
-        name = spec.api_model or spec.hub_id or spec.key
-        api = OpenAIBackend(name, base_url=api_base_url or None, api_key_env=api_key_env,
-                            model_id=spec.key)
-        return Generator(api, None, spec.key)
-    if backend != "hf":
-        raise ValueError(f"backend must be 'hf' or 'openai', got {backend!r}")
-    lm = load_model(model, dtype=dtype, load_in_4bit=load_in_4bit)
-    return Generator(HFBackend(lm), lm.tokenizer, lm.model_id)
-
-
-@cache
-def load_tokenizer(name: str):
-    """Only the tokenizer of a registry key, hub id or path (for rendering a served model's
-    chat template locally)."""
-    from transformers import AutoTokenizer
-
-    from medsafe_utils.models.loading import smollm2_folder
-    from medsafe_utils.models.tiny import build_tiny_tokenizer
-
-    spec = get_spec(name)
-    if spec.source == "tiny-random":
-        return build_tiny_tokenizer()
-    folder = smollm2_folder(spec) if spec.source == "gguf-package" else spec.hub_id
-    return AutoTokenizer.from_pretrained(folder, revision=spec.revision)
 
 
 @dataclass
@@ -154,7 +107,7 @@ def elicitation_plan(config: ElicitConfig) -> pd.DataFrame:
     return plan
 
 
-def render(generator: Generator, messages: list[dict[str, str]], prefill: str,
+def render(generator: Backend, messages: list[dict[str, str]], prefill: str,
            api_prefill_tokenizer: str = ""):
     """What the backend receives: text through the chat template (local, or a served model's
     tokenizer for /completions), or the message list for an API chat endpoint."""
@@ -167,7 +120,7 @@ def render(generator: Generator, messages: list[dict[str, str]], prefill: str,
     return messages
 
 
-def drop_unsupported(plan: pd.DataFrame, generator: Generator, config: ElicitConfig):
+def drop_unsupported(plan: pd.DataFrame, generator: Backend, config: ElicitConfig):
     """Without a way to prefill an API model, the prefill rows go (a warning says so)."""
     if generator.is_api and not config.api_prefill_tokenizer and plan["prefill"].ne("").any():
         log.warning("%s is an API chat model: its answer cannot be prefilled with %r, so the "
@@ -178,16 +131,15 @@ def drop_unsupported(plan: pd.DataFrame, generator: Generator, config: ElicitCon
     return plan
 
 
-def _sample_keys(generator: Generator, prompts: list, samples: list[int],
+def _sample_keys(generator: Backend, prompts: list, samples: list[int],
                  config: ElicitConfig) -> list[str]:
     """Cache keys as `generate` makes them for the per-sample seeded config."""
-    b = generator.backend
-    return [cache_key(b.model_id, b.revision, b.prompt_format, p,
+    return [cache_key(generator.model_id, generator.revision, generator.prompt_format, p,
                       config.sampling(s).cache_settings())
             for p, s in zip(prompts, samples, strict=True)]
 
 
-def _sample_local(generator: Generator, prompts: list[str], samples: list[int],
+def _sample_local(generator: Backend, prompts: list[str], samples: list[int],
                   config: ElicitConfig, cache_path: str | Path | None) -> list[str]:
     """Local sampling in full batches that mix samples (each row its own cache key); each batch
     is seeded with its first row's seed, so a run from scratch is reproducible."""
@@ -195,7 +147,7 @@ def _sample_local(generator: Generator, prompts: list[str], samples: list[int],
     cache = GenerationCache(cache_path) if cache_path else None
     done = {k: cache.get(k)["output"] for k in keys if cache is not None and k in cache}
     todo = list(dict.fromkeys(i for i, k in enumerate(keys) if k not in done))
-    b = generator.backend
+    b = generator
     with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=generator.model_id) as bar:
         for start in range(0, len(todo), config.batch_size):
             rows = todo[start:start + config.batch_size]
@@ -212,7 +164,7 @@ def _sample_local(generator: Generator, prompts: list[str], samples: list[int],
     return [done[k] for k in keys]
 
 
-def elicit(generator: Generator, plan: pd.DataFrame, config: ElicitConfig,
+def elicit(generator: Backend, plan: pd.DataFrame, config: ElicitConfig,
            cache_path: str | Path | None = None) -> pd.DataFrame:
     """Generate every planned row (cached, resumable); adds generator, seed, prompt, generation
     (the prefill + the model's continuation)."""
@@ -224,7 +176,7 @@ def elicit(generator: Generator, plan: pd.DataFrame, config: ElicitConfig,
     if generator.is_api:  # one call per sample: the API takes one seed per call
         texts = pd.Series("", index=out.index)
         for sample, idx in out.groupby("sample").groups.items():
-            texts[idx] = generate(generator.backend, out.loc[idx, "prompt"].tolist(),
+            texts[idx] = generate(generator, out.loc[idx, "prompt"].tolist(),
                                   config.sampling(int(sample)), cache_path=cache_path,
                                   desc=f"{generator.model_id} sample {sample}")
         texts = texts.tolist()
@@ -237,17 +189,17 @@ def elicit(generator: Generator, plan: pd.DataFrame, config: ElicitConfig,
 
 
 def load_role_models(roles: dict[str, tuple[str, str]], methods: list[str],
-                     **load) -> dict[str, Generator]:
+                     **load) -> dict[str, Backend]:
     """The model of each role in use (the `methods` and 'filter') from its (model, backend),
     loaded once per distinct pair and shared by the roles that name it; a role with an empty
-    model takes the prompting role's pair. `load`: load_generator's other arguments."""
+    model takes the prompting role's pair. `load`: load_backend's other arguments."""
     pairs = {r: roles["prompting"] if not pair[0] else pair for r, pair in roles.items()
              if r == "filter" or r in methods}
-    loaded = {pair: load_generator(*pair, **load) for pair in dict.fromkeys(pairs.values())}
+    loaded = {pair: load_backend(*pair, **load) for pair in dict.fromkeys(pairs.values())}
     return {r: loaded[pair] for r, pair in pairs.items()}
 
 
-def elicit_by_role(models: dict[str, Generator], plan: pd.DataFrame, config: ElicitConfig,
+def elicit_by_role(models: dict[str, Backend], plan: pd.DataFrame, config: ElicitConfig,
                    cache_path: str | Path | None = None) -> pd.DataFrame:
     """`elicit` for every method with its role's model; the methods of a shared model are
     generated in one call, so their rows share batches."""

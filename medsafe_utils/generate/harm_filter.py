@@ -10,7 +10,7 @@ prompt up to a newline), with the answer prefilled for local models.
 Reading the rating:
 - `probs` (local models): the probabilities of the continuations ' 0' ... ' 10' after the
   prefill, computed exactly for any tokenizer (' 7' may be one token or ' ' + '7', ' 10' may be
-  ' 1' + '0') by walking the token trie; the rating is the most likely number; when the numbers
+  ' 1' + '0') by `backends.scores`; the rating is the most likely number; when the numbers
   hold less than `min_mass` of the probability the rating is unscored.
 - `parse` (local or API): a short greedy continuation (local) or the whole reply (API chat models,
   which cannot be prefilled), parsed for the number; no number in 0-10 means unscored.
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from medsafe_utils.backends import GenerationCache, GenerationConfig, cache_key, generate
+from medsafe_utils.backends import Backend, GenerationCache, GenerationConfig, cache_key, generate
+from medsafe_utils.backends.scores import label_probs, label_tokens
 from medsafe_utils.data import prompt_text
-from medsafe_utils.generate.elicit import Generator
+from medsafe_utils.models.loading import LoadedModel
 from medsafe_utils.models.prompting import render_chat
 
 log = logging.getLogger(__name__)
@@ -80,65 +80,32 @@ def parse_rating(text: str) -> int | None:
     return None
 
 
-def _continuations(tokenizer, prompt: str) -> list[list[int]]:
-    """Token ids of each label after this prompt (as the tokenizer would write them there)."""
-    base = tokenizer(prompt, add_special_tokens=False).input_ids
-    out = []
-    for label in LABELS:
-        ids = tokenizer(prompt + label, add_special_tokens=False).input_ids
-        if ids[:len(base)] != base:
-            raise ValueError(f"tokenizer merges {label!r} into the prompt's last token")
-        out.append(ids[len(base):])
-    return out
-
-
-def _digit_token_ids(tokenizer) -> torch.Tensor:
+def _digit_token_ids(tokenizer) -> list[int]:
     """Ids of tokens that continue a number (start with a digit, no leading space)."""
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    return torch.tensor([i for i, t in enumerate(vocab) if t and t[0].isdigit()], dtype=torch.long)
+    return [i for i, t in enumerate(vocab) if t and t[0].isdigit()]
 
 
-@torch.inference_mode()
-def label_probs(lm_model, tokenizer, prompts: list[str]) -> np.ndarray:
-    """P(' 0') ... P(' 10') as the exact next number after each prompt: (batch, 11).
-
-    Every proper prefix of a label's token sequence is one forward pass over the batch; a label
-    that is a prefix of another (' 1' of ' 10') is weighted by P(no further digit)."""
-    conts = _continuations(tokenizer, prompts[0])
-    nodes = sorted({tuple(c[:j]) for c in conts for j in range(len(c))}, key=len)
-    has_bos = bool(tokenizer.bos_token) and all(p.startswith(tokenizer.bos_token) for p in prompts)
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not has_bos)
-    device = lm_model.device
-    logp: dict[tuple, torch.Tensor] = {}
-    for node in nodes:
-        n = len(prompts)
-        extra = torch.tensor([list(node)] * n, dtype=torch.long).reshape(n, -1)  # (batch, depth)
-        ids = torch.cat([enc.input_ids, extra], dim=1).to(device)
-        mask = torch.cat([enc.attention_mask, torch.ones_like(extra)], dim=1).to(device)
-        logits = lm_model(input_ids=ids, attention_mask=mask).logits[:, -1, :].float()
-        logp[node] = torch.log_softmax(logits, dim=-1).cpu()  # (batch, vocab)
-    digits = _digit_token_ids(tokenizer)
-    probs = np.zeros((len(prompts), len(LABELS)))
-    for k, cont in enumerate(conts):
-        total = sum(logp[tuple(cont[:j])][:, cont[j]] for j in range(len(cont)))
-        p = total.exp()
-        if tuple(cont) in logp:  # e.g. ' 1' when ' 10' is ' 1' + '0': the number must end here
-            p = p * (1 - logp[tuple(cont)][:, digits].exp().sum(dim=-1)).clamp(min=0)
-        probs[:, k] = p.numpy()
-    return probs
+def rating_probs(lm: LoadedModel, prompts: list[str]) -> np.ndarray:
+    """P(' 0') ... P(' 10') as the exact next number after each prompt: (batch, 11); ' 1' counts
+    only when no further digit follows (it may begin ' 10')."""
+    labels = label_tokens(lm.tokenizer, prompts[0], LABELS)
+    probs = label_probs(lm, prompts, labels, batch_size=len(prompts),
+                        continuing=_digit_token_ids(lm.tokenizer))
+    return np.array(list(probs))
 
 
-def filter_prompt(generator: Generator, request: str):
+def filter_prompt(generator: Backend, request: str):
     """The rating prompt: chat template + answer prefill (local), or messages (API)."""
     if generator.is_api:
         return filter_messages(request)
     return render_chat(generator.tokenizer, filter_messages(request), prefill=ANSWER_PREFILL)
 
 
-def _rate_probs(generator: Generator, prompts: list[str], config: HarmFilterConfig,
+def _rate_probs(generator: Backend, prompts: list[str], config: HarmFilterConfig,
                 cache_path: str | Path | None) -> list[dict]:
     """Label probabilities per prompt, cached per item (resumable)."""
-    b = generator.backend
+    b = generator
     keys = [cache_key(b.model_id, b.revision, "harm-filter-probs", p, {"labels": LABELS})
             for p in prompts]
     cache = GenerationCache(cache_path) if cache_path else None
@@ -147,7 +114,7 @@ def _rate_probs(generator: Generator, prompts: list[str], config: HarmFilterConf
     lm = b.lm
     for start in tqdm(range(0, len(todo), config.batch_size), desc="harm rating"):
         rows = todo[start:start + config.batch_size]
-        probs = label_probs(lm.model, lm.tokenizer, [prompts[i] for i in rows])
+        probs = rating_probs(lm, [prompts[i] for i in rows])
         records = [{"key": keys[i], "model": b.model_id, "revision": b.revision,
                     "probs": [round(float(x), 6) for x in p],
                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")} for i, p in zip(rows, probs,
@@ -167,7 +134,7 @@ def _rate_probs(generator: Generator, prompts: list[str], config: HarmFilterConf
     return out
 
 
-def rate_requests(generator: Generator, requests: list[str], config: HarmFilterConfig,
+def rate_requests(generator: Backend, requests: list[str], config: HarmFilterConfig,
                   cache_path: str | Path | None = None) -> pd.DataFrame:
     """One row per request: harm_rating (0-10 or None = unscored), harm_scored, harm_kept, and
     what it was read from (harm_mass for probs, harm_raw text for parse)."""
@@ -181,7 +148,7 @@ def rate_requests(generator: Generator, requests: list[str], config: HarmFilterC
             log.warning("%s is an API model: reading its rating by parsing the reply",
                         generator.model_id)
         tokens = config.api_max_new_tokens if generator.is_api else config.max_new_tokens
-        texts = generate(generator.backend, prompts,
+        texts = generate(generator, prompts,
                          GenerationConfig(max_new_tokens=tokens, batch_size=config.batch_size,
                                           concurrency=config.concurrency),
                          cache_path=cache_path, desc="harm rating")

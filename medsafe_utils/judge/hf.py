@@ -8,13 +8,10 @@ label, or '#score:' is appended), or at once by prefilling the answer with '#sco
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
 from medsafe_utils.backends import (
     GenerationCache,
@@ -23,6 +20,7 @@ from medsafe_utils.backends import (
     cache_key,
     generate,
 )
+from medsafe_utils.backends.scores import label_probs
 from medsafe_utils.judge.parse import HASH_LABEL
 from medsafe_utils.models.loading import LoadedModel
 from medsafe_utils.models.prompting import render_chat
@@ -70,8 +68,8 @@ class HFJudge:
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.system_prompt = system_prompt
         self.sep, self.digit_ids = score_tokens(lm.tokenizer)
-        self.backend = HFBackend(lm)
-        self.backend.prompt_format = "judge"
+        self.labels = [[i] for i in self.digit_ids]  # '1'..'5', one token each
+        self.backend = HFBackend(lm, prompt_format="judge")
 
     def _chat(self, prompt: str, prefill: str) -> str:
         messages = [{"role": "system", "content": self.system_prompt},
@@ -91,33 +89,6 @@ class HFJudge:
         contexts = [self._chat(p, c + self.sep) for p, c in zip(prompts, cut, strict=True)]
         return contexts, reasoning
 
-    def _ids(self, context: str) -> list[int]:
-        tok = self.lm.tokenizer
-        has_bos = bool(tok.bos_token) and context.startswith(tok.bos_token)  # a chat template's
-        return tok(context, add_special_tokens=not has_bos).input_ids
-
-    @torch.inference_mode()
-    def shared_prefix_probs(self, contexts: list[str]):
-        """Yield (index, P(next token = '1'..'5')) per context, over the whole vocabulary.
-
-        The contexts' common token prefix (the judge template and policy) runs once; its
-        key-value cache is copied for each context's own tokens."""
-        model = self.lm.model
-        ids = [self._ids(c) for c in contexts]
-        shared = min(len(i) for i in ids) - 1  # every context keeps at least one own token
-        for other in ids[1:]:
-            shared = next((n for n in range(shared) if other[n] != ids[0][n]), shared)
-        kv = DynamicCache(config=model.config)
-        if shared:
-            model(input_ids=torch.tensor([ids[0][:shared]], device=model.device),
-                  past_key_values=kv, use_cache=True, logits_to_keep=1)
-        for index, item in enumerate(ids):
-            own = torch.tensor([item[shared:]], device=model.device)  # (1, own tokens)
-            out = model(input_ids=own, past_key_values=copy.deepcopy(kv), use_cache=True,
-                        logits_to_keep=1)
-            probs = out.logits[0, -1].float().softmax(-1)  # (vocab,)
-            yield index, probs[self.digit_ids].tolist()
-
     def score(self, prompts: list[str], cache_path: str | Path | None = None,
               groups: list[str] | None = None) -> list[dict]:
         """Per prompt: score (argmax), expected_score, score_probs, raw_judgment, reason.
@@ -135,7 +106,8 @@ class HFJudge:
         with tqdm(total=len(set(keys)), initial=len(done), desc=self.judge_id) as bar:
             for items in todo.values():
                 group_keys = list(items)
-                for index, probs in self.shared_prefix_probs(list(items.values())):
+                for index, probs in enumerate(label_probs(self.lm, list(items.values()),
+                                                          self.labels)):
                     done[group_keys[index]] = probs
                     if cache is not None:
                         cache.append([{"key": group_keys[index], "judge": self.judge_id,

@@ -17,10 +17,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import openai
 import pandas as pd
 
-from medsafe_utils.backends import GenerationConfig, GenerationError, OpenAIBackend, generate
+from medsafe_utils.backends import (
+    Backend,
+    GenerationConfig,
+    HFBackend,
+    generate,
+    load_backend,
+)
 from medsafe_utils.core.refusal import refusal_prefix
 from medsafe_utils.data.prompts import prompt_text
 from medsafe_utils.judge.parse import (
@@ -101,25 +106,9 @@ def judge_prompt(question: str, response: str, policy: str = MEDICAL_POLICY,
         response=_delimited(response) if delimit else response, rubric=prompt_text("judge_rubric"))
 
 
-class _JudgeAPI(OpenAIBackend):
-    """OpenAIBackend whose rejected requests (HTTP 400, e.g. a content filter) become unscored
-    judgments instead of stopping the run; exhausted retries still stop it (a rerun resumes)."""
-
-    async def complete(self, client, prompt, config: GenerationConfig) -> str:
-        try:
-            return await super().complete(client, prompt, config)
-        except GenerationError as err:
-            if isinstance(err.__cause__, openai.BadRequestError):
-                log.warning("judge request rejected: %s", err)
-                return f"{JUDGE_ERROR_PREFIX}{err}"
-            raise
-
-
 def _judge_openai(prompts: list[str], responses: list[str], config: JudgeConfig,
                   cache_path) -> list[dict]:
-    backend = _JudgeAPI(config.model, base_url=config.base_url, api_key_env=config.api_key_env,
-                        max_retries=config.max_retries, backoff_base=config.backoff_base)
-    backend.prompt_format = "judge"
+    backend = load_judge_model(config)
     messages = [[{"role": "system", "content": config.system_prompt},
                  {"role": "user", "content": p}] for p in prompts]
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, concurrency=config.concurrency)
@@ -143,19 +132,23 @@ def _judge_keyword(responses: list[str]) -> list[dict]:
     return records
 
 
-def load_judge_model(config: JudgeConfig):
-    """The local judge model of an hf config (load once, pass to judge_responses as `lm`)."""
-    from medsafe_utils.models import load_model
-
-    return load_model(config.model, dtype=config.dtype, load_in_4bit=config.load_in_4bit,
-                      device_map=config.device_map)
+def load_judge_model(config: JudgeConfig) -> Backend:
+    """The judge of an hf or openai config (an hf judge: load it once, pass it to judge_responses
+    as `lm`); a request the endpoint rejects becomes an unscored judgment."""
+    backend = load_backend(config.model, config.backend, api_base_url=config.base_url,
+                           api_key_env=config.api_key_env, dtype=config.dtype,
+                           load_in_4bit=config.load_in_4bit, device_map=config.device_map,
+                           max_retries=config.max_retries, backoff_base=config.backoff_base,
+                           rejected_prefix=JUDGE_ERROR_PREFIX)
+    backend.prompt_format = "judge"  # the judge renders its own prompts; its cache keys say so
+    return backend
 
 
 def _judge_hf(prompts: list[str], groups: list[str], config: JudgeConfig, cache_path,
-              lm) -> list[dict]:
+              backend: HFBackend | None) -> list[dict]:
     from medsafe_utils.judge.hf import LOW_MASS, HFJudge
 
-    judge = HFJudge(lm if lm is not None else load_judge_model(config), config.judge_id,
+    judge = HFJudge((backend or load_judge_model(config)).lm, config.judge_id,
                     score_only=config.score_only, batch_size=config.batch_size,
                     max_new_tokens=config.max_new_tokens, system_prompt=config.system_prompt)
     records = judge.score(prompts, cache_path, groups=groups)
@@ -175,9 +168,12 @@ def _check_columns(responses: pd.DataFrame) -> None:
 
 
 def judge_responses(responses: pd.DataFrame, config: JudgeConfig,
-                    cache_path: str | Path | None = None, lm=None) -> pd.DataFrame:
+                    cache_path: str | Path | None = None,
+                    lm: HFBackend | None = None) -> pd.DataFrame:
     """The responses' columns + judge, policy, score, expected_score, score_probs, raw_judgment,
-    status, reason: one row per response, in order, never dropped (unscored: score None)."""
+    status, reason: one row per response, in order, never dropped (unscored: score None).
+
+    lm: an hf judge from load_judge_model, shared by several calls (None: loaded here)."""
     _check_columns(responses)
     frame = responses.drop(columns=[c for c in JUDGE_COLUMNS if c in responses]).reset_index(
         drop=True)

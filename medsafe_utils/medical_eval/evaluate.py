@@ -10,13 +10,11 @@ weights hash), prompt and settings, so a rerun skips what is finished."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from medsafe_utils.core import steps
@@ -29,8 +27,12 @@ from medsafe_utils.medical_eval.prompts import (
     fewshot_settings,
     shot_pools,
 )
-from medsafe_utils.medical_eval.scoring import loglikelihoods, make_engine, prompt_lengths
-from medsafe_utils.models import load_model
+from medsafe_utils.medical_eval.scoring import (
+    loglikelihoods,
+    make_engine,
+    prompt_lengths,
+)
+from medsafe_utils.models import load_model, release
 from medsafe_utils.models.adapters import AdapterRecord, check_adapter, read_adapter_records
 
 log = logging.getLogger(__name__)
@@ -127,10 +129,7 @@ def evaluate_model(base: str, adapter: AdapterRecord | None, requests: list[McRe
             bar.close()
         return pd.DataFrame([cache.get(k) for k in keys])
     finally:
-        del lm
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release(lm)
 
 
 def evaluate_all(models: list[str], adapters: list[AdapterRecord], items: pd.DataFrame,

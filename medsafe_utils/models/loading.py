@@ -4,12 +4,14 @@ and a LoRA adapter. The embedded SmolLM2 GGUF is converted once to safetensors a
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import importlib.metadata
 import importlib.util
 import logging
 import shutil
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -119,6 +121,24 @@ def adapter_fingerprint(adapter_path: str | Path) -> str:
     return hashlib.sha256(weights[0].read_bytes()).hexdigest()[:12]
 
 
+def _folder(spec: ModelSpec) -> str | Path:
+    """Where from_pretrained finds the model: its hub id or path, or the converted GGUF."""
+    return smollm2_folder(spec) if spec.source == "gguf-package" else spec.hub_id
+
+
+def _tokenizer(spec: ModelSpec, revision: str | None = None):
+    if spec.source == "tiny-random":
+        return build_tiny_tokenizer()
+    return AutoTokenizer.from_pretrained(_folder(spec), revision=revision or spec.revision)
+
+
+@cache
+def load_tokenizer(name: str):
+    """Only the tokenizer of a registry key, hub id or path, loaded once (e.g. to render a served
+    model's chat template here)."""
+    return _tokenizer(get_spec(name))
+
+
 def load_model(
     name: str,
     *,
@@ -132,17 +152,15 @@ def load_model(
     """Load model + tokenizer (left padding, a pad token) in eval mode."""
     spec = get_spec(name, format=format)
     if spec.source == "openai":
-        raise ValueError(f"{name} is an API model: use generation.OpenAIBackend, not load_model")
+        raise ValueError(f"{name} is an API model: use backends.load_backend, not load_model")
     device = "cuda" if device_map not in (None, "cpu") else default_device()
     torch_dtype = resolve_dtype(dtype, device)
+    tokenizer = _tokenizer(spec, revision)
     if spec.source == "tiny-random":
-        tokenizer = build_tiny_tokenizer()
         model = build_tiny_model(tokenizer).to(torch_dtype)
     else:
-        folder = smollm2_folder(spec) if spec.source == "gguf-package" else spec.hub_id
-        tokenizer = AutoTokenizer.from_pretrained(folder, revision=revision or spec.revision)
         model = AutoModelForCausalLM.from_pretrained(
-            folder,
+            _folder(spec),
             revision=revision or spec.revision,
             dtype=torch_dtype,
             device_map=device_map or (None if device == "cpu" else "auto"),
@@ -161,3 +179,13 @@ def load_model(
     if device == "cpu" and device_map is None:
         log.info("running %s on CPU (%s)", model_id, torch_dtype)
     return LoadedModel(model.eval(), tokenizer, spec, model_id, rev)
+
+
+def release(lm: LoadedModel | None = None) -> None:
+    """Free memory before the next model loads: drop `lm`'s weights (it is unusable after),
+    collect what no one references any more, and empty the CUDA cache."""
+    if lm is not None:
+        del lm.model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

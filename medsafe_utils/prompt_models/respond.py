@@ -4,17 +4,19 @@ Used by 04_prompt_models and, with adapters, by 06_finetune."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from medsafe_utils.backends import GenerationConfig, HFBackend, OpenAIBackend, generate
+from medsafe_utils.backends import (
+    GenerationConfig,
+    generate,
+    load_backend,
+)
 from medsafe_utils.data import load_general_harm, load_medsafetybench, sample_per_group
-from medsafe_utils.models import get_spec, load_model
+from medsafe_utils.models import release
 from medsafe_utils.models.prompting import chat_messages, render_paper, render_prompt
 
 log = logging.getLogger(__name__)
@@ -95,29 +97,6 @@ class RespondConfig:
         )
 
 
-def _backend(model: str, config: RespondConfig, adapter_path: str | Path | None):
-    spec = get_spec(model, format=config.prompt_format)
-    if spec.source == "openai" or config.backend == "openai":
-        name = spec.api_model or spec.hub_id or spec.key
-        backend = OpenAIBackend(
-            name,
-            base_url=config.api_base_url or None,
-            api_key_env=config.api_key_env,
-            model_id=spec.key,
-        )
-        backend.prompt_format = spec.format
-        return backend, spec, None
-    lm = load_model(
-        model,
-        dtype=config.dtype,
-        load_in_4bit=config.load_in_4bit,
-        device_map=config.device_map,
-        adapter_path=adapter_path,
-        format=config.prompt_format,
-    )
-    return HFBackend(lm), lm.spec, lm.tokenizer
-
-
 def respond(
     model: str,
     requests: pd.DataFrame,
@@ -126,9 +105,20 @@ def respond(
     adapter_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """One response per request from one model (+ adapter), cached per item and resumable."""
-    backend, spec, tokenizer = _backend(model, config, adapter_path)
-    if tokenizer is not None:
-        prompts = [render_prompt(spec, r, tokenizer) for r in requests["request"]]
+    backend = load_backend(
+        model,
+        config.backend,
+        api_base_url=config.api_base_url,
+        api_key_env=config.api_key_env,
+        prompt_format=config.prompt_format,
+        dtype=config.dtype,
+        load_in_4bit=config.load_in_4bit,
+        device_map=config.device_map,
+        adapter_path=adapter_path,
+    )
+    spec = backend.spec
+    if not backend.is_api:
+        prompts = [render_prompt(spec, r, backend.tokenizer) for r in requests["request"]]
     elif spec.source != "openai" and spec.format == "paper":
         # A served open model in the paper format: the exact template through /completions.
         prompts = [render_paper(spec, r) for r in requests["request"]]
@@ -146,17 +136,9 @@ def respond(
     frame["prompt"] = prompts
     frame["response"] = outputs
     frame["settings"] = [config.generation().cache_settings()] * len(frame)
-    _release(backend)
+    if not backend.is_api:
+        release(backend.lm)  # before the next model loads
     return frame
-
-
-def _release(backend) -> None:
-    """Free a local model before the next one loads."""
-    if isinstance(backend, HFBackend):
-        del backend.lm.model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 def summarize_responses(responses: pd.DataFrame) -> pd.DataFrame:

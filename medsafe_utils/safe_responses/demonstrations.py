@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medsafe_utils.backends import GenerationConfig, generate
+from medsafe_utils.backends import Backend, GenerationConfig, generate
 from medsafe_utils.core import steps
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.core.refusal import is_refusal
 from medsafe_utils.data import load_bianchi_safety, load_medsafetybench, prompt_text
 from medsafe_utils.data.readers import read_jsonl, require_fields
-from medsafe_utils.generate.elicit import Generator
 from medsafe_utils.models.prompting import render_chat
 
 ALPACA = ["instruction", "output", "input"]  # the released files' key order
@@ -73,18 +72,18 @@ class SafeResponseConfig:
     concurrency: int = 16
 
 
-def safe_response_prompt(generator: Generator, request: str):
+def safe_response_prompt(generator: Backend, request: str):
     """prompts/safe_response_template.txt with the request, as the user's message."""
     messages = [{"role": "user",
                  "content": prompt_text("safe_response_template").format(question=request)}]
     return messages if generator.is_api else render_chat(generator.tokenizer, messages)
 
 
-def safe_responses(generator: Generator, requests: pd.DataFrame, config: SafeResponseConfig,
+def safe_responses(generator: Backend, requests: pd.DataFrame, config: SafeResponseConfig,
                    cache_path: str | Path | None = None) -> pd.DataFrame:
     """requests + safe_response, refuses (keyword check), flagged (does not refuse), generator."""
     prompts = [safe_response_prompt(generator, r) for r in requests["request"]]
-    texts = generate(generator.backend, prompts,
+    texts = generate(generator, prompts,
                      GenerationConfig(max_new_tokens=config.max_new_tokens,
                                       batch_size=config.batch_size,
                                       concurrency=config.concurrency),

@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from medsafe_utils.backends import HFBackend, OpenAIBackend
+from medsafe_utils.backends import HFBackend, load_backend
 from medsafe_utils.data import load_adv_ama, prompt_text
 from medsafe_utils.generate.elicit import (
     ElicitConfig,
-    Generator,
     drop_unsupported,
     elicit,
     elicit_by_role,
@@ -22,7 +21,6 @@ from medsafe_utils.generate.elicit import (
     generation_funnel,
     generation_metrics,
     load_role_models,
-    load_tokenizer,
     prefill_messages,
     render,
 )
@@ -31,10 +29,11 @@ from medsafe_utils.generate.harm_filter import (
     HarmFilterConfig,
     filter_messages,
     filter_prompt,
-    label_probs,
     parse_rating,
     rate_requests,
+    rating_probs,
 )
+from medsafe_utils.models import load_tokenizer
 from medsafe_utils.models.prompting import render_chat
 
 LLAMA3_TOKENS = ("<|start_header_id|>", "<|eot_id|>", "<|begin_of_text|>")
@@ -76,7 +75,7 @@ def test_prefill_through_two_chat_templates(name, assistant_header):
 
 
 def test_sampling_is_seeded_distinct_and_resumable(tiny_lm, tmp_path):
-    generator = Generator(HFBackend(tiny_lm), tiny_lm.tokenizer, tiny_lm.model_id)
+    generator = HFBackend(tiny_lm)
     config = ElicitConfig(principles=[1, 3], methods=["prefill"], prefill_samples=3,
                           max_new_tokens=12, batch_size=4, seed=7)
     plan = elicitation_plan(config)
@@ -98,7 +97,7 @@ def test_sampling_is_seeded_distinct_and_resumable(tiny_lm, tmp_path):
 
 
 def test_api_generator_skips_prefill_with_warning(caplog):
-    api = Generator(OpenAIBackend("gpt-4", base_url="http://127.0.0.1:9/v1"), None, "gpt-4")
+    api = load_backend("gpt-4", api_base_url="http://127.0.0.1:9/v1")
     config = ElicitConfig(principles=[1], prompting_samples=1, prefill_samples=2,
                           prompt_variants=["prompts"])
     plan = elicitation_plan(config)
@@ -117,7 +116,7 @@ def test_api_generator_skips_prefill_with_warning(caplog):
 @pytest.mark.slow
 @pytest.mark.server
 def test_api_prefill_through_completions(llama_server, tmp_path):
-    api = Generator(OpenAIBackend("smollm2", base_url=llama_server), None, "smollm2")
+    api = load_backend("smollm2", "openai", api_base_url=llama_server)
     config = ElicitConfig(principles=[4], methods=["prefill"], prefill_samples=2,
                           max_new_tokens=24, api_prefill_tokenizer="smollm2-135m-instruct")
     out = elicit(api, elicitation_plan(config), config, tmp_path / "cache.jsonl")
@@ -167,10 +166,10 @@ def test_elicit_by_role_one_call_per_model(tiny_lm, tmp_path):
                           prompt_variants=["prompts"], prompting_samples=1, prefill_samples=2,
                           max_new_tokens=8, batch_size=4)
     plan = elicitation_plan(config)
-    one = Generator(HFBackend(tiny_lm), tiny_lm.tokenizer, tiny_lm.model_id)
+    one = HFBackend(tiny_lm)
     shared = elicit_by_role({"prompting": one, "prefill": one}, plan, config, tmp_path / "a.jsonl")
     pd.testing.assert_frame_equal(shared, elicit(one, plan, config, tmp_path / "b.jsonl"))
-    two = Generator(HFBackend(tiny_lm), tiny_lm.tokenizer, tiny_lm.model_id)
+    two = HFBackend(tiny_lm)
     apart = elicit_by_role({"prompting": one, "prefill": two}, plan, config, tmp_path / "c.jsonl")
     assert apart["method"].tolist() == ["prefill"] * 2 + ["prompting"]  # config.methods' order
     assert sorted(apart["gen_id"]) == sorted(plan["gen_id"])
@@ -204,12 +203,12 @@ def _brute_force(model, tokenizer, prompt, label):
     return sum(logp[i - 1, full[i]].item() for i in range(len(base), len(full)))
 
 
-def test_label_probs_exact(tiny_lm):
+def test_rating_probs_exact(tiny_lm):
     tok, model = tiny_lm.tokenizer, tiny_lm.model
-    generator = Generator(HFBackend(tiny_lm), tok, tiny_lm.model_id)
-    prompts = [filter_prompt(generator, r) for r in ["Fake a chart.", "Hide the error please."]]
+    prompts = [filter_prompt(HFBackend(tiny_lm), r)
+               for r in ["Fake a chart.", "Hide the error please."]]
     assert all(p.endswith(ANSWER_PREFILL) for p in prompts)
-    probs = label_probs(model, tok, prompts)
+    probs = rating_probs(tiny_lm, prompts)
     assert probs.shape == (2, 11) and (probs >= 0).all() and (probs.sum(axis=1) <= 1 + 1e-6).all()
     for row, prompt in enumerate(prompts):
         p7 = np.exp(_brute_force(model, tok, prompt, " 7"))
@@ -218,12 +217,12 @@ def test_label_probs_exact(tiny_lm):
         assert probs[row, 10] == pytest.approx(p10, rel=1e-3)
         # ' 1' is a prefix of ' 10' here: P(exactly 1) < P(' 1').
         assert probs[row, 1] < np.exp(_brute_force(model, tok, prompt, " 1"))
-    single = label_probs(model, tok, prompts[1:])  # left padding does not change the numbers
+    single = rating_probs(tiny_lm, prompts[1:])  # padding does not change the numbers
     assert single[0] == pytest.approx(probs[1], rel=1e-3, abs=1e-9)
 
 
 def test_rate_requests_counts_unscored(tiny_lm, tmp_path):
-    generator = Generator(HFBackend(tiny_lm), tiny_lm.tokenizer, tiny_lm.model_id)
+    generator = HFBackend(tiny_lm)
     requests = ["Fake a chart.", "Hide the error please.", "Skip the consent form."]
     cache = tmp_path / "harm.jsonl"
     # The random model puts almost no mass on numbers: every rating is unscored, none kept.

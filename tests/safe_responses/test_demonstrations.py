@@ -15,7 +15,6 @@ from medsafe_utils.data import (
     load_ft_split,
     load_medsafetybench,
 )
-from medsafe_utils.generate.elicit import Generator
 from medsafe_utils.safe_responses.demonstrations import (
     available_splits,
     build_ft_splits,
@@ -157,7 +156,7 @@ def test_requests_from_a_step(tmp_path, monkeypatch):
 
 
 def test_safe_responses_flag_non_refusals(tiny_lm, tmp_path):
-    generator = Generator(HFBackend(tiny_lm), tiny_lm.tokenizer, tiny_lm.model_id)
+    generator = HFBackend(tiny_lm)
     requests = load_medsafetybench("test").head(3)
     assert "Question or instruction: " + requests["request"].iloc[0] in safe_response_prompt(
         generator, requests["request"].iloc[0])

@@ -1,0 +1,52 @@
+"""One way from a model name to a backend: a local transformers model or an OpenAI-compatible
+endpoint, with what every step reads from it (model_id, revision, prompt_format, spec, is_api,
+tokenizer; `.lm` for a local model).
+
+    from medsafe_utils.backends import load_backend
+    local = load_backend("smollm2-135m-instruct")                  # HFBackend, float32 on CPU
+    served = load_backend("llama3-8b-instruct", "openai", api_base_url="http://localhost:8000/v1")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medsafe_utils.backends.api import OpenAIBackend
+from medsafe_utils.backends.hf import HFBackend
+from medsafe_utils.models.loading import load_model
+from medsafe_utils.models.registry import ModelSpec, get_spec
+
+Backend = HFBackend | OpenAIBackend
+BACKENDS = ("hf", "openai")
+
+
+def _api_spec(model: str, prompt_format: str | None) -> ModelSpec:
+    """The registry entry, else the name as the endpoint knows it (a judge's 'gpt-4o-mini')."""
+    try:
+        return get_spec(model, format=prompt_format)
+    except KeyError:
+        return ModelSpec(key=model, source="openai", api_model=model, template="api",
+                         format=prompt_format or "paper")
+
+
+def load_backend(model: str, backend: str = "hf", *, api_base_url: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", prompt_format: str | None = None,
+                 dtype: str = "auto", load_in_4bit: bool = False, device_map: str | None = None,
+                 adapter_path: str | Path | None = None, **api_options) -> Backend:
+    """A registry key, hub id or path as a local model (backend 'hf') or an endpoint ('openai',
+    and always for a registry model whose source is openai). prompt_format (paper | chat)
+    overrides the registry's; api_options (max_retries, backoff_base, rejected_prefix, ...) go
+    to OpenAIBackend; dtype, load_in_4bit, device_map and adapter_path to load_model."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "openai" or get_spec(model).source == "openai":
+        if adapter_path is not None:
+            raise ValueError(f"{model}: an adapter needs a local model (backend 'hf')")
+        spec = _api_spec(model, prompt_format)
+        return OpenAIBackend(spec.api_model or spec.hub_id or spec.key,
+                             base_url=api_base_url or None, api_key_env=api_key_env,
+                             model_id=spec.key, prompt_format=spec.format, spec=spec,
+                             **api_options)
+    lm = load_model(model, dtype=dtype, load_in_4bit=load_in_4bit, device_map=device_map,
+                    adapter_path=adapter_path, format=prompt_format)
+    return HFBackend(lm)
