@@ -19,21 +19,20 @@ chat template is rendered here and sent as text to the server's /completions end
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from medsafe_utils.backends import (
     Backend,
-    GenerationCache,
     GenerationConfig,
-    cache_key,
     generate,
+    generation_key,
+    generation_record,
     load_backend,
 )
+from medsafe_utils.core.store import Store
 from medsafe_utils.data import load_adv_ama, prompt_text
 from medsafe_utils.generate.extract import extract_requests
 from medsafe_utils.models import load_tokenizer
@@ -131,37 +130,19 @@ def drop_unsupported(plan: pd.DataFrame, generator: Backend, config: ElicitConfi
     return plan
 
 
-def _sample_keys(generator: Backend, prompts: list, samples: list[int],
-                 config: ElicitConfig) -> list[str]:
-    """Cache keys as `generate` makes them for the per-sample seeded config."""
-    return [cache_key(generator.model_id, generator.revision, generator.prompt_format, p,
-                      config.sampling(s).cache_settings())
-            for p, s in zip(prompts, samples, strict=True)]
-
-
 def _sample_local(generator: Backend, prompts: list[str], samples: list[int],
                   config: ElicitConfig, cache_path: str | Path | None) -> list[str]:
     """Local sampling in full batches that mix samples (each row its own cache key); each batch
     is seeded with its first row's seed, so a run from scratch is reproducible."""
-    keys = _sample_keys(generator, prompts, samples, config)
-    cache = GenerationCache(cache_path) if cache_path else None
-    done = {k: cache.get(k)["output"] for k in keys if cache is not None and k in cache}
-    todo = list(dict.fromkeys(i for i, k in enumerate(keys) if k not in done))
-    b = generator
-    with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=generator.model_id) as bar:
-        for start in range(0, len(todo), config.batch_size):
-            rows = todo[start:start + config.batch_size]
-            texts = b.generate_batch([prompts[i] for i in rows], config.sampling(samples[rows[0]]))
+    settings = [config.sampling(s).cache_settings() for s in samples]
+    keys = [generation_key(generator, p, s) for p, s in zip(prompts, settings, strict=True)]
+    with Store(cache_path).resume(keys, generator.model_id) as todo:
+        for rows in todo.batches(config.batch_size):
+            batch = [prompts[i] for i in rows]
+            texts = generator.generate_batch(batch, config.sampling(samples[rows[0]]))
             for i, text in zip(rows, texts, strict=True):
-                done[keys[i]] = text
-                if cache is not None:
-                    cache.append([{"key": keys[i], "model": b.model_id, "revision": b.revision,
-                                   "format": b.prompt_format,
-                                   "settings": config.sampling(samples[i]).cache_settings(),
-                                   "prompt": prompts[i], "output": text,
-                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}])
-            bar.update(len(rows))
-    return [done[k] for k in keys]
+                todo.save(i, generation_record(generator, prompts[i], settings[i], text))
+    return todo.values("output")
 
 
 def elicit(generator: Backend, plan: pd.DataFrame, config: ElicitConfig,

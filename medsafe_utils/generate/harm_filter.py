@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from medsafe_utils.backends import Backend, GenerationCache, GenerationConfig, cache_key, generate
+from medsafe_utils.backends import Backend, GenerationConfig, generate
 from medsafe_utils.backends.scores import label_probs, label_tokens
+from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.data import prompt_text
 from medsafe_utils.models.loading import LoadedModel
 from medsafe_utils.models.prompting import render_chat
@@ -106,26 +106,17 @@ def _rate_probs(generator: Backend, prompts: list[str], config: HarmFilterConfig
                 cache_path: str | Path | None) -> list[dict]:
     """Label probabilities per prompt, cached per item (resumable)."""
     b = generator
-    keys = [cache_key(b.model_id, b.revision, "harm-filter-probs", p, {"labels": LABELS})
+    keys = [item_key(b.model_id, b.revision, "harm-filter-probs", p, {"labels": LABELS})
             for p in prompts]
-    cache = GenerationCache(cache_path) if cache_path else None
-    done = {k: cache.get(k)["probs"] for k in keys if cache is not None and k in cache}
-    todo = list(dict.fromkeys(i for i, k in enumerate(keys) if k not in done))
-    lm = b.lm
-    for start in tqdm(range(0, len(todo), config.batch_size), desc="harm rating"):
-        rows = todo[start:start + config.batch_size]
-        probs = rating_probs(lm, [prompts[i] for i in rows])
-        records = [{"key": keys[i], "model": b.model_id, "revision": b.revision,
-                    "probs": [round(float(x), 6) for x in p],
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S")} for i, p in zip(rows, probs,
-                                                                                strict=True)]
-        for r in records:
-            done[r["key"]] = r["probs"]
-        if cache is not None:
-            cache.append(records)
+    with Store(cache_path).resume(keys, "harm rating") as todo:
+        for rows in todo.batches(config.batch_size):
+            probs = rating_probs(b.lm, [prompts[i] for i in rows])
+            for i, p in zip(rows, probs, strict=True):
+                todo.save(i, {"model": b.model_id, "revision": b.revision,
+                              "probs": [round(float(x), 6) for x in p],
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     out = []
-    for k in keys:
-        p = np.array(done[k])
+    for p in map(np.array, todo.values("probs")):
         mass = float(p.sum())
         rating = int(p.argmax()) if mass >= config.min_mass else None
         out.append({"harm_rating": rating, "harm_mass": mass,

@@ -3,22 +3,19 @@
     records = attack_goals(lm, load_adv_ama("tutorial"), GCGConfig(), "attacks.jsonl")
     attack_table(records); attack_metrics(records); gcg_requests(records)
 
-Each finished goal is appended to a JSONL (medsafe_utils.core.store.GenerationCache) under
-a key of goal, target, model, revision and settings; a rerun skips the finished goals."""
+Each finished goal is appended to a JSONL (medsafe_utils.core.store) under a key of goal,
+target, model, revision and settings; a rerun skips the finished goals."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import statistics
 import time
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
-from medsafe_utils.core.store import GenerationCache
+from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.jailbreak.gcg import GCGConfig, GCGResult, run
 
 METHOD = "gcg"
@@ -35,18 +32,9 @@ def settings_of(config: GCGConfig) -> dict:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_SETTINGS}
 
 
-def attack_key(gid: str, goal: str, target: str, model_id: str, revision: str,
-               settings: dict) -> str:
-    """sha256 over everything that determines one attack's result."""
-    payload = json.dumps({"goal_id": gid, "goal": goal, "target": target, "model": model_id,
-                          "revision": revision, "settings": settings}, sort_keys=True)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def attack_record(row, result: GCGResult, key: str, model_id: str, settings: dict,
-                  seconds: float) -> dict:
+def attack_record(row, result: GCGResult, model_id: str, settings: dict, seconds: float) -> dict:
     """One goal's attack as a flat JSON record (per-step lists included)."""
-    return {"key": key, "goal_id": goal_id(row.variant, row.category), "variant": row.variant,
+    return {"goal_id": goal_id(row.variant, row.category), "variant": row.variant,
             "category": int(row.category), "goal": row.goal, "target": row.target,
             "model": model_id, "settings": settings, **{k: getattr(result, k) for k in (
                 "best_suffix", "best_loss", "best_step", "initial_loss", "losses", "best_losses",
@@ -62,18 +50,18 @@ def attack_goals(lm, goals: pd.DataFrame, config: GCGConfig, path: str | Path) -
     missing = {"goal", "target", "category", "variant"} - set(goals.columns)
     if missing:
         raise ValueError(f"goals lack column(s) {sorted(missing)}")
-    cache, settings = GenerationCache(path), settings_of(config)
-    records = []
-    for row in tqdm(list(goals.itertuples()), desc="GCG goals"):
-        gid = goal_id(row.variant, row.category)
-        key = attack_key(gid, row.goal, row.target, lm.model_id, lm.revision, settings)
-        if key not in cache:
+    settings, rows = settings_of(config), list(goals.itertuples())
+    keys = [item_key(lm.model_id, lm.revision, METHOD,
+                     {"goal_id": goal_id(r.variant, r.category), "goal": r.goal,
+                      "target": r.target}, settings) for r in rows]
+    with Store(path).resume(keys, "GCG goals") as todo:
+        for i in todo:
+            row = rows[i]
             began = time.perf_counter()
             result = run(lm.model, lm.tokenizer, row.goal, row.target, config)
-            cache.append([attack_record(row, result, key, lm.model_id, settings,
-                                        time.perf_counter() - began)])
-        records.append(cache.get(key))
-    return pd.DataFrame(records)
+            todo.save(i, attack_record(row, result, lm.model_id, settings,
+                                       time.perf_counter() - began))
+    return pd.DataFrame(todo.values())
 
 
 def attack_table(records: pd.DataFrame) -> pd.DataFrame:

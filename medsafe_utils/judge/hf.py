@@ -11,16 +11,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from medsafe_utils.backends import (
-    GenerationCache,
-    GenerationConfig,
-    HFBackend,
-    cache_key,
-    generate,
-)
+from medsafe_utils.backends import GenerationConfig, HFBackend, generate
 from medsafe_utils.backends.scores import label_probs
+from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.judge.parse import HASH_LABEL
 from medsafe_utils.models.loading import LoadedModel
 from medsafe_utils.models.prompting import render_chat
@@ -96,24 +89,16 @@ class HFJudge:
         Prompts of one group (one usage policy) share their prefix computation."""
         contexts, reasoning = self.contexts(prompts, cache_path)
         groups = groups if groups is not None else [""] * len(prompts)
-        cache = GenerationCache(cache_path) if cache_path else None
-        keys = [cache_key(self.judge_id, self.lm.revision, "judge-score", c, {}) for c in contexts]
-        done = {k: cache.get(k)["probs"] for k in set(keys) if cache and k in cache}
-        todo: dict[str, dict[str, str]] = {}  # group -> {key: context}, unique and unfinished
-        for key, context, group in zip(keys, contexts, groups, strict=True):
-            if key not in done:
-                todo.setdefault(group, {})[key] = context
-        with tqdm(total=len(set(keys)), initial=len(done), desc=self.judge_id) as bar:
-            for items in todo.values():
-                group_keys = list(items)
-                for index, probs in enumerate(label_probs(self.lm, list(items.values()),
-                                                          self.labels)):
-                    done[group_keys[index]] = probs
-                    if cache is not None:
-                        cache.append([{"key": group_keys[index], "judge": self.judge_id,
-                                       "probs": probs}])
-                    bar.update(1)
-        return [self._record(done[k], r) for k, r in zip(keys, reasoning, strict=True)]
+        keys = [item_key(self.judge_id, self.lm.revision, "judge-score", c, {}) for c in contexts]
+        with Store(cache_path).resume(keys, self.judge_id) as todo:
+            by_group: dict[str, list[int]] = {}  # unfinished items per group
+            for i in todo:
+                by_group.setdefault(groups[i], []).append(i)
+            for rows in by_group.values():
+                for j, probs in enumerate(label_probs(self.lm, [contexts[i] for i in rows],
+                                                      self.labels)):
+                    todo.save(rows[j], {"judge": self.judge_id, "probs": probs})
+        return [self._record(p, r) for p, r in zip(todo.values("probs"), reasoning, strict=True)]
 
     def _record(self, probs: list[float], reasoning: str) -> dict:
         mass = sum(probs)

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from medsafe_utils.core import steps
-from medsafe_utils.core.store import GenerationCache, cache_key
+from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.data import BENCHMARKS, load_medical_benchmark
 from medsafe_utils.medical_eval.prompts import (
     PROMPT_VERSION,
@@ -85,10 +84,10 @@ def eval_items(benchmarks: list[str], n_per_benchmark: int = 0, seed: int = 0) -
     return pd.concat(frames, ignore_index=True)
 
 
-def _record(key: str, lm, adapter: AdapterRecord | None, req: McRequest, lls: list[float],
+def _record(lm, adapter: AdapterRecord | None, req: McRequest, lls: list[float],
             n_tokens: int, max_length: int, settings: dict) -> dict:
     pred = max(range(len(lls)), key=lls.__getitem__)
-    return {"key": key, "model": lm.model_id, "base_model": lm.spec.key,
+    return {"model": lm.model_id, "base_model": lm.spec.key,
             "adapter": adapter.adapter if adapter else "",
             "adapter_type": adapter.type if adapter else "",
             "adapter_n": adapter.n if adapter else 0,
@@ -110,24 +109,21 @@ def evaluate_model(base: str, adapter: AdapterRecord | None, requests: list[McRe
         if adapter is not None:
             check_adapter(lm, [requests[0].context])  # raises when the adapter changes nothing
         settings = config.settings()
-        cache = GenerationCache(predictions_path)
         # Seeds can draw the same shots: the key names the run as well as the prompt.
-        keys = [cache_key(lm.model_id, lm.revision, "mc-loglikelihood",
-                          [r.benchmark, r.item_id, r.num_fewshot, r.seed, r.context,
-                           list(r.continuations)], settings) for r in requests]
-        todo = [(k, r) for k, r in zip(keys, requests, strict=True) if k not in cache]
-        if todo:
-            engine = make_engine(lm, batch_size=config.batch_size, max_length=config.max_length)
-            bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=lm.model_id)
-            for start in range(0, len(todo), config.save_every):
-                chunk = todo[start:start + config.save_every]
-                scores = loglikelihoods(engine, [r for _, r in chunk])
-                lengths = prompt_lengths(lm.tokenizer, [r for _, r in chunk])
-                cache.append([_record(k, lm, adapter, r, s, n, engine.max_length, settings)
-                              for (k, r), s, n in zip(chunk, scores, lengths, strict=True)])
-                bar.update(len(chunk))
-            bar.close()
-        return pd.DataFrame([cache.get(k) for k in keys])
+        keys = [item_key(lm.model_id, lm.revision, "mc-loglikelihood",
+                         [r.benchmark, r.item_id, r.num_fewshot, r.seed, r.context,
+                          list(r.continuations)], settings) for r in requests]
+        with Store(predictions_path).resume(keys, lm.model_id) as todo:
+            if todo:  # loading the engine only when there is something to score
+                engine = make_engine(lm, batch_size=config.batch_size, max_length=config.max_length)
+            for rows in todo.batches(config.save_every):
+                chunk = [requests[i] for i in rows]
+                scores = loglikelihoods(engine, chunk)
+                lengths = prompt_lengths(lm.tokenizer, chunk)
+                for i, s, n in zip(rows, scores, lengths, strict=True):
+                    todo.save(i, _record(lm, adapter, requests[i], s, n, engine.max_length,
+                                         settings))
+        return pd.DataFrame(todo.values())
     finally:
         release(lm)
 

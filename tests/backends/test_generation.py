@@ -1,17 +1,11 @@
-"""Local generation: batched equals one-by-one, the cache resumes a killed run exactly."""
-
-import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+"""Local generation: batched equals one-by-one, shared prefixes, the cache skips finished items
+(the store itself, and a killed run, are tested in tests/core/test_store.py)."""
 
 import pytest
 
-from medsafe_utils.backends import GenerationCache, GenerationConfig, HFBackend, generate
+from medsafe_utils.backends import GenerationConfig, HFBackend, generate
 from medsafe_utils.backends.hf import MIN_SHARED_PREFIX, shared_prefix_length
+from medsafe_utils.core.store import Store
 from medsafe_utils.data import load_medsafetybench
 from medsafe_utils.models.prompting import render_prompt
 
@@ -90,69 +84,8 @@ def test_cache_skips_finished_items(tiny_lm, tmp_path):
     second = generate(backend, prompts + prompts[:2], config, cache_path=cache_path)
     assert second[:3] == first and second[5:] == first[:2]
     assert backend.seen == prompts[3:]  # only the two new prompts were generated
-    assert len(GenerationCache(cache_path)) == 5
+    assert len(Store(cache_path)) == 5
     # A different setting is a different key: nothing is reused for it.
     other = GenerationConfig(max_new_tokens=7, batch_size=2)
     generate(backend, prompts[:1], other, cache_path=cache_path)
-    assert len(GenerationCache(cache_path)) == 6
-
-
-def test_torn_last_line_is_dropped(tmp_path, caplog):
-    path = tmp_path / "cache.jsonl"
-    good = json.dumps({"key": "a", "output": "x"}) + "\n"
-    path.write_text(good + '{"key": "b", "outp')
-    cache = GenerationCache(path)
-    assert "a" in cache and "b" not in cache and len(cache) == 1
-    assert path.read_text() == good and "torn" in caplog.text
-    cache.append([{"key": "b", "output": "y"}, {"key": "a", "output": "dup"}])
-    lines = path.read_text().splitlines()
-    assert [json.loads(line)["key"] for line in lines] == ["a", "b"]
-
-
-KILL_SCRIPT = textwrap.dedent("""
-    import sys, time
-    from medsafe_utils.data import load_medsafetybench
-    from medsafe_utils.backends import GenerationConfig, HFBackend, generate
-    from medsafe_utils.models import load_model
-    from medsafe_utils.models.prompting import render_prompt
-
-    class Slow(HFBackend):
-        def generate_batch(self, prompts, config):
-            time.sleep(0.4)
-            return super().generate_batch(prompts, config)
-
-    lm = load_model("tiny-random")
-    requests = load_medsafetybench("test")["request"].tolist()[:24]
-    prompts = [render_prompt(lm.spec, r, lm.tokenizer) for r in requests]
-    config = GenerationConfig(max_new_tokens=6, batch_size=2)
-    generate(Slow(lm), prompts, config, cache_path=sys.argv[1])
-""")
-
-
-def test_killed_run_resumes_without_loss_or_duplicates(tiny_lm, tmp_path):
-    cache_path = tmp_path / "cache.jsonl"
-    script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(cache_path)],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if cache_path.exists() and len(cache_path.read_text().splitlines()) >= 6:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = len(GenerationCache(cache_path))
-    assert 6 <= killed_at < 24, "the run was killed mid-way"
-
-    prompts = _prompts(tiny_lm, 24)
-    config = GenerationConfig(max_new_tokens=6, batch_size=2)
-    resumed = generate(HFBackend(tiny_lm), prompts, config, cache_path=cache_path)
-    fresh = generate(HFBackend(tiny_lm), prompts, config)
-    assert resumed == fresh
-    keys = [json.loads(line)["key"] for line in cache_path.read_text().splitlines()]
-    assert len(keys) == len(set(keys)) == 24
+    assert len(Store(cache_path)) == 6
