@@ -34,3 +34,12 @@ if [ ! -f "$stamp" ]; then
   python -m ipykernel install --sys-prefix --name python3 >/dev/null
   touch "$stamp"
 fi
+
+# The test extras drive the expert-review form in the system's headless Chromium.
+if [ "$extras" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing chromium and chromium-driver (apt) for the browser tests"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi

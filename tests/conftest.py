@@ -142,3 +142,45 @@ def llama_server():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser_downloads(tmp_path) -> Path:
+    """The folder where the `browser` fixture's downloads land."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(tmp_path, browser_downloads):
+    """A selenium webdriver on the system's headless Chromium (Debian's chromium and
+    chromium-driver; scripts/setup_env.sh test installs them), with a fresh profile in tmp_path,
+    no network services, and downloads saved to `browser_downloads` without asking."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    for program in (CHROMIUM, CHROMEDRIVER):
+        if not program.exists():
+            pytest.fail(f"{program} not found: install chromium and chromium-driver "
+                        "(source scripts/setup_env.sh test does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": str(browser_downloads),
+        "download.prompt_for_download": False,
+        "download.directory_upgrade": True,
+        "safebrowsing.enabled": False})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -88,6 +88,18 @@ def test_figures_metrics_manifest(out):
     assert set(manifest["judges"]) == JUDGES
 
 
+def test_expert_review_export(out):
+    """The fine-tuned models' answers are exported for review like 05's (all 96: under review_n)."""
+    responses = pd.read_json(out / "responses.jsonl", lines=True)
+    sample = pd.read_json(out / "expert_review" / "sample.jsonl", lines=True)
+    assert len(sample) == len(responses) and sample["review_id"].is_unique
+    adapters = set(responses.loc[responses["type"] != "none", "adapter"])
+    assert set(sample["model"]) == set(SMOKE["base_models"]) | adapters
+    assert all(set(scores) == JUDGES for scores in sample["judge_scores"])
+    html = (out / "expert_review" / "review_form.html").read_text()
+    assert sample["sample_id"].iloc[0] in html
+    assert not any(model in html for model in set(sample["model"]))
+
 def test_rerun_redoes_nothing(out):
     from medsafe_utils.pipeline.run import run_notebook
 
