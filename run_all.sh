@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every table and figure: ./run_all.sh [profile] [--only NN ...] [--from NN]
+#   [-p NAME VALUE ...] [-f FILE.yaml ...]  (parameters over the profile's, as in papermill)
 # Profile: smoke (default; offline, CPU, minutes) or paper (the paper's models and sizes; GPUs).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -149,7 +149,7 @@ def judge_metrics(judgments: pd.DataFrame, validation: pd.DataFrame | None = Non
     responses, the false-harm rates and the unscored rate there."""
     metrics: dict = {}
     for judge, group in judgments.groupby("judge", sort=True):
-        scores = pd.to_numeric(group["score"], errors="coerce")
+        scores = pd.to_numeric(group["score"], errors="coerce").astype(float)  # NA -> NaN
         metrics |= {f"{judge}/n": len(scores), f"{judge}/unscored": int(scores.isna().sum()),
                     f"{judge}/unscored_rate": float(scores.isna().mean()),
                     f"{judge}/mean_score": float(scores.mean())}

@@ -1,9 +1,12 @@
 """Run the notebooks in order with papermill (python -m medsafe_utils.pipeline.run; run_all.sh).
 
-Each notebook gets the profile's parameter file params/<profile>/<NN_name>.yaml and is executed
-into results/<profile>/executed/. A step whose notebook, parameters, library code, data manifest
-and upstream results are unchanged since its last successful run is skipped (the hash is kept in
-its manifest.json); --force reruns. The first failure stops the run, naming notebook and cell.
+Each notebook gets the profile's parameter file params/<profile>/<NN_name>.yaml, then the
+command line's -f files and -p NAME VALUE pairs (medsafe_utils.pipeline.overrides), and is
+executed into results/<profile>/executed/. A step whose notebook, parameters, library code, data
+manifest and upstream results are unchanged since its last successful run is skipped (the hash
+is kept in its manifest.json); --force reruns. The first failure stops the run, naming notebook
+and cell.
+Every run ends with results/<profile>/INDEX.md and report.html (medsafe_utils.pipeline.report).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import yaml
 
 from medsafe_utils.core import paths
 from medsafe_utils.core.steps import DEPENDS
+from medsafe_utils.pipeline.overrides import check_params, resolve
 
 HASH_KEY = "pipeline_hash"
 
@@ -46,19 +50,6 @@ def select(all_notebooks: list[Path], only: list[str], start: str | None) -> lis
     if start:
         return [nb for nb in all_notebooks if nb.stem[:2] >= start]
     return all_notebooks
-
-
-def check_params(notebook: Path, params: dict) -> None:
-    """Every parameter a profile passes must exist in the notebook (papermill only warns)."""
-    import papermill as pm
-
-    known = set(pm.inspect_notebook(str(notebook)))
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise SystemExit(
-            f"{notebook.name}: parameter(s) {unknown} are not in its parameters "
-            f"cell (known: {sorted(known)})"
-        )
 
 
 def _hash_files(digest, files) -> None:
@@ -106,9 +97,10 @@ def is_current(notebook: Path, profile: str, digest: str) -> bool:
 
 def run_notebook(notebook: Path, profile: str, overrides: dict | None = None) -> Path:
     """Execute one notebook with papermill (the profile's parameters, then `overrides`); record
-    its hash in the step manifest."""
+    its hash, the overrides and the wall time in the step manifest."""
     import papermill as pm
 
+    began = time.time()
     params = {**profile_params(profile, notebook), **(overrides or {})}
     check_params(notebook, params)
     digest = step_hash(notebook, profile, params)
@@ -128,12 +120,15 @@ def run_notebook(notebook: Path, profile: str, overrides: dict | None = None) ->
     if manifest.exists():
         record = json.loads(manifest.read_text(encoding="utf-8"))
         record[HASH_KEY] = digest
+        record["overrides"] = overrides or {}
+        record["wall_s"] = round(time.time() - began, 2)  # with kernel start, unlike duration_s
         manifest.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     return executed
 
 
-def _report(profile: str, timings: list[tuple[str, float, str]]) -> None:
+def _report(profile: str, timings: list[tuple[str, float, str]], harmful_text: bool) -> None:
     from medsafe_utils.pipeline.index import write_index
+    from medsafe_utils.pipeline.report import write_report
 
     print(f"\n{'step':<22} {'seconds':>8}  status")
     for step, seconds, status in timings:
@@ -147,6 +142,8 @@ def _report(profile: str, timings: list[tuple[str, float, str]]) -> None:
             for path in sorted((profile_dir / step).glob("*")):
                 if path.is_file():
                     print(f"  {path}")
+        report = write_report(profile_dir, {s: status for s, _, status in timings}, harmful_text)
+        print(f"\nreport: {report}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=[], metavar="NN", help="run just these")
     parser.add_argument("--from", dest="start", metavar="NN", help="start at this notebook")
     parser.add_argument("--force", action="store_true", help="rerun steps that are up to date")
+    parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="set a parameter of every selected "
+                        "notebook that has it; VALUE is YAML: -p models '[\"org/name\"]'")
+    parser.add_argument("-f", "--parameters-file", action="append", default=[],
+                        metavar="FILE.yaml", help="parameters over the profile's (later files "
+                        "win, -p wins over -f)")
+    parser.add_argument("--show-harmful-text", action="store_true", help="report.html shows "
+                        "sample requests and responses (research use; off: none)")
     args = parser.parse_args(argv)
     if not (paths.PARAMS_DIR / args.profile).is_dir():
         raise SystemExit(
@@ -163,10 +168,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from papermill.exceptions import PapermillExecutionError
 
+    # Every parameter of every selected notebook is checked before anything runs.
+    selected = select(notebooks(), args.only, args.start)
+    overrides = resolve(selected, args.parameters_file, args.parameters)
+    for notebook in selected:
+        params = {**profile_params(args.profile, notebook), **overrides[notebook.stem]}
+        check_params(notebook, params, f"params/{args.profile}/{notebook.stem}.yaml + overrides")
+
     timings: list[tuple[str, float, str]] = []
-    for notebook in select(notebooks(), args.only, args.start):
+    for notebook in selected:
         began = time.time()
-        params = profile_params(args.profile, notebook)
+        params = {**profile_params(args.profile, notebook), **overrides[notebook.stem]}
         if not args.force and is_current(
             notebook, args.profile, step_hash(notebook, args.profile, params)
         ):
@@ -175,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"==> {notebook.name} [{args.profile}]", flush=True)
         try:
-            run_notebook(notebook, args.profile)
+            run_notebook(notebook, args.profile, overrides[notebook.stem])
         except PapermillExecutionError as err:
             print(
                 f"\nFAILED: {notebook.name}, cell {err.cell_index} (execution count "
@@ -183,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{paths.results_root() / args.profile / 'executed' / notebook.name}",
                 file=sys.stderr,
             )
-            _report(args.profile, timings)
+            timings.append((notebook.stem, time.time() - began, "failed"))
+            _report(args.profile, timings, args.show_harmful_text)
             return 1
         timings.append((notebook.stem, time.time() - began, "ran"))
         print(f"    done in {timings[-1][1]:.1f} s", flush=True)
-    _report(args.profile, timings)
+    _report(args.profile, timings, args.show_harmful_text)
     return 0
 
 

@@ -15,6 +15,7 @@ from medsafe_utils.backends import (
     generate,
     load_backend,
 )
+from medsafe_utils.core.artifacts import read_jsonl
 from medsafe_utils.data import load_general_harm, load_medsafetybench, sample_per_group
 from medsafe_utils.models import release
 from medsafe_utils.models.prompting import chat_messages, render_paper, render_prompt
@@ -139,6 +140,24 @@ def respond(
     if not backend.is_api:
         release(backend.lm)  # before the next model loads
     return frame
+
+
+def with_earlier_models(responses: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Other models' responses that an earlier run left in `path`, then these: results of
+    several runs accumulate (a model that answers again replaces its earlier rows)."""
+    path = Path(path)
+    if not path.exists():
+        return responses
+    earlier = read_jsonl(path)
+    earlier = earlier[~earlier["model"].isin(set(responses["model"]))]
+    if earlier.empty:
+        return responses
+    log.info("%s: keeping the earlier responses of %s", path.name, sorted(set(earlier["model"])))
+    items = ["harm_set", "item_id"]
+    if set(map(tuple, earlier[items].values)) != set(map(tuple, responses[items].values)):
+        log.warning("the earlier models answered other requests than these: their scores compare "
+                    "over different items")
+    return pd.concat([earlier, responses], ignore_index=True)
 
 
 def summarize_responses(responses: pd.DataFrame) -> pd.DataFrame:

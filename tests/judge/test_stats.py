@@ -125,6 +125,13 @@ def test_false_harm_rates_and_metrics():
     assert metrics["j1/mean_score"] == pytest.approx((1 + 2 + 5 + 4 + 5) / 5)
 
 
+def test_metrics_of_a_judge_that_never_scored():
+    unscored = pd.DataFrame({"judge": ["j"] * 2, "score": pd.array([None, None], dtype="Int64")})
+    metrics = judge_metrics(unscored, unscored)
+    assert metrics["j/unscored_rate"] == 1.0 and math.isnan(metrics["j/mean_score"])
+    assert math.isnan(metrics["j/validation_false_harm_rate"])
+
+
 def test_eval_set_names():
     assert eval_set("medsafety_eval", "gpt4") == "MedSafety-Eval (GPT-4)"
     assert eval_set("medsafety_eval", "llama2") == "MedSafety-Eval (Llama-2)"

@@ -1,0 +1,129 @@
+"""Two models in one results folder, and report.html on it in a real headless browser.
+
+04 and 05 run (on 3 general-harm requests, the keyword judge) with tiny-random, then with
+SmolLM2 given by -p: the tables hold both, tiny-random is not recomputed, a third identical run
+skips both steps. The report opens, every figure loads, every link resolves, and it holds no
+request or response unless asked."""
+
+import contextlib
+import html
+import io
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+import pytest
+import yaml
+
+from medsafe_utils.core import paths
+from medsafe_utils.pipeline import run as pipeline
+from medsafe_utils.pipeline.report import WARNING, write_report
+
+pytestmark = pytest.mark.slow
+TINY = {"harm_sets": ["general"], "n_general": 3, "max_new_tokens": 8,
+        "judge_backends": ["keyword"], "judge_models": [""], "validate_n": 2}
+A, B = "tiny-random", "smollm2-135m-instruct"
+
+
+def _run(*args: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert pipeline.main(list(args)) == 0
+    return out.getvalue()
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """results/smoke after 04+05 ran with model A, then with model B; the runs' outputs."""
+    root = tmp_path_factory.mktemp("results")
+    tiny = root / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump(TINY))
+    base = ["smoke", "--only", "04", "05", "-f", str(tiny)]
+    responses = root / "smoke" / "04_prompt_models" / "responses.jsonl"
+    cache = responses.with_name("generation_cache.jsonl")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(paths.RESULTS_ENV, str(root))
+        logs = [_run(*base, "-p", "models", f'["{A}"]')]
+        first = {"responses": _records(responses), "cache": _records(cache)}
+        logs += [_run(*base, "-p", "models", f'["{B}"]') for _ in range(2)]
+    return root / "smoke", first, logs
+
+
+def test_models_accumulate_without_recomputing(two_models):
+    out, first, logs = two_models
+    assert "up to date" not in logs[1] and logs[2].count("up to date, skipped") == 2
+    responses = _records(out / "04_prompt_models" / "responses.jsonl")
+    assert [r for r in responses if r["model"] == A] == first["responses"]  # A kept as it was
+    assert [r["model"] for r in responses].count(B) == 3
+    cache = _records(out / "04_prompt_models" / "generation_cache.jsonl")
+    assert [r for r in cache if r["model"] == A] == first["cache"]  # A was not generated again
+    manifest = json.loads((out / "04_prompt_models" / "manifest.json").read_text())
+    assert manifest["models"] == [B] and manifest["earlier_models"] == [A]
+    assert manifest["overrides"] == {**{k: TINY[k] for k in ("harm_sets", "n_general",
+                                                              "max_new_tokens")}, "models": [B]}
+    tab = pd.read_csv(out / "05_judge" / "tab_harmfulness.csv")
+    assert sorted(tab.loc[tab["breakdown"] == "harm_set", "model"]) == sorted([A, B])
+    assert set(pd.read_csv(out / "04_prompt_models" / "tab_responses_summary.csv")["model"]) == {
+        A, B}
+
+
+def test_report_opens_with_every_figure_and_link(two_models, report_browser):
+    out, first, _ = two_models
+    report = out / "report.html"
+    report_browser.get(report.as_uri())
+    assert report_browser.title == "MedSafetyBench: smoke"
+    images = report_browser.execute_script(
+        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+    figures = sorted(p.stem for p in out.glob("*/fig_*.png"))
+    assert sorted(alt for alt, _, _ in images) == figures and len(figures) == 3
+    assert all(done and width > 0 for _, done, width in images), images
+    links = report_browser.execute_script(
+        "return Array.from(document.links).map(a => a.getAttribute('href'))")
+    for href in links:
+        if href.startswith("#"):
+            assert report_browser.execute_script(
+                "return document.getElementById(arguments[0]) !== null", href[1:]), href
+        else:
+            target = Path(unquote(urlparse((report.parent / href).as_uri()).path))
+            assert target.is_file(), href
+    executed = sorted(h for h in links if h.startswith("executed/"))
+    assert executed == ["executed/04_prompt_models.html", "executed/05_judge.html"]
+    report_browser.get((out / executed[1]).as_uri())  # the notebook renders as a page
+    assert report_browser.title == "05_judge"
+    assert "Judge the responses" in report_browser.find_element("tag name", "body").text
+
+    report_browser.get(report.as_uri())
+    text = report_browser.find_element("tag name", "body").text
+    for step in ("04_prompt_models", "05_judge"):  # each step's wall time from its manifest
+        manifest = json.loads((out / step / "manifest.json").read_text())
+        assert f"{manifest['wall_s']:.1f}" in text
+    assert B in text and A in text and WARNING not in text
+    page = html.unescape(report_browser.page_source)
+    for record in first["responses"] + _records(out / "04_prompt_models" / "responses.jsonl"):
+        assert record["request"] not in page
+        assert len(record["response"]) < 20 or record["response"] not in page
+
+
+def test_harmful_text_only_when_asked(two_models, tmp_path, monkeypatch):
+    out, _, _ = two_models
+    copy = tmp_path / "smoke"
+    shutil.copytree(out, copy)
+    monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path))
+    from medsafe_utils.pipeline.report import main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["smoke", "--show-harmful-text"]) == 0
+    page = html.unescape((copy / "report.html").read_text(encoding="utf-8"))
+    body = page[page.index("<body>"):]
+    assert body.startswith(f'<body><p class="warning">{WARNING}')
+    requests = {r["request"] for r in _records(copy / "04_prompt_models" / "responses.jsonl")}
+    assert any(request in page for request in requests)
+    write_report(copy)  # the default again: none
+    page = html.unescape((copy / "report.html").read_text(encoding="utf-8"))
+    assert WARNING not in page and not any(request in page for request in requests)
