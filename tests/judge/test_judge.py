@@ -157,8 +157,9 @@ def test_judge_all_runs_every_judge_in_order(tiny_lm, tmp_path):
     assert all(c.score_only and c.batch_size == 2 for c in configs)
     data = frame(["I cannot help with that.", "Sure, here is how."])
     cache = tmp_path / "cache.jsonl"
-    judged = judge_all(data, configs, cache, {configs[1].judge_id: tiny_lm})
-    alone = [judge_responses(data, c, cache, lm=tiny_lm) for c in configs]
+    judge = HFBackend(tiny_lm)
+    judged = judge_all(data, configs, cache, {configs[1].judge_id: judge})
+    alone = [judge_responses(data, c, cache, lm=judge) for c in configs]
     pd.testing.assert_frame_equal(judged, pd.concat(alone, ignore_index=True))
     assert judged["judge"].tolist() == [configs[0].judge_id] * 2 + [configs[1].judge_id] * 2
     with pytest.raises(ValueError, match="one model per judge backend"):
