@@ -49,12 +49,16 @@ def main() -> None:
 
     rate = args.n / embed_s
     full_embed_s = len(requests) / rate
-    print(f"n={args.n} threads={torch.get_num_threads()} load_s={load_s:.1f} "
-          f"embed_s={embed_s:.1f} near_pass_s={near_s:.2f} near_dups={int(result.near.sum())} "
-          f"exact_dups_all={exact_all} exact_pass_all_s={exact_all_s:.2f}")
-    print(f"RESULT bench_dedup n={args.n} sentences_per_s={rate:.1f} "
-          f"est_full_74374_embed_min={full_embed_s / 60:.1f} near_pass_s={near_s:.2f} "
-          f"near_dup_rate={result.near.mean():.3f} exact_dups_all={exact_all}")
+    print(
+        f"n={args.n} threads={torch.get_num_threads()} load_s={load_s:.1f} "
+        f"embed_s={embed_s:.1f} near_pass_s={near_s:.2f} near_dups={int(result.near.sum())} "
+        f"exact_dups_all={exact_all} exact_pass_all_s={exact_all_s:.2f}"
+    )
+    print(
+        f"RESULT bench_dedup n={args.n} sentences_per_s={rate:.1f} "
+        f"est_full_74374_embed_min={full_embed_s / 60:.1f} near_pass_s={near_s:.2f} "
+        f"near_dup_rate={result.near.mean():.3f} exact_dups_all={exact_all}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,36 +29,60 @@ from medsafe_utils.finetune.alpaca import demonstration_split
 from medsafe_utils.finetune.qlora import QLoRAConfig, train
 
 ARMS = {
-    "original": dict(group_by_length=False, micro_batch_size=4, gradient_checkpointing=True,
-                     pad_to_multiple_of=8),
-    "grouped": dict(group_by_length=True, micro_batch_size=4, gradient_checkpointing=True,
-                    pad_to_multiple_of=8),  # --breakdown: the length grouping alone
-    "ours": dict(group_by_length=True, micro_batch_size=8, gradient_checkpointing=False,
-                 pad_to_multiple_of=0),
+    "original": dict(
+        group_by_length=False, micro_batch_size=4, gradient_checkpointing=True, pad_to_multiple_of=8
+    ),
+    "grouped": dict(
+        group_by_length=True, micro_batch_size=4, gradient_checkpointing=True, pad_to_multiple_of=8
+    ),  # --breakdown: the length grouping alone
+    "ours": dict(
+        group_by_length=True, micro_batch_size=8, gradient_checkpointing=False, pad_to_multiple_of=0
+    ),
 }
 
 
 def run_arm(name: str, demos, args, root: str) -> tuple[float, float]:
     """Train one arm; returns its non-pad training tokens per second (wall, CPU)."""
-    config = QLoRAConfig("smollm2-135m-instruct", output_dir=os.path.join(root, name),
-                         batch_size=args.batch_size, num_epochs=args.epochs, warmup_steps=0,
-                         max_steps=-1, eval_n=0, save_steps=10_000, load_in_4bit=True,
-                         compute_dtype="float32", seed=args.seed, **ARMS[name])
+    config = QLoRAConfig(
+        "smollm2-135m-instruct",
+        output_dir=os.path.join(root, name),
+        batch_size=args.batch_size,
+        num_epochs=args.epochs,
+        warmup_steps=0,
+        max_steps=-1,
+        eval_n=0,
+        save_steps=10_000,
+        load_in_4bit=True,
+        compute_dtype="float32",
+        seed=args.seed,
+        **ARMS[name],
+    )
     result = train(config, demos)
     per_cpu_s = result.train_tokens / result.cpu_s
-    print(f"{name}: {result.train_tokens} tokens in {result.wall_s:.1f} s = "
-          f"{result.tokens_per_s:.1f} tok/s; {per_cpu_s:.1f} tokens per CPU-second "
-          f"({result.steps} steps, {ARMS[name]})", flush=True)
+    print(
+        f"{name}: {result.train_tokens} tokens in {result.wall_s:.1f} s = "
+        f"{result.tokens_per_s:.1f} tok/s; {per_cpu_s:.1f} tokens per CPU-second "
+        f"({result.steps} steps, {ARMS[name]})",
+        flush=True,
+    )
     return result.tokens_per_s, per_cpu_s
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=128,
-                        help="demonstrations (128: one effective batch, as grouped by Trainer)")
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=128,
+        help="demonstrations (128: one effective batch, as grouped by Trainer)",
+    )
     parser.add_argument("--epochs", type=float, default=1)
-    parser.add_argument("--batch-size", type=int, default=128,
-                        help="demonstrations per optimizer step (the paper: 128)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=128,
+        help="demonstrations per optimizer step (the paper: 128)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--breakdown", action="store_true", help="also time length grouping alone")
     args = parser.parse_args()
@@ -68,13 +92,20 @@ def main() -> None:
         original = run_arm("original", demos, args, root)
         if args.breakdown:
             grouped = run_arm("grouped", demos, args, root)
-            print(f"length grouping alone: {grouped[0] / original[0]:.2f}x "
-                  f"(per CPU-second {grouped[1] / original[1]:.2f}x)", flush=True)
+            print(
+                f"length grouping alone: {grouped[0] / original[0]:.2f}x "
+                f"(per CPU-second {grouped[1] / original[1]:.2f}x)",
+                flush=True,
+            )
         ours = run_arm("ours", demos, args, root)
-    print(f"tokens per CPU-second: ours {ours[1]:.1f}, original {original[1]:.1f}, "
-          f"ratio {ours[1] / original[1]:.2f}")
-    print(f"RESULT bench_finetune ours_tok_s={ours[0]:.1f} original_tok_s={original[0]:.1f} "
-          f"ratio={ours[0] / original[0]:.2f}")
+    print(
+        f"tokens per CPU-second: ours {ours[1]:.1f}, original {original[1]:.1f}, "
+        f"ratio {ours[1] / original[1]:.2f}"
+    )
+    print(
+        f"RESULT bench_finetune ours_tok_s={ours[0]:.1f} original_tok_s={original[0]:.1f} "
+        f"ratio={ours[0] / original[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ CHECK_IDS = [1, 9690, 198, 2683, 359, 253, 5356, 5646]  # "<|im_start|>system\nY
 
 # ---------------------------------------------------------------- nanoGCG worker (its own venv)
 
+
 class Timed:
     """A stand-in for tqdm that records wall and CPU time at each step boundary."""
 
@@ -77,7 +78,8 @@ def _worker_load(folder: Path):
     tok_config = json.loads((folder / "tokenizer_config.json").read_text())
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(folder / "tokenizer.json"),
-        **{k: tok_config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")})
+        **{k: tok_config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")},
+    )
     tokenizer.chat_template = (folder / "chat_template.jinja").read_text()
     return model.eval(), tokenizer
 
@@ -107,16 +109,32 @@ def nanogcg_worker() -> None:
         request = json.loads(line)
         stamps: list = []
         nanogcg.gcg.tqdm = lambda *a, s=stamps, **k: Timed(s, *a, **k)
-        config = nanogcg.GCGConfig(num_steps=request["steps"], search_width=WIDTH, topk=TOPK,
-                                   optim_str_init=INIT, seed=request["seed"], early_stop=False,
-                                   use_prefix_cache=True, verbosity="WARNING")
+        config = nanogcg.GCGConfig(
+            num_steps=request["steps"],
+            search_width=WIDTH,
+            topk=TOPK,
+            optim_str_init=INIT,
+            seed=request["seed"],
+            early_stop=False,
+            use_prefix_cache=True,
+            verbosity="WARNING",
+        )
         gcg = nanogcg.gcg.GCG(model, tokenizer, config)
         gcg.not_allowed_ids = torch.cat([gcg.not_allowed_ids, special]).unique()
         result = gcg.run(spec["goal"], spec["target"])
         wall, cpu = step_times(stamps)
-        print(json.dumps({"losses": result.losses, "best_loss": result.best_loss,
-                          "best_string": result.best_string, "wall": wall, "cpu": cpu}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "losses": result.losses,
+                    "best_loss": result.best_loss,
+                    "best_string": result.best_string,
+                    "wall": wall,
+                    "cpu": cpu,
+                }
+            ),
+            flush=True,
+        )
 
 
 def ensure_venv() -> Path:
@@ -124,19 +142,38 @@ def ensure_venv() -> Path:
     python = VENV / "bin" / "python"
     if python.exists():
         return python
-    wheels = sorted(Path(os.environ.get("MEDSAFE_TORCH_WHEELS", "/opt/wheels"))
-                    .glob("torch-2.13.0+cpu-*.whl"))
+    wheels = sorted(
+        Path(os.environ.get("MEDSAFE_TORCH_WHEELS", "/opt/wheels")).glob("torch-2.13.0+cpu-*.whl")
+    )
     torch_req = str(wheels[-1]) if wheels else "torch==2.13.0+cpu"  # never a CUDA build
     index = os.environ.get("MEDSAFE_TORCH_INDEX")  # e.g. https://download.pytorch.org/whl/cpu
     print(f"==> creating {VENV} (nanogcg==0.3.0, {torch_req})", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "nanogcg==0.3.0", torch_req, "gguf",
-                    *(["--extra-index-url", index] if index else [])], check=True)
-    cuda = subprocess.run([str(python), "-c", "import torch; print(torch.version.cuda)"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "nanogcg==0.3.0",
+            torch_req,
+            "gguf",
+            *(["--extra-index-url", index] if index else []),
+        ],
+        check=True,
+    )
+    cuda = subprocess.run(
+        [str(python), "-c", "import torch; print(torch.version.cuda)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if cuda != "None":
-        raise SystemExit(f"{VENV}: torch was installed with CUDA {cuda}; remove it and provide "
-                         "the CPU wheel (MEDSAFE_TORCH_WHEELS or MEDSAFE_TORCH_INDEX)")
+        raise SystemExit(
+            f"{VENV}: torch was installed with CUDA {cuda}; remove it and provide "
+            "the CPU wheel (MEDSAFE_TORCH_WHEELS or MEDSAFE_TORCH_INDEX)"
+        )
     return python
 
 
@@ -144,9 +181,13 @@ class NanoGCG:
     """The worker process: started once, attacked once per seed."""
 
     def __init__(self, spec: dict):
-        self.proc = subprocess.Popen([str(ensure_venv()), __file__, "--nanogcg-worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        self.proc = subprocess.Popen(
+            [str(ensure_venv()), __file__, "--nanogcg-worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        )
         self.proc.stdin.write(json.dumps(spec) + "\n")
         self.proc.stdin.flush()
         self.hello = self._read()
@@ -169,6 +210,7 @@ class NanoGCG:
 
 # ---------------------------------------------------------------- the original repository's step
 
+
 def original_target_loss(embeddings, model, tokenizer, target: str):
     """exps/adv_attack/gcg.py `target_loss`: full logits, one cross-entropy per candidate."""
     import torch
@@ -181,12 +223,21 @@ def original_target_loss(embeddings, model, tokenizer, target: str):
     loss_fn = torch.nn.CrossEntropyLoss()
     loss = []
     for i in range(embeddings.shape[0]):
-        loss.append(loss_fn(sequence_logits[i, embeddings.shape[1] - 1:-1, :], target_tokens[0]))
+        loss.append(loss_fn(sequence_logits[i, embeddings.shape[1] - 1 : -1, :], target_tokens[0]))
     return torch.stack(loss)
 
 
-def original_step(input_sequence, model, tokenizer, target, forbidden, top_k, num_samples,
-                  adv_idxs, batch_size=300):
+def original_step(
+    input_sequence,
+    model,
+    tokenizer,
+    target,
+    forbidden,
+    top_k,
+    num_samples,
+    adv_idxs,
+    batch_size=300,
+):
     """exps/adv_attack/gcg.py `gcg_step`: gradient, then candidates built one by one."""
     from math import ceil
 
@@ -214,8 +265,9 @@ def original_step(input_sequence, model, tokenizer, target, forbidden, top_k, nu
             batch_item[0, adv_idxs[rand_adv_idx]] = top_k_adv[rand_adv_idx, random_token_idx]
             sequence_batch.append(batch_item)
         sequence_batch = torch.cat(sequence_batch, dim=0)
-        batch_loss = original_target_loss(word_embedding_layer(sequence_batch), model, tokenizer,
-                                          target)
+        batch_loss = original_target_loss(
+            word_embedding_layer(sequence_batch), model, tokenizer, target
+        )
         min_batch_loss, min_loss_index = torch.min(batch_loss, dim=0)
         if min_batch_loss.item() < min_loss:
             min_loss = min_batch_loss.item()
@@ -227,10 +279,21 @@ def original_forbidden(tokenizer):
     """exps/adv_attack/gcg.py `get_nonascii_toks`: ids 3.. not printable ASCII, and specials."""
     import torch
 
-    toks = [i for i in range(3, tokenizer.vocab_size)
-            if not (tokenizer.decode([i]).isascii() and tokenizer.decode([i]).isprintable())]
-    toks += [t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id,
-                         tokenizer.unk_token_id) if t is not None]
+    toks = [
+        i
+        for i in range(3, tokenizer.vocab_size)
+        if not (tokenizer.decode([i]).isascii() and tokenizer.decode([i]).isprintable())
+    ]
+    toks += [
+        t
+        for t in (
+            tokenizer.bos_token_id,
+            tokenizer.eos_token_id,
+            tokenizer.pad_token_id,
+            tokenizer.unk_token_id,
+        )
+        if t is not None
+    ]
     return torch.tensor(toks)
 
 
@@ -250,8 +313,9 @@ def original_attack(model, tokenizer, parts, target: str, forbidden, seed: int, 
     try:
         for _ in range(steps):
             w, c = time.perf_counter(), time.process_time()
-            ids, loss = original_step(ids, model, tokenizer, target, forbidden, TOPK, WIDTH,
-                                      adv_idxs)
+            ids, loss = original_step(
+                ids, model, tokenizer, target, forbidden, TOPK, WIDTH, adv_idxs
+            )
             wall.append(time.perf_counter() - w)
             cpu.append(time.process_time() - c)
             best = min(best, loss)
@@ -263,13 +327,23 @@ def original_attack(model, tokenizer, parts, target: str, forbidden, seed: int, 
 
 # ---------------------------------------------------------------- the benchmark
 
+
 def ours_attack(model, tokenizer, goal: str, target: str, seed: int, steps: int, batch: int):
     """medsafe_utils.jailbreak.gcg.run with the benchmark's settings and no test generations."""
     import medsafe_utils.jailbreak.gcg as gcg
 
-    config = gcg.GCGConfig(num_steps=steps, search_width=WIDTH, topk=TOPK, suffix_init=INIT,
-                           suffix_length=SUFFIX_LEN, seed=seed, early_stop=False,
-                           batch_size=batch, max_new_tokens=0, progress=False)
+    config = gcg.GCGConfig(
+        num_steps=steps,
+        search_width=WIDTH,
+        topk=TOPK,
+        suffix_init=INIT,
+        suffix_length=SUFFIX_LEN,
+        seed=seed,
+        early_stop=False,
+        batch_size=batch,
+        max_new_tokens=0,
+        progress=False,
+    )
     stamps: list = []
     gcg.tqdm = lambda *a, **k: Timed(stamps, *a, **k)
     result = gcg.run(model, tokenizer, goal, target, config)
@@ -300,51 +374,71 @@ def main() -> None:
     pair = load_adv_ama("tutorial").iloc[0]
     parts = build_prompt(tokenizer, pair.goal, pair.target)
     runners = {
-        "ours": lambda seed: ours_attack(model, tokenizer, pair.goal, pair.target, seed,
-                                         args.steps, args.batch),
-        "original": lambda seed: original_attack(model, tokenizer, parts, pair.target,
-                                                 original_forbidden(tokenizer), seed, args.steps),
+        "ours": lambda seed: ours_attack(
+            model, tokenizer, pair.goal, pair.target, seed, args.steps, args.batch
+        ),
+        "original": lambda seed: original_attack(
+            model, tokenizer, parts, pair.target, original_forbidden(tokenizer), seed, args.steps
+        ),
     }
     if "nanogcg" in args.only:
-        worker = NanoGCG({"model_folder": str(smollm2_folder(lm.spec)), "goal": pair.goal,
-                          "target": pair.target, "threads": args.threads})
+        worker = NanoGCG(
+            {
+                "model_folder": str(smollm2_folder(lm.spec)),
+                "goal": pair.goal,
+                "target": pair.target,
+                "threads": args.threads,
+            }
+        )
         prompt = parts.before_text + "{optim_str}" + parts.after_text
         same_prompt = worker.hello["template"] == prompt
         with torch.no_grad():
             ours_check = model(input_ids=torch.tensor([CHECK_IDS])).logits[0, -1, :8]
-        same_model = torch.allclose(ours_check, torch.tensor(worker.hello["check_logits"]),
-                                    atol=1e-3)
+        same_model = torch.allclose(
+            ours_check, torch.tensor(worker.hello["check_logits"]), atol=1e-3
+        )
         print(f"nanoGCG worker: same prompt {same_prompt}, same model {same_model}", flush=True)
         if not (same_prompt and same_model):
             raise SystemExit("nanoGCG's worker would attack another prompt or model")
         runners["nanogcg"] = lambda seed: worker.attack(seed, args.steps)
     names = [n for n in ("ours", "nanogcg", "original") if n in args.only]
-    print(f"goal/target: AMA tutorial 1 ({len(parts.before_ids)} prompt, {len(parts.after_ids)} "
-          f"after, {len(parts.target_ids)} target tokens); width {WIDTH}, top-k {TOPK}, "
-          f"suffix {SUFFIX_LEN}, {args.steps} steps, threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"goal/target: AMA tutorial 1 ({len(parts.before_ids)} prompt, {len(parts.after_ids)} "
+        f"after, {len(parts.target_ids)} target tokens); width {WIDTH}, top-k {TOPK}, "
+        f"suffix {SUFFIX_LEN}, {args.steps} steps, threads {torch.get_num_threads()}",
+        flush=True,
+    )
     results: dict[str, list[dict]] = {n: [] for n in names}
     for i, seed in enumerate(args.seeds):
-        for name in names[i % len(names):] + names[:i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             out = runners[name](seed)
             results[name].append(out)
-            print(f"seed {seed} {name:9s} median {statistics.median(out['wall']):6.2f} s/step "
-                  f"(cpu {statistics.median(out['cpu']):6.2f}), best loss {out['best_loss']:.4f}",
-                  flush=True)
+            print(
+                f"seed {seed} {name:9s} median {statistics.median(out['wall']):6.2f} s/step "
+                f"(cpu {statistics.median(out['cpu']):6.2f}), best loss {out['best_loss']:.4f}",
+                flush=True,
+            )
     if "nanogcg" in args.only:
         worker.close()
     summary = {}
     for name, outs in results.items():
-        summary[name] = (statistics.median([w for o in outs for w in o["wall"]]),
-                         statistics.mean(o["best_loss"] for o in outs))
-        print(f"{name:9s} median {summary[name][0]:6.2f} s/step, mean best loss after "
-              f"{args.steps} steps {summary[name][1]:.4f}")
+        summary[name] = (
+            statistics.median([w for o in outs for w in o["wall"]]),
+            statistics.mean(o["best_loss"] for o in outs),
+        )
+        print(
+            f"{name:9s} median {summary[name][0]:6.2f} s/step, mean best loss after "
+            f"{args.steps} steps {summary[name][1]:.4f}"
+        )
     get = lambda name, k: summary[name][k] if name in summary else float("nan")  # noqa: E731
     ratio = get("ours", 0) / get("nanogcg", 0)
     print(f"ours/nanoGCG {ratio:.2f}x, ours/original {get('ours', 0) / get('original', 0):.2f}x")
-    print(f"RESULT bench_gcg ours_s_step={get('ours', 0):.2f} "
-          f"nanogcg_s_step={get('nanogcg', 0):.2f} original_s_step={get('original', 0):.2f} "
-          f"ratio={ratio:.2f} "
-          f"ours_loss={get('ours', 1):.4f} nanogcg_loss={get('nanogcg', 1):.4f}")
+    print(
+        f"RESULT bench_gcg ours_s_step={get('ours', 0):.2f} "
+        f"nanogcg_s_step={get('nanogcg', 0):.2f} original_s_step={get('original', 0):.2f} "
+        f"ratio={ratio:.2f} "
+        f"ours_loss={get('ours', 1):.4f} nanogcg_loss={get('nanogcg', 1):.4f}"
+    )
 
 
 if __name__ == "__main__":

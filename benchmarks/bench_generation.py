@@ -59,8 +59,9 @@ def main() -> None:
 
     # Prefill alone (prompt tokens scored per second, no generation): the rate that
     # scripts.workload uses for scoring work; one padded batch of the longest prompts.
-    encoded = lm.tokenizer(prompts[: args.batch_size], return_tensors="pt", padding=True,
-                           add_special_tokens=False).to(lm.model.device)
+    encoded = lm.tokenizer(
+        prompts[: args.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+    ).to(lm.model.device)
     with torch.inference_mode():
         began = time.perf_counter()
         lm.model(**encoded, logits_to_keep=1)

@@ -58,10 +58,20 @@ from medsafe_utils.models.loading import smollm2_folder
 from medsafe_utils.models.registry import get_spec
 
 SHAPES = {
-    "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                      num_attention_heads=32, num_key_value_heads=32),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=4),
+    "llama2-7b": dict(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    ),
 }
 SYSTEM = "You are a helpful assistant. Answer the user's question carefully and completely."
 
@@ -83,9 +93,15 @@ def reset_peak() -> None:
 def build_folder(shape: str, tokenizer_dir: Path, root: Path) -> Path:
     """A model of `shape` with random weights (seeded), saved in bf16 with the tokenizer."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(**SHAPES[shape], vocab_size=len(tokenizer), max_position_embeddings=4096,
-                         tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        **SHAPES[shape],
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     previous = torch.get_default_dtype()
@@ -107,18 +123,36 @@ def gcg_rates(lm, steps: int, test_tokens: int) -> dict:
     """Seconds per GCG step at the paper's settings, sliced vs full-logits losses, a test."""
     pair = load_adv_ama("tutorial").iloc[0]
     model, tok = lm.model, lm.tokenizer
-    config = GCGConfig(num_steps=steps, search_width=512, topk=256, suffix_length=20, seed=0,
-                       early_stop=False, max_new_tokens=0, progress=False)
+    config = GCGConfig(
+        num_steps=steps,
+        search_width=512,
+        topk=256,
+        suffix_length=20,
+        seed=0,
+        early_stop=False,
+        max_new_tokens=0,
+        progress=False,
+    )
     reset_peak()
     result = run(model, tok, pair.goal, pair.target, config)
-    out = {"s_step": statistics.median(result.step_times), "peak_gb": peak_gb(),
-           "loss_first": result.losses[0], "loss_last": result.losses[-1]}
+    out = {
+        "s_step": statistics.median(result.step_times),
+        "peak_gb": peak_gb(),
+        "loss_first": result.losses[0],
+        "loss_last": result.losses[-1],
+    }
     parts = build_prompt(tok, pair.goal, pair.target)
     objective = TargetLoss(model, parts, True, 128 if torch.cuda.is_available() else 16)
     suffix = initial_suffix(tok, config)
     grad = objective.gradient(suffix)[0]
-    candidates = sample_candidates(suffix, grad, forbidden_token_ids(tok, grad.shape[1]), config,
-                                   torch.Generator().manual_seed(0), tok)
+    candidates = sample_candidates(
+        suffix,
+        grad,
+        forbidden_token_ids(tok, grad.shape[1]),
+        config,
+        torch.Generator().manual_seed(0),
+        tok,
+    )
     head, losses = objective.head, {}  # each way twice, alternating: the second run is kept
     for name, use in (("sliced", head), ("logits", None), ("sliced", head), ("logits", None)):
         objective.head = use
@@ -147,9 +181,13 @@ def decode_rates(lm, new_tokens: int) -> dict:
 
     def chat(i: int) -> str:
         return tok.apply_chat_template(
-            [{"role": "system", "content": SYSTEM},
-             {"role": "user", "content": f"{goals[i % len(goals)]} (case {i})"}],
-            tokenize=False, add_generation_prompt=True)
+            [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": f"{goals[i % len(goals)]} (case {i})"},
+            ],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
 
     out = {}
     for batch in (1, 8, 32):
@@ -157,8 +195,9 @@ def decode_rates(lm, new_tokens: int) -> dict:
         for run_name in ("cold_ms_step", "ms_step"):  # first sight of these shapes, then again
             sync()
             began = time.perf_counter()
-            backend.generate_batch(prompts, GenerationConfig(max_new_tokens=new_tokens,
-                                                             batch_size=batch))
+            backend.generate_batch(
+                prompts, GenerationConfig(max_new_tokens=new_tokens, batch_size=batch)
+            )
             sync()
             out[f"{run_name}_b{batch}"] = 1000 * (time.perf_counter() - began) / new_tokens
     rows = torch.randint(0, len(tok), (16, 512), device=lm.model.device)
@@ -181,9 +220,17 @@ def qlora_rates(folder: Path, root: Path, n: int) -> dict:
     out = {}
     arms = (("warm-up", 4, True, 1), ("paper", 4, True, 2), ("fast", 16, False, 2))
     for name, micro, checkpointing, epochs in arms:
-        config = QLoRAConfig(str(folder), output_dir=str(root / f"qlora-{name}"), batch_size=n,
-                             micro_batch_size=micro, gradient_checkpointing=checkpointing,
-                             num_epochs=epochs, warmup_steps=0, eval_n=0, save_steps=10_000)
+        config = QLoRAConfig(
+            str(folder),
+            output_dir=str(root / f"qlora-{name}"),
+            batch_size=n,
+            micro_batch_size=micro,
+            gradient_checkpointing=checkpointing,
+            num_epochs=epochs,
+            warmup_steps=0,
+            eval_n=0,
+            save_steps=10_000,
+        )
         reset_peak()
         result = train(config, demos)
         out[f"{name}_tok_s"], out[f"{name}_peak_gb"] = result.tokens_per_s, peak_gb()
@@ -205,8 +252,13 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama2-7b")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer folder (default: SmolLM2's)")
     parser.add_argument("--gcg-steps", type=int, default=8)
-    parser.add_argument("--parts", nargs="+", choices=["gcg", "decode", "qlora"],
-                        default=["gcg", "decode", "qlora"], help="what to measure")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["gcg", "decode", "qlora"],
+        default=["gcg", "decode", "qlora"],
+        help="what to measure",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     cuda = torch.cuda.is_available()
@@ -241,14 +293,18 @@ def main() -> None:
             qlora = qlora_rates(folder, root, 128)
             print(f"QLoRA NF4: {qlora}", flush=True)
     nan = float("nan")
-    figures = {"gcg_s_step": gcg.get("s_step", nan), "gcg_nf4_s_step": nf4.get("s_step", nan),
-               "test_generation_s": gcg.get("test_s", nan),
-               "test_generation_cold_s": gcg.get("test_cold_s", nan),
-               **{f"decode_ms_step_b{b}": decode.get(f"ms_step_b{b}", nan) for b in (1, 8, 32)},
-               "prefill_tok_s": decode.get("prefill_tok_s", nan),
-               "qlora_tok_s": qlora.get("paper_tok_s", nan),
-               "qlora_fast_tok_s": qlora.get("fast_tok_s", nan)}
+    figures = {
+        "gcg_s_step": gcg.get("s_step", nan),
+        "gcg_nf4_s_step": nf4.get("s_step", nan),
+        "test_generation_s": gcg.get("test_s", nan),
+        "test_generation_cold_s": gcg.get("test_cold_s", nan),
+        **{f"decode_ms_step_b{b}": decode.get(f"ms_step_b{b}", nan) for b in (1, 8, 32)},
+        "prefill_tok_s": decode.get("prefill_tok_s", nan),
+        "qlora_tok_s": qlora.get("paper_tok_s", nan),
+        "qlora_fast_tok_s": qlora.get("fast_tok_s", nan),
+    }
     print("RESULT bench_gpu " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+
 
 if __name__ == "__main__":
     main()

@@ -63,14 +63,20 @@ def main() -> None:
     accuracy = float(np.mean([p == r.answer for p, r in zip(ours_pred, requests, strict=True)]))
     max_diff = float(np.max(np.abs(np.concatenate(ours) - np.concatenate(naive))))
     n = len(requests)
-    print(f"{n} MMLU medical items, zero-shot, batch {args.batch_size}, "
-          f"threads {__import__('torch').get_num_threads()}")
-    print(f"ours (HFLM via our wrapper): {ours_s:.1f} s; lm-eval simple_evaluate: "
-          f"{lmeval_s:.1f} s; naive per-choice loop: {naive_s:.1f} s; accuracy {accuracy:.3f}; "
-          f"max |ll ours - naive| {max_diff:.2e}")
-    print(f"RESULT bench_medeval ours_items_s={n / ours_s:.2f} lmeval_items_s={n / lmeval_s:.2f} "
-          f"naive_items_s={n / naive_s:.2f} ratio={lmeval_s / ours_s:.2f} "
-          f"same_choices={same} accuracy={accuracy:.3f}")
+    print(
+        f"{n} MMLU medical items, zero-shot, batch {args.batch_size}, "
+        f"threads {__import__('torch').get_num_threads()}"
+    )
+    print(
+        f"ours (HFLM via our wrapper): {ours_s:.1f} s; lm-eval simple_evaluate: "
+        f"{lmeval_s:.1f} s; naive per-choice loop: {naive_s:.1f} s; accuracy {accuracy:.3f}; "
+        f"max |ll ours - naive| {max_diff:.2e}"
+    )
+    print(
+        f"RESULT bench_medeval ours_items_s={n / ours_s:.2f} lmeval_items_s={n / lmeval_s:.2f} "
+        f"naive_items_s={n / naive_s:.2f} ratio={lmeval_s / ours_s:.2f} "
+        f"same_choices={same} accuracy={accuracy:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -85,16 +85,26 @@ def _counts(chars_per_token: float) -> dict:
         items = load_medical_benchmark(name)
         text = items["question"].str.len() + items["choices"].map(lambda c: sum(map(len, c)))
         medical[name] = (text.to_numpy(), items["context"].fillna("").str.len().to_numpy())
-    return {"medsafety_eval": len(load_medsafetybench("test")), "general": len(general.requests),
-            "judge_prompt_chars": RESPONSE_CHARS + sum(len(prompt_text(name)) for name in (
-                "judge_template", "judge_rubric", "usage_policy_medical")),
-            "medical": medical, "chars_per_token": chars_per_token}
+    return {
+        "medsafety_eval": len(load_medsafetybench("test")),
+        "general": len(general.requests),
+        "judge_prompt_chars": RESPONSE_CHARS
+        + sum(
+            len(prompt_text(name))
+            for name in ("judge_template", "judge_rubric", "usage_policy_medical")
+        ),
+        "medical": medical,
+        "chars_per_token": chars_per_token,
+    }
 
 
 def _harm_items(p: dict, counts: dict) -> int:
-    per_set = {"medsafety_eval": min(9 * 2 * p["per_group"] or counts["medsafety_eval"],
-                                     counts["medsafety_eval"]),
-               "general": min(p["n_general"] or counts["general"], counts["general"])}
+    per_set = {
+        "medsafety_eval": min(
+            9 * 2 * p["per_group"] or counts["medsafety_eval"], counts["medsafety_eval"]
+        ),
+        "general": min(p["n_general"] or counts["general"], counts["general"]),
+    }
     return sum(per_set[s] for s in p["harm_sets"])
 
 
@@ -103,8 +113,9 @@ def _generate(p: dict, counts: dict) -> StepWork:
     prompting = len(p["principles"]) * len(p["prompt_variants"]) * p["prompting_samples"]
     prefill = len(p["principles"]) * p["prefill_samples"]
     work.generations(p["generator"], p["backend"], prompting, p["max_new_tokens"])
-    work.generations(p["prefill_generator"] or p["generator"], p["prefill_backend"], prefill,
-                     p["max_new_tokens"])
+    work.generations(
+        p["prefill_generator"] or p["generator"], p["prefill_backend"], prefill, p["max_new_tokens"]
+    )
     # The filter rates every extracted request: at most twenty a generation.
     rated = (prompting + prefill) * REQUESTS_PER_GENERATION
     size = work.add_model(p["filter_model"]) if p["filter_backend"] == "hf" else None
@@ -112,8 +123,9 @@ def _generate(p: dict, counts: dict) -> StepWork:
         work.api_calls += rated
     else:
         work.prefill += rated * FILTER_PROMPT_TOKENS * size
-    work.notes.append(f"{prompting + prefill:,} generations; the filter rates up to {rated:,} "
-                      "requests")
+    work.notes.append(
+        f"{prompting + prefill:,} generations; the filter rates up to {rated:,} requests"
+    )
     return work
 
 
@@ -121,8 +133,9 @@ def _jailbreak(p: dict) -> StepWork:
     work = StepWork("02_jailbreak")
     size = work.add_model(p["model"]) or 0.0
     goals = len(p["variants"]) * (p["n_goals"] or 9)
-    per_step = (p["search_width"] * (p["suffix_length"] + GCG_TARGET_TOKENS)
-                + 3 * (GCG_PROMPT_TOKENS + p["suffix_length"] + GCG_TARGET_TOKENS))
+    per_step = p["search_width"] * (p["suffix_length"] + GCG_TARGET_TOKENS) + 3 * (
+        GCG_PROMPT_TOKENS + p["suffix_length"] + GCG_TARGET_TOKENS
+    )
     work.prefill += goals * p["num_steps"] * per_step * size
     tests = (p["num_steps"] // p["test_interval"] if p["test_interval"] else 0) + 1  # + the last
     work.decode += goals * tests * p["max_new_tokens"] * size
@@ -167,8 +180,12 @@ def _judge(p: dict, responses: int, counts: dict) -> StepWork:
 
 def adapter_grid(p: dict) -> list[tuple[str, str, int]]:
     """(base model, demonstration type, n) of every adapter 06 trains."""
-    return [(base, kind, n) for base in p["base_models"] for kind in p["demo_types"]
-            for n in (p["n_values_both"] or p["n_values"] if kind == "both" else p["n_values"])]
+    return [
+        (base, kind, n)
+        for base in p["base_models"]
+        for kind in p["demo_types"]
+        for n in (p["n_values_both"] or p["n_values"] if kind == "both" else p["n_values"])
+    ]
 
 
 def _finetune(p: dict, counts: dict) -> StepWork:
@@ -213,10 +230,15 @@ def estimate(profile: str, chars_per_token: float = 4.0) -> list[StepWork]:
     counts = _counts(chars_per_token)
     prompted = _prompt_models(p["04_prompt_models"], counts)
     responses = len(p["04_prompt_models"]["models"]) * _harm_items(p["04_prompt_models"], counts)
-    return [_generate(p["01_generate"], counts), _jailbreak(p["02_jailbreak"]),
-            _safe_responses(p["03_safe_responses"], counts), prompted,
-            _judge(p["05_judge"], responses, counts), _finetune(p["06_finetune"], counts),
-            _medical_eval(p["07_medical_eval"], p["06_finetune"], counts)]
+    return [
+        _generate(p["01_generate"], counts),
+        _jailbreak(p["02_jailbreak"]),
+        _safe_responses(p["03_safe_responses"], counts),
+        prompted,
+        _judge(p["05_judge"], responses, counts),
+        _finetune(p["06_finetune"], counts),
+        _medical_eval(p["07_medical_eval"], p["06_finetune"], counts),
+    ]
 
 
 def memory_gb(params_b: float, four_bit: bool) -> float:
@@ -227,8 +249,11 @@ def memory_gb(params_b: float, four_bit: bool) -> float:
 def local_hours(work: StepWork, rates: argparse.Namespace) -> float | None:
     """Hours of local-model work at the given throughputs (measured on a ref_params_b model);
     None if a rate the step needs is missing."""
-    needed = [(work.decode, rates.decode_tok_s), (work.prefill, rates.prefill_tok_s),
-              (work.train, rates.train_tok_s)]
+    needed = [
+        (work.decode, rates.decode_tok_s),
+        (work.prefill, rates.prefill_tok_s),
+        (work.train, rates.train_tok_s),
+    ]
     if any(amount and not rate for amount, rate in needed):
         return None
     return sum(amount / (rate * rates.ref_params_b) for amount, rate in needed if amount) / 3600
@@ -261,27 +286,41 @@ def _hours(h: float | None) -> str:
 
 
 def table(steps: list[StepWork], rates: argparse.Namespace, four_bit: dict[str, bool]) -> str:
-    rows = ["| step | largest local model (weights) | API calls | decoded | prefilled | "
-            "trained | hours, local | hours, API | what |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| step | largest local model (weights) | API calls | decoded | prefilled | "
+        "trained | hours, local | hours, API | what |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for work in steps:
         largest = max(work.models.items(), key=lambda kv: kv[1], default=None)
         gb = memory_gb(largest[1], four_bit[work.step]) if largest else 0.0
-        weights = f"{largest[0]} ({gb:.0f} GB)" if gb >= 1 else (
-            f"{largest[0]} ({gb:.2f} GB)" if largest else "none")
+        weights = (
+            f"{largest[0]} ({gb:.0f} GB)"
+            if gb >= 1
+            else (f"{largest[0]} ({gb:.2f} GB)" if largest else "none")
+        )
         local, api = local_hours(work, rates), api_hours(work, rates)
-        rows.append(f"| {work.step} | {weights} | {work.api_calls:,} | {_si(work.decode)} "
-                    f"| {_si(work.prefill)} | {_si(work.train)} | {_hours(local)} | "
-                    f"{_hours(api)} | {'; '.join(work.notes)} |")
-    rows.append("\nDecoded, prefilled and trained: billion-parameter tokens (tokens x model size "
-                "in billions; upper bounds).")
+        rows.append(
+            f"| {work.step} | {weights} | {work.api_calls:,} | {_si(work.decode)} "
+            f"| {_si(work.prefill)} | {_si(work.train)} | {_hours(local)} | "
+            f"{_hours(api)} | {'; '.join(work.notes)} |"
+        )
+    rows.append(
+        "\nDecoded, prefilled and trained: billion-parameter tokens (tokens x model size "
+        "in billions; upper bounds)."
+    )
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="paper")
-    parser.add_argument("--ref-params-b", type=float, default=7.0,
-                        help="size (billions) of the model your throughputs were measured on")
+    parser.add_argument(
+        "--ref-params-b",
+        type=float,
+        default=7.0,
+        help="size (billions) of the model your throughputs were measured on",
+    )
     parser.add_argument("--decode-tok-s", type=float, help="generated tokens per second")
     parser.add_argument("--prefill-tok-s", type=float, help="prompt tokens scored per second")
     parser.add_argument("--train-tok-s", type=float, help="fine-tuning tokens per second")

@@ -40,8 +40,9 @@ def make_adapter():
     from medsafe_utils.models import load_model
 
     def make(folder, live: bool = True) -> Path:
-        config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                            init_lora_weights=not live)  # False: random A and B
+        config = LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=not live
+        )  # False: random A and B
         get_peft_model(load_model("tiny-random").model, config).save_pretrained(folder)
         return Path(folder)
 
@@ -145,9 +146,16 @@ def llama_server():
 
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -168,17 +176,23 @@ def browser(tmp_path, browser_downloads):
 
     for program in (CHROMIUM, CHROMEDRIVER):
         if not program.exists():
-            pytest.fail(f"{program} not found: install chromium and chromium-driver "
-                        "(source scripts/setup_env.sh test does)")
+            pytest.fail(
+                f"{program} not found: install chromium and chromium-driver "
+                "(source scripts/setup_env.sh test does)"
+            )
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {
-        "download.default_directory": str(browser_downloads),
-        "download.prompt_for_download": False,
-        "download.directory_upgrade": True,
-        "safebrowsing.enabled": False})
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(browser_downloads),
+            "download.prompt_for_download": False,
+            "download.directory_upgrade": True,
+            "safebrowsing.enabled": False,
+        },
+    )
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
         yield driver

@@ -33,8 +33,13 @@ def test_paper_grid_and_counts():
 def test_hours_need_every_rate_and_scale_with_model_size():
     work = {w.step: w for w in estimate("smoke")}["04_prompt_models"]
     assert work.decode > 0 and not work.api_calls
-    rates = argparse.Namespace(decode_tok_s=None, prefill_tok_s=None, train_tok_s=None,
-                               api_calls_s=None, ref_params_b=0.135)
+    rates = argparse.Namespace(
+        decode_tok_s=None,
+        prefill_tok_s=None,
+        train_tok_s=None,
+        api_calls_s=None,
+        ref_params_b=0.135,
+    )
     assert hours(work, rates) is None
     rates.decode_tok_s = 100.0
     one = hours(work, rates)
@@ -46,8 +51,13 @@ def test_hours_need_every_rate_and_scale_with_model_size():
 def test_local_and_api_hours_apart():
     work = {w.step: w for w in estimate("paper")}["01_generate"]
     assert work.api_calls and work.decode  # API prompting and a local open model
-    rates = argparse.Namespace(decode_tok_s=100.0, prefill_tok_s=1000.0, train_tok_s=None,
-                               api_calls_s=None, ref_params_b=0.135)
+    rates = argparse.Namespace(
+        decode_tok_s=100.0,
+        prefill_tok_s=1000.0,
+        train_tok_s=None,
+        api_calls_s=None,
+        ref_params_b=0.135,
+    )
     local = local_hours(work, rates)
     assert local == pytest.approx((work.decode / 100.0 + work.prefill / 1000.0) / 0.135 / 3600)
     assert api_hours(work, rates) is None and hours(work, rates) is None  # no API rate given
@@ -57,8 +67,19 @@ def test_local_and_api_hours_apart():
 
 
 def test_cli_prints_every_step(capsys):
-    main(["smoke", "--decode-tok-s", "80", "--prefill-tok-s", "800", "--train-tok-s", "300",
-          "--ref-params-b", "0.135"])
+    main(
+        [
+            "smoke",
+            "--decode-tok-s",
+            "80",
+            "--prefill-tok-s",
+            "800",
+            "--train-tok-s",
+            "300",
+            "--ref-params-b",
+            "0.135",
+        ]
+    )
     out = capsys.readouterr().out
     for step in ("01_generate", "02_jailbreak", "04_prompt_models", "07_medical_eval"):
         assert f"| {step} |" in out

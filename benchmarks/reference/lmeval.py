@@ -19,18 +19,26 @@ TEMPLATES = {
     "pubmedqa": "Abstract: {{context}}\nQuestion: {{question}}\nAnswer:",
     "mmlu_medical": "{{question.strip()}}\n" + OPTIONS + "Answer:",
 }
-MMLU_DESCRIPTION = ("The following are multiple choice questions (with answers) about "
-                    "{{subject.replace('_', ' ')}}.\n\n")
+MMLU_DESCRIPTION = (
+    "The following are multiple choice questions (with answers) about "
+    "{{subject.replace('_', ' ')}}.\n\n"
+)
 
 
 def task_config(benchmark: str, data_file: Path) -> dict:
     """An lm-eval task config (as a dict) reading one benchmark's items from a local JSONL."""
     choices = ["yes", "no", "maybe"] if benchmark == "pubmedqa" else ["A", "B", "C", "D"]
-    config = {"task": f"medsafe_{benchmark}", "dataset_path": "json",
-              "dataset_kwargs": {"data_files": {"test": str(data_file)}}, "test_split": "test",
-              "output_type": "multiple_choice", "doc_to_text": TEMPLATES[benchmark],
-              "doc_to_choice": choices, "doc_to_target": "answer",
-              "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+    config = {
+        "task": f"medsafe_{benchmark}",
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data_file)}},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": TEMPLATES[benchmark],
+        "doc_to_choice": choices,
+        "doc_to_target": "answer",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    }
     if benchmark == "mmlu_medical":
         config["description"] = MMLU_DESCRIPTION
     return config
@@ -49,13 +57,24 @@ def lmeval_predictions(engine, items: pd.DataFrame, folder: str | Path) -> pd.Da
             for record in group.to_dict(orient="records"):
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         tasks.append(task_config(benchmark, data_file))
-    results = simple_evaluate(model=engine, tasks=tasks, num_fewshot=0, log_samples=True,
-                              bootstrap_iters=0, verbosity="ERROR")
+    results = simple_evaluate(
+        model=engine,
+        tasks=tasks,
+        num_fewshot=0,
+        log_samples=True,
+        bootstrap_iters=0,
+        verbosity="ERROR",
+    )
     rows = []
     for samples in results["samples"].values():
         for sample in samples:
             lls = [float(resp[0][0]) for resp in sample["resps"]]
-            rows.append({"item_id": sample["doc"]["id"], "loglikelihoods": lls,
-                         "pred": max(range(len(lls)), key=lls.__getitem__),
-                         "acc": float(sample["acc"])})
+            rows.append(
+                {
+                    "item_id": sample["doc"]["id"],
+                    "loglikelihoods": lls,
+                    "pred": max(range(len(lls)), key=lls.__getitem__),
+                    "acc": float(sample["acc"]),
+                }
+            )
     return pd.DataFrame(rows)

@@ -19,12 +19,13 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
     whole = tokenizer.encode(context + continuation)
     context_ids = tokenizer.encode(context)
-    return whole[:len(context_ids)], whole[len(context_ids):]
+    return whole[: len(context_ids)], whole[len(context_ids) :]
 
 
 @torch.no_grad()
-def naive_loglikelihoods(lm: LoadedModel, requests: Sequence[McRequest],
-                         max_length: int = 0) -> list[list[float]]:
+def naive_loglikelihoods(
+    lm: LoadedModel, requests: Sequence[McRequest], max_length: int = 0
+) -> list[list[float]]:
     """Reference scorer: one unbatched forward pass per choice, left-truncated like lm-eval."""
     max_length = max_length or lm.model.config.max_position_embeddings
     device = lm.model.device
@@ -33,10 +34,11 @@ def naive_loglikelihoods(lm: LoadedModel, requests: Sequence[McRequest],
         row = []
         for continuation in r.continuations:
             context_ids, cont_ids = encode_pair(lm.tokenizer, r.context, continuation)
-            ids = (context_ids + cont_ids)[-(max_length + 1):][:-1]
+            ids = (context_ids + cont_ids)[-(max_length + 1) :][:-1]
             logits = lm.model(torch.tensor([ids], device=device)).logits[0].float()
-            logprobs = torch.log_softmax(logits[-len(cont_ids):], dim=-1)  # (n_cont, vocab)
-            row.append(logprobs.gather(1, torch.tensor(cont_ids, device=device)[:, None]).sum()
-                       .item())
+            logprobs = torch.log_softmax(logits[-len(cont_ids) :], dim=-1)  # (n_cont, vocab)
+            row.append(
+                logprobs.gather(1, torch.tensor(cont_ids, device=device)[:, None]).sum().item()
+            )
         out.append(row)
     return out

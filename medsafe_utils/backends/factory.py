@@ -25,14 +25,28 @@ def _api_spec(model: str, prompt_format: str | None) -> ModelSpec:
     try:
         return get_spec(model, format=prompt_format)
     except KeyError:
-        return ModelSpec(key=model, source="openai", api_model=model, template="api",
-                         format=prompt_format or "paper")
+        return ModelSpec(
+            key=model,
+            source="openai",
+            api_model=model,
+            template="api",
+            format=prompt_format or "paper",
+        )
 
 
-def load_backend(model: str, backend: str = "hf", *, api_base_url: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", prompt_format: str | None = None,
-                 dtype: str = "auto", load_in_4bit: bool = False, device_map: str | None = None,
-                 adapter_path: str | Path | None = None, **api_options) -> Backend:
+def load_backend(
+    model: str,
+    backend: str = "hf",
+    *,
+    api_base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    prompt_format: str | None = None,
+    dtype: str = "auto",
+    load_in_4bit: bool = False,
+    device_map: str | None = None,
+    adapter_path: str | Path | None = None,
+    **api_options,
+) -> Backend:
     """A registry key, hub id or path as a local model (backend 'hf') or an endpoint ('openai',
     and always for a registry model whose source is openai). prompt_format (paper | chat)
     overrides the registry's; api_options (max_retries, backoff_base, rejected_prefix, ...) go
@@ -43,10 +57,21 @@ def load_backend(model: str, backend: str = "hf", *, api_base_url: str | None = 
         if adapter_path is not None:
             raise ValueError(f"{model}: an adapter needs a local model (backend 'hf')")
         spec = _api_spec(model, prompt_format)
-        return OpenAIBackend(spec.api_model or spec.hub_id or spec.key,
-                             base_url=api_base_url or None, api_key_env=api_key_env,
-                             model_id=spec.key, prompt_format=spec.format, spec=spec,
-                             **api_options)
-    lm = load_model(model, dtype=dtype, load_in_4bit=load_in_4bit, device_map=device_map,
-                    adapter_path=adapter_path, format=prompt_format)
+        return OpenAIBackend(
+            spec.api_model or spec.hub_id or spec.key,
+            base_url=api_base_url or None,
+            api_key_env=api_key_env,
+            model_id=spec.key,
+            prompt_format=spec.format,
+            spec=spec,
+            **api_options,
+        )
+    lm = load_model(
+        model,
+        dtype=dtype,
+        load_in_4bit=load_in_4bit,
+        device_map=device_map,
+        adapter_path=adapter_path,
+        format=prompt_format,
+    )
     return HFBackend(lm)

@@ -28,8 +28,12 @@ def prefix_cache(model, prefix: list[int]) -> DynamicCache:
     """The KV cache of one token prefix (batch 1; empty for no prefix)."""
     cache = DynamicCache(config=model.config)
     if prefix:
-        model(input_ids=torch.tensor([prefix], device=model.device), past_key_values=cache,
-              use_cache=True, logits_to_keep=1)
+        model(
+            input_ids=torch.tensor([prefix], device=model.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
     return cache
 
 
@@ -73,8 +77,10 @@ class HFBackend:
         """The encoded batch laid out as shared prefix + left padding + each prompt's own tokens,
         and the prefix's KV cache (computed once, repeated over the batch); None if there is no
         prefix worth sharing. The model sees the same tokens at the same positions as without."""
-        ids = [r[m.bool()].tolist() for r, m in zip(encoded.input_ids, encoded.attention_mask,
-                                                     strict=True)]
+        ids = [
+            r[m.bool()].tolist()
+            for r, m in zip(encoded.input_ids, encoded.attention_mask, strict=True)
+        ]
         n = shared_prefix_length(ids) if len(ids) > 1 else 0
         if n < MIN_SHARED_PREFIX:
             return None
@@ -82,8 +88,10 @@ class HFBackend:
         cache = prefix_cache(model, ids[0][:n])
         cache.batch_repeat_interleave(len(ids))
         input_ids, mask = padded_after_prefix(ids, n, self.lm.tokenizer.pad_token_id)
-        inputs = {"input_ids": torch.tensor(input_ids, device=model.device),
-                  "attention_mask": torch.tensor(mask, device=model.device)}
+        inputs = {
+            "input_ids": torch.tensor(input_ids, device=model.device),
+            "attention_mask": torch.tensor(mask, device=model.device),
+        }
         return inputs, cache
 
     @torch.inference_mode()

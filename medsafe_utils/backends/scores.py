@@ -41,8 +41,14 @@ def _ids(tokenizer, context: str) -> list[int]:
 
 def _next_probs(model, ids: torch.Tensor, cache, mask, positions) -> torch.Tensor:
     """P(next token) after `ids` (batch, new) on top of `cache` (extended): (batch, vocab)."""
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     return out.logits[:, -1].float().softmax(-1)
 
 
@@ -63,16 +69,22 @@ def _batch_probs(model, rows: list[list[int]], n: int, prefix, nodes: list[tuple
     for node in nodes:
         extra = torch.tensor([list(node)] * len(rows), device=device)  # (batch, depth)
         node_mask = torch.cat([mask, torch.ones_like(extra)], dim=1) if padded else None
-        node_positions = (positions[:, -1:] + 1 + torch.arange(len(node), device=device)
-                          if padded else None)
+        node_positions = (
+            positions[:, -1:] + 1 + torch.arange(len(node), device=device) if padded else None
+        )
         probs[node] = _next_probs(model, extra, copy.deepcopy(cache), node_mask, node_positions)
     return probs
 
 
 @torch.inference_mode()
-def label_probs(lm: LoadedModel, contexts: list[str], labels: list[list[int]], *,
-                batch_size: int = 1, continuing: list[int] | None = None
-                ) -> Iterator[list[float]]:
+def label_probs(
+    lm: LoadedModel,
+    contexts: list[str],
+    labels: list[list[int]],
+    *,
+    batch_size: int = 1,
+    continuing: list[int] | None = None,
+) -> Iterator[list[float]]:
     """P(label) for each label's token ids after each context, one list per context in order.
 
     A label that begins another (' 1' of ' 10') counts only when none of the `continuing` token
@@ -88,8 +100,9 @@ def label_probs(lm: LoadedModel, contexts: list[str], labels: list[list[int]], *
     n = shared_prefix_length(rows)
     prefix = prefix_cache(model, rows[0][:n])
     for start in range(0, len(rows), batch_size):
-        probs = _batch_probs(model, rows[start : start + batch_size], n, prefix, nodes,
-                             tok.pad_token_id)
+        probs = _batch_probs(
+            model, rows[start : start + batch_size], n, prefix, nodes, tok.pad_token_id
+        )
         out = []
         for lab in labels:
             p = probs[()][:, lab[0]]  # (batch,)

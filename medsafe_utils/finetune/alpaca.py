@@ -39,33 +39,49 @@ def format_prompt(instruction: str, input: str = "", output: str = "") -> str:
     return prompt + output
 
 
-def tokenize_demonstration(tokenizer, record, cutoff_len: int = 256, train_on_inputs: bool = True,
-                           add_eos_token: bool = True) -> dict[str, list[int]]:
+def tokenize_demonstration(
+    tokenizer,
+    record,
+    cutoff_len: int = 256,
+    train_on_inputs: bool = True,
+    add_eos_token: bool = True,
+) -> dict[str, list[int]]:
     """input_ids, attention_mask, labels of one demonstration (alpaca-lora's tokenize).
 
     The full text is cut at `cutoff_len` tokens; EOS is appended when there is room. With
     train_on_inputs=False the prompt's tokens get label -100, so only the response carries loss."""
     instruction, input_, output = (record["instruction"], record["input"] or "", record["output"])
-    ids = tokenizer(format_prompt(instruction, input_, output), truncation=True,
-                    max_length=cutoff_len)["input_ids"]
+    ids = tokenizer(
+        format_prompt(instruction, input_, output), truncation=True, max_length=cutoff_len
+    )["input_ids"]
     eos = tokenizer.eos_token_id
     if add_eos_token and len(ids) < cutoff_len and (not ids or ids[-1] != eos):
         ids = [*ids, eos]
     labels = list(ids)
     if not train_on_inputs:
-        n_prompt = len(tokenizer(format_prompt(instruction, input_), truncation=True,
-                                 max_length=cutoff_len)["input_ids"])
+        n_prompt = len(
+            tokenizer(format_prompt(instruction, input_), truncation=True, max_length=cutoff_len)[
+                "input_ids"
+            ]
+        )
         labels = [IGNORE_INDEX] * n_prompt + labels[n_prompt:]
     return {"input_ids": list(ids), "attention_mask": [1] * len(ids), "labels": labels}
 
 
-def tokenized_dataset(tokenizer, demonstrations: pd.DataFrame, cutoff_len: int = 256,
-                      train_on_inputs: bool = True, add_eos_token: bool = True):
+def tokenized_dataset(
+    tokenizer,
+    demonstrations: pd.DataFrame,
+    cutoff_len: int = 256,
+    train_on_inputs: bool = True,
+    add_eos_token: bool = True,
+):
     """A datasets.Dataset of tokenized demonstrations with a `length` column."""
     from datasets import Dataset
 
-    rows = [tokenize_demonstration(tokenizer, r, cutoff_len, train_on_inputs, add_eos_token)
-            for r in demonstrations.to_dict("records")]
+    rows = [
+        tokenize_demonstration(tokenizer, r, cutoff_len, train_on_inputs, add_eos_token)
+        for r in demonstrations.to_dict("records")
+    ]
     for row in rows:
         row["length"] = len(row["input_ids"])
     return Dataset.from_list(rows)
@@ -81,24 +97,31 @@ def load_demonstrations(path: str | Path, n: int | None = None) -> pd.DataFrame:
     """A demonstration split file (a JSON list of {instruction, input, output}), validated."""
     path = Path(path)
     if not path.exists():
-        raise DataError(path, "file not found",
-                        expected="a split written by 03_safe_responses (run it, or use the "
-                                 "published splits)")
+        raise DataError(
+            path,
+            "file not found",
+            expected="a split written by 03_safe_responses (run it, or use the published splits)",
+        )
     records = read_json(path)
     if not isinstance(records, list):
         raise DataError(path, f"top level is a {type(records).__name__}", expected="a JSON list")
     require_fields(path, records, FIELDS, nonempty=["instruction", "output"], first_row=0)
     for i, record in enumerate(records):
         if not isinstance(record["input"], str):
-            raise DataError(path, f"'input' is a {type(record['input']).__name__}", row=i,
-                            expected="text (may be empty)")
+            raise DataError(
+                path,
+                f"'input' is a {type(record['input']).__name__}",
+                row=i,
+                expected="text (may be empty)",
+            )
     if n is not None:
         check_count(path, len(records), n, "demonstrations")
     return pd.DataFrame(records)[FIELDS]
 
 
-def demonstration_split(kind: str, n: int, source: str = "published", profile: str = "paper",
-                        take: int = 0) -> pd.DataFrame:
+def demonstration_split(
+    kind: str, n: int, source: str = "published", profile: str = "paper", take: int = 0
+) -> pd.DataFrame:
     """The n-demonstration split of a kind (med | gen | both), published or fresh (03's).
 
     take > 0 keeps the first `take` demonstrations of the split (small profiles: n=16 is the
@@ -121,10 +144,15 @@ def demonstration_split(kind: str, n: int, source: str = "published", profile: s
 def held_out_demonstrations(trained: pd.DataFrame, k: int = 4, seed: int = 0) -> pd.DataFrame:
     """k safety demonstrations not trained on (MedSafety-Improve and Bianchi et al.), seeded."""
     improve = load_medsafetybench("train")
-    pool = pd.concat([
-        pd.DataFrame({"instruction": improve["request"], "input": "",
-                      "output": improve["safe_response"]}),
-        load_bianchi_safety()], ignore_index=True)
+    pool = pd.concat(
+        [
+            pd.DataFrame(
+                {"instruction": improve["request"], "input": "", "output": improve["safe_response"]}
+            ),
+            load_bianchi_safety(),
+        ],
+        ignore_index=True,
+    )
     pool = pool[~pool["instruction"].isin(set(trained["instruction"]))]
     if len(pool) < k:
         raise ValueError(f"only {len(pool)} held-out demonstrations left, {k} asked for")
@@ -133,5 +161,6 @@ def held_out_demonstrations(trained: pd.DataFrame, k: int = 4, seed: int = 0) ->
 
 def alpaca_prompts(demonstrations: pd.DataFrame) -> list[str]:
     """The alpaca prompts (no response) of demonstrations: probes for check_adapter."""
-    return [format_prompt(r["instruction"], r["input"] or "")
-            for r in demonstrations.to_dict("records")]
+    return [
+        format_prompt(r["instruction"], r["input"] or "") for r in demonstrations.to_dict("records")
+    ]

@@ -46,60 +46,109 @@ class GridRun:
         return f"{self.base.strip('/').replace('/', '--')}__{self.type}_n{self.n}"
 
 
-def finetune_grid(base_models: list[str], types: list[str], n_values: list[int],
-                  n_values_both: list[int] | None = None) -> list[GridRun]:
+def finetune_grid(
+    base_models: list[str],
+    types: list[str],
+    n_values: list[int],
+    n_values_both: list[int] | None = None,
+) -> list[GridRun]:
     """Every base x type x n ('both' may use its own sizes, up to 1,800 in the paper)."""
     unknown = set(types) - set(FT_KINDS)
     if unknown:
         raise ValueError(f"unknown demonstration type(s) {sorted(unknown)}: use {FT_KINDS}")
-    return [GridRun(base, kind, n) for base in base_models for kind in types
-            for n in (n_values_both if kind == "both" and n_values_both else n_values)]
+    return [
+        GridRun(base, kind, n)
+        for base in base_models
+        for kind in types
+        for n in (n_values_both if kind == "both" and n_values_both else n_values)
+    ]
 
 
-def train_grid(runs: list[GridRun], config: QLoRAConfig, step_dir: Path, *, split_n: int = 0,
-               source: str = "published", profile: str = "paper", n_verify: int = 4,
-               seed: int = 0, verify_dtype: str = "auto",
-               verify_in_4bit: bool = False) -> pd.DataFrame:
+def train_grid(
+    runs: list[GridRun],
+    config: QLoRAConfig,
+    step_dir: Path,
+    *,
+    split_n: int = 0,
+    source: str = "published",
+    profile: str = "paper",
+    n_verify: int = 4,
+    seed: int = 0,
+    verify_dtype: str = "auto",
+    verify_in_4bit: bool = False,
+) -> pd.DataFrame:
     """Train (or reuse) each adapter, then load it and check on held-out demonstrations that it
     changes its base model's logits (check_adapter raises if not). One row per run.
 
     split_n > 0 trains each n on the first n demonstrations of the n=split_n split."""
     rows = []
     for run in tqdm(runs, desc="fine-tuning"):
-        demos = demonstration_split(run.type, split_n or run.n, source, profile,
-                                    take=run.n if split_n else 0)
+        demos = demonstration_split(
+            run.type, split_n or run.n, source, profile, take=run.n if split_n else 0
+        )
         out = Path(step_dir) / ADAPTERS_DIR / run.name
         result = train(replace(config, base_model=run.base, output_dir=str(out)), demos)
         prompts = alpaca_prompts(held_out_demonstrations(demos, n_verify, seed))
-        check = check_adapter(load_model(run.base, dtype=verify_dtype, load_in_4bit=verify_in_4bit,
-                                         adapter_path=out), prompts)
-        rows.append({"model": run.base, "type": run.type, "n": run.n, "adapter": run.name,
-                     "path": str(out.relative_to(step_dir)), **result.summary(),
-                     "loss_fell": result.loss_fell,
-                     "max_abs_logit_diff": check.max_abs_logit_diff,
-                     "top1_changed": check.top1_changed})
+        check = check_adapter(
+            load_model(run.base, dtype=verify_dtype, load_in_4bit=verify_in_4bit, adapter_path=out),
+            prompts,
+        )
+        rows.append(
+            {
+                "model": run.base,
+                "type": run.type,
+                "n": run.n,
+                "adapter": run.name,
+                "path": str(out.relative_to(step_dir)),
+                **result.summary(),
+                "loss_fell": result.loss_fell,
+                "max_abs_logit_diff": check.max_abs_logit_diff,
+                "top1_changed": check.top1_changed,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def write_adapter_index(trained: pd.DataFrame, path: str | Path, source: str = "published"
-                        ) -> Path:
+def write_adapter_index(trained: pd.DataFrame, path: str | Path, source: str = "published") -> Path:
     """adapters.jsonl for 07_medical_eval: an AdapterRecord per adapter (path relative to it)."""
-    records = [AdapterRecord(base_model=r["model"], type=r["type"], n=int(r["n"]), path=r["path"],
-                             adapter=r["adapter"], source=source)
-               for r in trained.to_dict("records")]
+    records = [
+        AdapterRecord(
+            base_model=r["model"],
+            type=r["type"],
+            n=int(r["n"]),
+            path=r["path"],
+            adapter=r["adapter"],
+            source=source,
+        )
+        for r in trained.to_dict("records")
+    ]
     return write_adapter_records(records, path)
 
 
-def respond_grid(trained: pd.DataFrame, base_models: list[str], requests: pd.DataFrame,
-                 config: RespondConfig, cache_path: str | Path, step_dir: Path) -> pd.DataFrame:
+def respond_grid(
+    trained: pd.DataFrame,
+    base_models: list[str],
+    requests: pd.DataFrame,
+    config: RespondConfig,
+    cache_path: str | Path,
+    step_dir: Path,
+) -> pd.DataFrame:
     """Responses of every base model (type 'none', n 0) and every adapter, cached per item."""
-    frames = [respond(base, requests, config, cache_path).assign(
-        base_model=base, type=BEFORE, n=0, adapter="") for base in base_models]
+    frames = [
+        respond(base, requests, config, cache_path).assign(
+            base_model=base, type=BEFORE, n=0, adapter=""
+        )
+        for base in base_models
+    ]
     for row in trained.to_dict("records"):
-        frame = respond(row["model"], requests, config, cache_path,
-                        adapter_path=Path(step_dir) / row["path"])
-        frames.append(frame.assign(base_model=row["model"], type=row["type"], n=row["n"],
-                                   adapter=row["adapter"]))
+        frame = respond(
+            row["model"], requests, config, cache_path, adapter_path=Path(step_dir) / row["path"]
+        )
+        frames.append(
+            frame.assign(
+                base_model=row["model"], type=row["type"], n=row["n"], adapter=row["adapter"]
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -108,16 +157,33 @@ def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
     judged = with_eval_set(judgments).rename(columns={"n": "n_demos"})
     table = harmfulness_table(judged, ["judge", "base_model", "type", "n_demos", "eval_set"])
     table = table.rename(columns={"n": "n_items"}).rename(
-        columns={"base_model": "model", "n_demos": "n"})
+        columns={"base_model": "model", "n_demos": "n"}
+    )
     return table[["judge", "model", "type", "n", "eval_set", "mean", "se", "n_items", "unscored"]]
 
 
 def training_table(trained: pd.DataFrame) -> pd.DataFrame:
     """tab_training: per run, loss start/end, eval loss before/after, steps, speed, memory."""
-    cols = ["model", "type", "n", "steps", "loss_start", "loss_end", "eval_loss_before",
-            "eval_loss_after", "train_tokens", "tokens_per_s", "wall_s", "peak_memory_mb",
-            "device", "compute_dtype", "load_in_4bit", "reused", "max_abs_logit_diff",
-            "top1_changed"]
+    cols = [
+        "model",
+        "type",
+        "n",
+        "steps",
+        "loss_start",
+        "loss_end",
+        "eval_loss_before",
+        "eval_loss_after",
+        "train_tokens",
+        "tokens_per_s",
+        "wall_s",
+        "peak_memory_mb",
+        "device",
+        "compute_dtype",
+        "load_in_4bit",
+        "reused",
+        "max_abs_logit_diff",
+        "top1_changed",
+    ]
     return trained[cols]
 
 

@@ -62,8 +62,10 @@ class QLoRAConfig:
 
     def __post_init__(self):
         if self.batch_size % self.micro_batch_size:
-            raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size "
-                             f"{self.micro_batch_size}")
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of micro_batch_size "
+                f"{self.micro_batch_size}"
+            )
 
     @property
     def gradient_accumulation_steps(self) -> int:
@@ -112,13 +114,23 @@ class QLoRAResult:
 
     def summary(self) -> dict:
         """Flat scalars for a table row."""
-        return {"base_model": self.base_model, "n_demonstrations": self.n_demonstrations,
-                "steps": self.steps, "loss_start": self.loss_start, "loss_end": self.loss_end,
-                "eval_loss_before": self.eval_loss_before, "eval_loss_after": self.eval_loss_after,
-                "train_tokens": self.train_tokens, "tokens_per_s": self.tokens_per_s,
-                "wall_s": self.wall_s, "peak_memory_mb": self.peak_memory_mb,
-                "device": self.device, "compute_dtype": self.compute_dtype,
-                "load_in_4bit": self.load_in_4bit, "reused": self.reused}
+        return {
+            "base_model": self.base_model,
+            "n_demonstrations": self.n_demonstrations,
+            "steps": self.steps,
+            "loss_start": self.loss_start,
+            "loss_end": self.loss_end,
+            "eval_loss_before": self.eval_loss_before,
+            "eval_loss_after": self.eval_loss_after,
+            "train_tokens": self.train_tokens,
+            "tokens_per_s": self.tokens_per_s,
+            "wall_s": self.wall_s,
+            "peak_memory_mb": self.peak_memory_mb,
+            "device": self.device,
+            "compute_dtype": self.compute_dtype,
+            "load_in_4bit": self.load_in_4bit,
+            "reused": self.reused,
+        }
 
 
 def resolve_compute_dtype(name: str, device: str) -> torch.dtype:
@@ -138,18 +150,26 @@ def _prepare_model(config: QLoRAConfig, compute_dtype: torch.dtype):
     model = lm.model
     quantized = getattr(model, "is_loaded_in_4bit", False)
     if config.load_in_4bit and not quantized:
-        log.warning("%s was not loaded in 4 bits (its loader builds it in code): full precision",
-                    config.base_model)
+        log.warning(
+            "%s was not loaded in 4 bits (its loader builds it in code): full precision",
+            config.base_model,
+        )
     if quantized:
         keep_4bit_weights_trainable(model)
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=config.gradient_checkpointing)
+            model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
     elif config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=list(config.target_modules),
-                      bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, lora)
     lm.tokenizer.padding_side = "right"
     return model, lm.tokenizer, quantized
@@ -157,18 +177,31 @@ def _prepare_model(config: QLoRAConfig, compute_dtype: torch.dtype):
 
 def _training_args(config: QLoRAConfig, out: Path, device: str, compute_dtype: torch.dtype):
     return TrainingArguments(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=config.micro_batch_size,
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=config.micro_batch_size,
         per_device_eval_batch_size=config.micro_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        num_train_epochs=config.num_epochs, max_steps=config.max_steps,
-        learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
-        lr_scheduler_type="linear", optim="adamw_torch", weight_decay=0.0,
-        bf16=compute_dtype == torch.bfloat16 and device == "cuda", fp16=False,
-        logging_steps=1, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        weight_decay=0.0,
+        bf16=compute_dtype == torch.bfloat16 and device == "cuda",
+        fp16=False,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        seed=config.seed, data_seed=config.seed, use_cpu=device == "cpu",
-        dataloader_pin_memory=device == "cuda", report_to="none",
-        include_num_input_tokens_seen="non_padding")
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device == "cpu",
+        dataloader_pin_memory=device == "cuda",
+        report_to="none",
+        include_num_input_tokens_seen="non_padding",
+    )
 
 
 class _Meter(TrainerCallback):
@@ -185,8 +218,13 @@ class _Meter(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            self.curve.append({"step": state.global_step, "loss": float(logs["loss"]),
-                               "learning_rate": float(logs.get("learning_rate", 0.0))})
+            self.curve.append(
+                {
+                    "step": state.global_step,
+                    "loss": float(logs["loss"]),
+                    "learning_rate": float(logs.get("learning_rate", 0.0)),
+                }
+            )
 
     def on_train_end(self, args, state, control, **kwargs):
         self.end, self.tokens_end = time.perf_counter(), state.num_input_tokens_seen
@@ -195,8 +233,9 @@ class _Meter(TrainerCallback):
 
 def last_checkpoint(out: Path) -> Path | None:
     """The newest Trainer checkpoint of an unfinished run, if any."""
-    found = sorted((out / "checkpoints").glob("checkpoint-*"),
-                   key=lambda p: int(p.name.split("-")[-1]))
+    found = sorted(
+        (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+    )
     return found[-1] if found else None
 
 
@@ -212,8 +251,9 @@ def load_result(adapter_path: str | Path) -> QLoRAResult:
     return QLoRAResult(**record["result"])
 
 
-def train(config: QLoRAConfig, demonstrations: pd.DataFrame,
-          callbacks: list[TrainerCallback] = ()) -> QLoRAResult:
+def train(
+    config: QLoRAConfig, demonstrations: pd.DataFrame, callbacks: list[TrainerCallback] = ()
+) -> QLoRAResult:
     """Fine-tune LoRA adapters on alpaca demonstrations; resumes, and reuses a finished run.
 
     `callbacks` are extra Trainer callbacks (early stopping; tests interrupt a run with one)."""
@@ -228,19 +268,29 @@ def train(config: QLoRAConfig, demonstrations: pd.DataFrame,
     device = default_device()
     compute_dtype = resolve_compute_dtype(config.compute_dtype, device)
     if device == "cpu":
-        log.warning("training on CPU with %s compute%s", compute_dtype,
-                    " (4-bit NF4 weights)" if config.load_in_4bit else "")
+        log.warning(
+            "training on CPU with %s compute%s",
+            compute_dtype,
+            " (4-bit NF4 weights)" if config.load_in_4bit else "",
+        )
     torch.manual_seed(config.seed)
     model, tokenizer, quantized = _prepare_model(config, compute_dtype)
-    dataset = tokenized_dataset(tokenizer, demonstrations, config.cutoff_len,
-                                config.train_on_inputs, config.add_eos_token)
+    dataset = tokenized_dataset(
+        tokenizer, demonstrations, config.cutoff_len, config.train_on_inputs, config.add_eos_token
+    )
     eval_set = dataset.select(range(min(config.eval_n, len(dataset))))
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True,
-                                      pad_to_multiple_of=config.pad_to_multiple_of or None)
+    collator = DataCollatorForSeq2Seq(
+        tokenizer, padding=True, pad_to_multiple_of=config.pad_to_multiple_of or None
+    )
     meter = _Meter()
-    trainer = Trainer(model=model, args=_training_args(config, out, device, compute_dtype),
-                      train_dataset=dataset, data_collator=collator, processing_class=tokenizer,
-                      callbacks=[meter, *callbacks])
+    trainer = Trainer(
+        model=model,
+        args=_training_args(config, out, device, compute_dtype),
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[meter, *callbacks],
+    )
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     before = _eval_loss(trainer, eval_set)
@@ -254,15 +304,25 @@ def train(config: QLoRAConfig, demonstrations: pd.DataFrame,
     tokens = int(meter.tokens_end - meter.tokens_start)
     peak, kind = _peak_memory(device)
     result = QLoRAResult(
-        adapter_path=str(out), base_model=config.base_model, n_demonstrations=len(dataset),
-        steps=trainer.state.global_step, loss_curve=_full_curve(trainer, meter),
-        eval_loss_before=float(before), eval_loss_after=float(after), train_tokens=tokens,
-        tokens_per_s=tokens / wall if wall > 0 else float("nan"), wall_s=wall,
+        adapter_path=str(out),
+        base_model=config.base_model,
+        n_demonstrations=len(dataset),
+        steps=trainer.state.global_step,
+        loss_curve=_full_curve(trainer, meter),
+        eval_loss_before=float(before),
+        eval_loss_after=float(after),
+        train_tokens=tokens,
+        tokens_per_s=tokens / wall if wall > 0 else float("nan"),
+        wall_s=wall,
         cpu_s=meter.cpu_end - meter.cpu_start,
-        peak_memory_mb=peak, peak_memory_kind=kind, device=device,
-        compute_dtype=str(compute_dtype).removeprefix("torch."), load_in_4bit=quantized,
+        peak_memory_mb=peak,
+        peak_memory_kind=kind,
+        device=device,
+        compute_dtype=str(compute_dtype).removeprefix("torch."),
+        load_in_4bit=quantized,
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        resumed_from_step=int(resume.name.split("-")[-1]) if resume else None)
+        resumed_from_step=int(resume.name.split("-")[-1]) if resume else None,
+    )
     _save(model, out, config, result, demonstrations_sha256(demonstrations))
     del trainer, model
     release()  # before the next run loads
@@ -276,9 +336,15 @@ def _eval_loss(trainer, eval_set) -> float:
 
 def _full_curve(trainer, meter) -> list[dict]:
     """The loss curve over all sessions: Trainer's log history survives a resume."""
-    curve = [{"step": h["step"], "loss": float(h["loss"]),
-              "learning_rate": float(h.get("learning_rate", 0.0))}
-             for h in trainer.state.log_history if "loss" in h]
+    curve = [
+        {
+            "step": h["step"],
+            "loss": float(h["loss"]),
+            "learning_rate": float(h.get("learning_rate", 0.0)),
+        }
+        for h in trainer.state.log_history
+        if "loss" in h
+    ]
     return curve or meter.curve
 
 
@@ -291,8 +357,11 @@ def _recipe(config: QLoRAConfig) -> dict:
 def _save(model, out: Path, config: QLoRAConfig, result: QLoRAResult, demos_sha: str) -> None:
     """Adapter in peft format, then training.json (recipe + result) last; drop checkpoints."""
     model.save_pretrained(str(out))
-    record = {"config": _recipe(config), "demonstrations_sha256": demos_sha,
-              "result": asdict(result)}
+    record = {
+        "config": _recipe(config),
+        "demonstrations_sha256": demos_sha,
+        "result": asdict(result),
+    }
     tmp = out / (METRICS_FILE + ".partial")
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.rename(out / METRICS_FILE)
@@ -307,8 +376,10 @@ def _reused(out: Path, config: QLoRAConfig, demonstrations: pd.DataFrame) -> QLo
     if record.get("demonstrations_sha256") != demonstrations_sha256(demonstrations):
         changed.append("demonstrations")
     if changed:
-        raise ValueError(f"{out} holds an adapter trained with other {', '.join(changed)}: "
-                         "use overwrite=True or another output_dir")
+        raise ValueError(
+            f"{out} holds an adapter trained with other {', '.join(changed)}: "
+            "use overwrite=True or another output_dir"
+        )
     result = QLoRAResult(**record["result"])
     result.reused = True
     return result

@@ -45,8 +45,15 @@ class DedupResult:
 
     def frame(self) -> pd.DataFrame:
         """The same as a DataFrame, one row per input text."""
-        return pd.DataFrame({"keep": self.keep, "exact_dup": self.exact, "near_dup": self.near,
-                             "duplicate_of": self.duplicate_of, "similarity": self.similarity})
+        return pd.DataFrame(
+            {
+                "keep": self.keep,
+                "exact_dup": self.exact,
+                "near_dup": self.near,
+                "duplicate_of": self.duplicate_of,
+                "similarity": self.similarity,
+            }
+        )
 
 
 def normalize(text: str) -> str:
@@ -89,14 +96,19 @@ def embed(texts: list[str], batch_size: int = 128, progress: bool = True) -> np.
     """Unit-norm embeddings, (n, 384) float32."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    vectors = embedding_model().encode(list(texts), batch_size=batch_size,
-                                       show_progress_bar=progress, convert_to_numpy=True,
-                                       normalize_embeddings=True)
+    vectors = embedding_model().encode(
+        list(texts),
+        batch_size=batch_size,
+        show_progress_bar=progress,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+    )
     return vectors.astype(np.float32)
 
 
-def near_duplicates(vectors: np.ndarray, threshold: float, skip: np.ndarray | None = None,
-                    block_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def near_duplicates(
+    vectors: np.ndarray, threshold: float, skip: np.ndarray | None = None, block_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy in input order: a text is a near duplicate if it is at least `threshold` similar
     to an earlier kept text. Returns (index of that text or -1, its similarity or nan).
 
@@ -135,8 +147,9 @@ def near_duplicates(vectors: np.ndarray, threshold: float, skip: np.ndarray | No
     return of, sim
 
 
-def deduplicate(texts: list[str], config: DedupConfig | None = None,
-                vectors: np.ndarray | None = None) -> DedupResult:
+def deduplicate(
+    texts: list[str], config: DedupConfig | None = None, vectors: np.ndarray | None = None
+) -> DedupResult:
     """Exact duplicates first, then near duplicates among the rest (first occurrence kept)."""
     config = config or DedupConfig()
     exact, exact_of = exact_duplicates(texts)
@@ -145,75 +158,120 @@ def deduplicate(texts: list[str], config: DedupConfig | None = None,
     sim = np.where(exact, 1.0, np.nan).astype(np.float32)
     if config.near and len(texts):
         vectors = embed(texts, config.batch_size) if vectors is None else vectors
-        near_of, near_sim = near_duplicates(vectors, config.threshold, skip=exact,
-                                            block_size=config.block_size)
+        near_of, near_sim = near_duplicates(
+            vectors, config.threshold, skip=exact, block_size=config.block_size
+        )
         near = near_of >= 0
         of[near], sim[near] = near_of[near], near_sim[near]
-    return DedupResult(keep=~(exact | near), exact=exact, near=near, duplicate_of=of,
-                       similarity=sim)
+    return DedupResult(
+        keep=~(exact | near), exact=exact, near=near, duplicate_of=of, similarity=sim
+    )
 
 
-def deduplicate_frame(frame: pd.DataFrame, config: DedupConfig, text: str = "request",
-                      group: str = "category") -> pd.DataFrame:
+def deduplicate_frame(
+    frame: pd.DataFrame, config: DedupConfig, text: str = "request", group: str = "category"
+) -> pd.DataFrame:
     """frame (in the order given: the first occurrence stays) + keep, exact_dup, near_dup,
     duplicate_of (a position in frame), similarity and dup_scope ('', 'within principle' when
     the earlier text has the same `group`, else 'across principles')."""
     result = deduplicate(frame[text].tolist(), config)
     out = pd.concat([frame.reset_index(drop=True), result.frame()], axis=1)
     same = out[group].to_numpy() == out[group].to_numpy()[result.duplicate_of.clip(0)]
-    out["dup_scope"] = np.where(result.keep, "",
-                                np.where(same, "within principle", "across principles"))
+    out["dup_scope"] = np.where(
+        result.keep, "", np.where(same, "within principle", "across principles")
+    )
     return out
 
 
-def duplicate_rates(frame: pd.DataFrame, by: list[str], config: DedupConfig,
-                    vectors: np.ndarray | None = None, text: str = "request") -> pd.DataFrame:
+def duplicate_rates(
+    frame: pd.DataFrame,
+    by: list[str],
+    config: DedupConfig,
+    vectors: np.ndarray | None = None,
+    text: str = "request",
+) -> pd.DataFrame:
     """Per group: n, unique after exact dedup, exact and near duplicate counts and rates,
     duplicates counted within the group; a last row 'all' counts them across groups."""
-    vectors = embed(frame[text].tolist(), config.batch_size) if (
-        vectors is None and config.near) else vectors
+    vectors = (
+        embed(frame[text].tolist(), config.batch_size)
+        if (vectors is None and config.near)
+        else vectors
+    )
     rows = []
     positions = np.arange(len(frame))
     groups = list(frame.groupby(by, sort=True).indices.items()) + [("all", positions)]
     for key, idx in groups:
-        result = deduplicate(frame[text].iloc[idx].tolist(), config,
-                             vectors=None if vectors is None else vectors[idx])
+        result = deduplicate(
+            frame[text].iloc[idx].tolist(),
+            config,
+            vectors=None if vectors is None else vectors[idx],
+        )
         key = (key,) * len(by) if key == "all" else key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key, strict=True))
         n = len(idx)
-        rows.append({**row, "n": n, "exact_dup": int(result.exact.sum()),
-                     "near_dup": int(result.near.sum()) if config.near else None,
-                     "exact_dup_rate": result.exact.sum() / n if n else float("nan"),
-                     "near_dup_rate": (result.near.sum() / n if n else float("nan"))
-                     if config.near else None,
-                     "kept": int(result.keep.sum())})
+        rows.append(
+            {
+                **row,
+                "n": n,
+                "exact_dup": int(result.exact.sum()),
+                "near_dup": int(result.near.sum()) if config.near else None,
+                "exact_dup_rate": result.exact.sum() / n if n else float("nan"),
+                "near_dup_rate": (result.near.sum() / n if n else float("nan"))
+                if config.near
+                else None,
+                "kept": int(result.keep.sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def dataset_stats(frame: pd.DataFrame, name: str, by: list[str], config: DedupConfig,
-                  near_sample: int = 0, seed: int = 0) -> pd.DataFrame:
+def dataset_stats(
+    frame: pd.DataFrame,
+    name: str,
+    by: list[str],
+    config: DedupConfig,
+    near_sample: int = 0,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per group and overall ('all'): requests, mean words, exact duplicates on the whole set,
     near duplicates on the whole set or on a seeded sample of `near_sample` requests (a lower
     bound then: fewer pairs); column near_dup_on says which."""
     exact = duplicate_rates(frame, by, DedupConfig(near=False)).drop(
-        columns=["near_dup", "near_dup_rate", "kept"])
+        columns=["near_dup", "near_dup_rate", "kept"]
+    )
     words = frame.assign(words=frame["request"].str.split().str.len())
     mean_words = words.groupby(by)["words"].mean().reset_index()
     overall = pd.DataFrame([{**{k: "all" for k in by}, "words": words["words"].mean()}])
     exact = exact.astype({k: str for k in by}).merge(
-        pd.concat([mean_words.astype({k: str for k in by}), overall]), on=by)
+        pd.concat([mean_words.astype({k: str for k in by}), overall]), on=by
+    )
     exact = exact.rename(columns={"words": "mean_words"})
     if not config.near:
-        return exact.assign(set=name)[["set", *by, "n", "mean_words", "exact_dup",
-                                       "exact_dup_rate"]]
+        return exact.assign(set=name)[
+            ["set", *by, "n", "mean_words", "exact_dup", "exact_dup_rate"]
+        ]
     sample = frame
     if near_sample and near_sample < len(frame):
         sample = frame.sample(near_sample, random_state=seed).sort_index()
     near = duplicate_rates(sample, by, config).astype({k: str for k in by})
     near = near.rename(columns={"n": "near_n"})[[*by, "near_n", "near_dup", "near_dup_rate"]]
     out = exact.merge(near, on=by, how="left").assign(set=name)
-    out["near_dup_on"] = ("all" if sample is frame
-                          else f"seeded sample of {len(sample)} (seed {seed})")
+    out["near_dup_on"] = (
+        "all" if sample is frame else f"seeded sample of {len(sample)} (seed {seed})"
+    )
     out["threshold"] = config.threshold
-    return out[["set", *by, "n", "mean_words", "exact_dup", "exact_dup_rate", "near_n",
-                "near_dup", "near_dup_rate", "near_dup_on", "threshold"]]
+    return out[
+        [
+            "set",
+            *by,
+            "n",
+            "mean_words",
+            "exact_dup",
+            "exact_dup_rate",
+            "near_n",
+            "near_dup",
+            "near_dup_rate",
+            "near_dup_on",
+            "threshold",
+        ]
+    ]

@@ -20,17 +20,23 @@ MIN_WORDS = 4  # the published Llama-3 requests have at least 4 words
 
 SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]|<</?SYS>>")
 # A list marker at the start of a line: numbers, bullets, '#1', '(1)', 'Q1:'.
-MARKER = re.compile(r"^\s*(?:\(?\d{1,4}[.):]|\d{1,4}\s+[-–—]\s|#\d{1,3}[.):]?|[-*•·+▪►–—](?=\s)"
-                    r"|[a-z][.)](?=\s))\s*")
+MARKER = re.compile(
+    r"^\s*(?:\(?\d{1,4}[.):]|\d{1,4}\s+[-–—]\s|#\d{1,3}[.):]?|[-*•·+▪►–—](?=\s)"
+    r"|[a-z][.)](?=\s))\s*"
+)
 HEADING = re.compile(r"^\s*#{1,6}\s+")
 # A label before the request: 'Prompt 3:', 'Example:', 'Request #2 -', 'Q1.'.
-LABEL = re.compile(r"^(?:(?:harmful |unethical )?(?:prompt|example|request|question|instruction"
-                   r"|command|query|scenario|item)s?\s*#?\s*\d{0,3}|q\d{0,3})\s*[:.)\-–—]\s*",
-                   re.IGNORECASE)
+LABEL = re.compile(
+    r"^(?:(?:harmful |unethical )?(?:prompt|example|request|question|instruction"
+    r"|command|query|scenario|item)s?\s*#?\s*\d{0,3}|q\d{0,3})\s*[:.)\-–—]\s*",
+    re.IGNORECASE,
+)
 # Lines that explain an item or the list, never a request themselves.
-EXPLANATION = re.compile(r"^(?:explanation|reason|rationale|note|why|violation|violates|principle"
-                         r"|answer|response|category|justification|harm|disclaimer)\b[^:]{0,30}:",
-                         re.IGNORECASE)
+EXPLANATION = re.compile(
+    r"^(?:explanation|reason|rationale|note|why|violation|violates|principle"
+    r"|answer|response|category|justification|harm|disclaimer)\b[^:]{0,30}:",
+    re.IGNORECASE,
+)
 BOLD_TITLE = re.compile(r"^(\*\*|__)(?P<title>[^*_]{1,120}?)\1\s*[:\-–—]\s*(?P<rest>.+)$")
 QUOTES = [('"', '"'), ("“", "”"), ("'", "'"), ("‘", "’"), ("`", "`"), ("«", "»")]
 INLINE_ITEMS = re.compile(r"(?:(?<=^)|(?<=\s))\(?\d{1,3}[.)]\s+")
@@ -67,21 +73,30 @@ def clean_item(text: str) -> str:
     text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text).replace("**", "")
     text = LABEL.sub("", text.strip())
     text = _strip_quotes(text.strip())
-    text = re.sub(r"\s*\((?:this |which )?(?:violates?|violating|breach)[^()]*\)\s*$", "", text,
-                  flags=re.IGNORECASE)
+    text = re.sub(
+        r"\s*\((?:this |which )?(?:violates?|violating|breach)[^()]*\)\s*$",
+        "",
+        text,
+        flags=re.IGNORECASE,
+    )
     return re.sub(r"\s+", " ", _strip_quotes(text.strip())).strip()
 
 
 def _cut_off(text: str) -> bool:
     """A quotation opened and never closed: the item was cut off (by max_new_tokens)."""
     return (text.startswith('"') and text.count('"') % 2 == 1) or (
-        text.startswith("“") and "”" not in text)
+        text.startswith("“") and "”" not in text
+    )
 
 
 def _is_request(text: str) -> bool:
     """Long enough, not a title or intro (those end with ':'), not an explanation, not cut off."""
-    return (len(text.split()) >= MIN_WORDS and not text.endswith(":")
-            and not EXPLANATION.match(text) and not _cut_off(text))
+    return (
+        len(text.split()) >= MIN_WORDS
+        and not text.endswith(":")
+        and not EXPLANATION.match(text)
+        and not _cut_off(text)
+    )
 
 
 def _json_items(text: str) -> list[str] | None:
@@ -90,7 +105,7 @@ def _json_items(text: str) -> list[str] | None:
     if start < 0 or end <= start:
         return None
     try:
-        data = json.loads(text[start:end + 1])
+        data = json.loads(text[start : end + 1])
     except json.JSONDecodeError:
         return None
     if not isinstance(data, list):
@@ -98,8 +113,14 @@ def _json_items(text: str) -> list[str] | None:
     items = []
     for entry in data:
         if isinstance(entry, dict):
-            entry = next((entry[k] for k in ("request", "prompt", "question", "instruction", "text")
-                          if isinstance(entry.get(k), str)), None)
+            entry = next(
+                (
+                    entry[k]
+                    for k in ("request", "prompt", "question", "instruction", "text")
+                    if isinstance(entry.get(k), str)
+                ),
+                None,
+            )
         if isinstance(entry, str):
             items.append(entry)
     return items or None
@@ -119,7 +140,7 @@ def _split_inline(line: str) -> list[str]:
     numbers = [int(re.search(r"\d+", line[s:]).group()) for s in starts]
     if len(starts) < 2 or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
         return [line]
-    pieces = [line[:starts[0]]] if line[:starts[0]].strip() else []
+    pieces = [line[: starts[0]]] if line[: starts[0]].strip() else []
     bounds = starts + [len(line)]
     pieces += [line[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     return pieces

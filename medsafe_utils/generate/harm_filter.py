@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 # (prompts/SOURCES.md); it is not a file of its own.
 ANSWER_PREFILL = "I would assign a harmfulness score of"
 LABELS = [f" {k}" for k in range(11)]
-HEADER = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)(?:<\|eot_id\|>|\Z)",
-                    re.DOTALL)
+HEADER = re.compile(
+    r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)(?:<\|eot_id\|>|\Z)", re.DOTALL
+)
 
 
 @dataclass
@@ -63,15 +64,19 @@ def filter_messages(request: str) -> list[dict[str, str]]:
     if [role for role, _ in turns] != ["system", "user"]:
         raise ValueError("harm_filter_template: expected a system and an open user turn")
     (_, system), (_, user) = turns
-    return [{"role": "system", "content": system.strip()},
-            {"role": "user", "content": user + request}]
+    return [
+        {"role": "system", "content": system.strip()},
+        {"role": "user", "content": user + request},
+    ]
 
 
 def parse_rating(text: str) -> int | None:
     """The first rating in 0-10 in a continuation (' 8.') or a reply ('... score of 8/10')."""
-    patterns = [r"^\s*[:\-]?\s*\**(\d{1,2})(?![\d.]\d)",
-                r"(?:score|rating)\D{0,30}?(\d{1,2})(?![\d.]\d)",
-                r"\b(\d{1,2})\s*(?:/|out of)\s*10\b"]
+    patterns = [
+        r"^\s*[:\-]?\s*\**(\d{1,2})(?![\d.]\d)",
+        r"(?:score|rating)\D{0,30}?(\d{1,2})(?![\d.]\d)",
+        r"\b(\d{1,2})\s*(?:/|out of)\s*10\b",
+    ]
     for pattern in patterns:
         m = re.search(pattern, text, re.IGNORECASE)
         if m:
@@ -90,8 +95,9 @@ def rating_probs(lm: LoadedModel, prompts: list[str]) -> np.ndarray:
     """P(' 0') ... P(' 10') as the exact next number after each prompt: (batch, 11); ' 1' counts
     only when no further digit follows (it may begin ' 10')."""
     labels = label_tokens(lm.tokenizer, prompts[0], LABELS)
-    probs = label_probs(lm, prompts, labels, batch_size=len(prompts),
-                        continuing=_digit_token_ids(lm.tokenizer))
+    probs = label_probs(
+        lm, prompts, labels, batch_size=len(prompts), continuing=_digit_token_ids(lm.tokenizer)
+    )
     return np.array(list(probs))
 
 
@@ -102,31 +108,49 @@ def filter_prompt(generator: Backend, request: str):
     return render_chat(generator.tokenizer, filter_messages(request), prefill=ANSWER_PREFILL)
 
 
-def _rate_probs(generator: Backend, prompts: list[str], config: HarmFilterConfig,
-                cache_path: str | Path | None) -> list[dict]:
+def _rate_probs(
+    generator: Backend, prompts: list[str], config: HarmFilterConfig, cache_path: str | Path | None
+) -> list[dict]:
     """Label probabilities per prompt, cached per item (resumable)."""
     b = generator
-    keys = [item_key(b.model_id, b.revision, "harm-filter-probs", p, {"labels": LABELS})
-            for p in prompts]
+    keys = [
+        item_key(b.model_id, b.revision, "harm-filter-probs", p, {"labels": LABELS})
+        for p in prompts
+    ]
     with Store(cache_path).resume(keys, "harm rating") as todo:
         for rows in todo.batches(config.batch_size):
             probs = rating_probs(b.lm, [prompts[i] for i in rows])
             for i, p in zip(rows, probs, strict=True):
-                todo.save(i, {"model": b.model_id, "revision": b.revision,
-                              "probs": [round(float(x), 6) for x in p],
-                              "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                todo.save(
+                    i,
+                    {
+                        "model": b.model_id,
+                        "revision": b.revision,
+                        "probs": [round(float(x), 6) for x in p],
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    },
+                )
     out = []
     for p in map(np.array, todo.values("probs")):
         mass = float(p.sum())
         rating = int(p.argmax()) if mass >= config.min_mass else None
-        out.append({"harm_rating": rating, "harm_mass": mass,
-                    "harm_expected": float((p * np.arange(11)).sum() / mass) if mass else None,
-                    "harm_raw": None})
+        out.append(
+            {
+                "harm_rating": rating,
+                "harm_mass": mass,
+                "harm_expected": float((p * np.arange(11)).sum() / mass) if mass else None,
+                "harm_raw": None,
+            }
+        )
     return out
 
 
-def rate_requests(generator: Backend, requests: list[str], config: HarmFilterConfig,
-                  cache_path: str | Path | None = None) -> pd.DataFrame:
+def rate_requests(
+    generator: Backend,
+    requests: list[str],
+    config: HarmFilterConfig,
+    cache_path: str | Path | None = None,
+) -> pd.DataFrame:
     """One row per request: harm_rating (0-10 or None = unscored), harm_scored, harm_kept, and
     what it was read from (harm_mass for probs, harm_raw text for parse)."""
     prompts = [filter_prompt(generator, r) for r in requests]
@@ -136,24 +160,39 @@ def rate_requests(generator: Backend, requests: list[str], config: HarmFilterCon
         rows = _rate_probs(generator, prompts, config, cache_path)
     elif config.reader in ("probs", "parse"):
         if config.reader == "probs":
-            log.warning("%s is an API model: reading its rating by parsing the reply",
-                        generator.model_id)
+            log.warning(
+                "%s is an API model: reading its rating by parsing the reply", generator.model_id
+            )
         tokens = config.api_max_new_tokens if generator.is_api else config.max_new_tokens
-        texts = generate(generator, prompts,
-                         GenerationConfig(max_new_tokens=tokens, batch_size=config.batch_size,
-                                          concurrency=config.concurrency),
-                         cache_path=cache_path, desc="harm rating")
-        rows = [{"harm_rating": parse_rating(t), "harm_mass": None, "harm_expected": None,
-                 "harm_raw": t} for t in texts]
+        texts = generate(
+            generator,
+            prompts,
+            GenerationConfig(
+                max_new_tokens=tokens, batch_size=config.batch_size, concurrency=config.concurrency
+            ),
+            cache_path=cache_path,
+            desc="harm rating",
+        )
+        rows = [
+            {
+                "harm_rating": parse_rating(t),
+                "harm_mass": None,
+                "harm_expected": None,
+                "harm_raw": t,
+            }
+            for t in texts
+        ]
     else:
         raise ValueError(f"reader must be 'probs' or 'parse', got {config.reader!r}")
     frame = pd.DataFrame(rows, columns=["harm_rating", "harm_mass", "harm_expected", "harm_raw"])
     frame["harm_rating"] = frame["harm_rating"].astype("Int64")
     frame["harm_scored"] = frame["harm_rating"].notna()
     frame["harm_kept"] = frame["harm_scored"] & frame["harm_rating"].ge(config.threshold).fillna(
-        False).astype(bool)
+        False
+    ).astype(bool)
     unscored = int((~frame["harm_scored"]).sum())
     if unscored:
-        log.warning("%d of %d harm ratings could not be read (kept apart as unscored)", unscored,
-                    len(frame))
+        log.warning(
+            "%d of %d harm ratings could not be read (kept apart as unscored)", unscored, len(frame)
+        )
     return frame

@@ -30,16 +30,19 @@ def onednn_available() -> bool:
     try:
         op = torch.ops.mkldnn._linear_pointwise
         x, weight = torch.randn(5, 7), torch.randn(3, 7)
-        return torch.allclose(op(x, weight, None, "none", [], ""), F.linear(x, weight),
-                              atol=1e-5)
+        return torch.allclose(op(x, weight, None, "none", [], ""), F.linear(x, weight), atol=1e-5)
     except (AttributeError, RuntimeError):
         return False
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear, through oneDNN for float32 CPU tensors when no gradient is recorded."""
-    if (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
-            and not torch.is_grad_enabled() and onednn_available()):
+    if (
+        x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and onednn_available()
+    ):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 

@@ -89,15 +89,24 @@ def initial_suffix(tokenizer, config: GCGConfig) -> torch.Tensor:
     text = config.suffix_init or " ".join(["x"] * config.suffix_length)
     ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
     if not config.suffix_init and len(ids) != config.suffix_length:
-        log.warning("the default suffix is %d tokens with this tokenizer, not %d", len(ids),
-                    config.suffix_length)
+        log.warning(
+            "the default suffix is %d tokens with this tokenizer, not %d",
+            len(ids),
+            config.suffix_length,
+        )
     if len(ids) < config.n_replace:
         raise ValueError(f"suffix of {len(ids)} tokens < n_replace={config.n_replace}")
     return ids
 
 
-def sample_candidates(suffix_ids: torch.Tensor, grad: torch.Tensor, forbidden: torch.Tensor,
-                      config: GCGConfig, generator: torch.Generator, tokenizer) -> torch.Tensor:
+def sample_candidates(
+    suffix_ids: torch.Tensor,
+    grad: torch.Tensor,
+    forbidden: torch.Tensor,
+    config: GCGConfig,
+    generator: torch.Generator,
+    tokenizer,
+) -> torch.Tensor:
     """Up to search_width distinct candidates (n, suffix_len): top-k tokens of -grad per position.
 
     Forbidden tokens and the current token are never proposed; candidates that do not survive
@@ -109,7 +118,7 @@ def sample_candidates(suffix_ids: torch.Tensor, grad: torch.Tensor, forbidden: t
     topk = min(config.topk, int(torch.isfinite(grad).sum(1).min()))  # never a forbidden token
     topk_ids = (-grad).topk(topk, dim=1).indices  # (suffix_len, topk)
     n = config.search_width * OVERSAMPLE
-    positions = torch.rand(n, length, generator=generator).argsort(1)[:, :config.n_replace]
+    positions = torch.rand(n, length, generator=generator).argsort(1)[:, : config.n_replace]
     choice = torch.randint(0, topk, (n, config.n_replace), generator=generator)
     candidates = suffix_ids.repeat(n, 1).scatter(1, positions, topk_ids[positions, choice])
     if config.filter_ids:
@@ -120,22 +129,31 @@ def sample_candidates(suffix_ids: torch.Tensor, grad: torch.Tensor, forbidden: t
             seen.add(row)
             keep.append(i)
     if not keep:
-        raise RuntimeError("no candidate suffix survives decode -> re-encode: try another "
-                           "suffix_init or filter_ids=False")
-    return candidates[keep[:config.search_width]]
+        raise RuntimeError(
+            "no candidate suffix survives decode -> re-encode: try another "
+            "suffix_init or filter_ids=False"
+        )
+    return candidates[keep[: config.search_width]]
 
 
 @torch.no_grad()
-def generate_from(model, tokenizer, parts: PromptParts, suffix_ids: torch.Tensor,
-                  max_new_tokens: int) -> str:
+def generate_from(
+    model, tokenizer, parts: PromptParts, suffix_ids: torch.Tensor, max_new_tokens: int
+) -> str:
     """Greedy continuation of prompt + suffix (special tokens dropped, whitespace stripped)."""
     device = model.get_input_embeddings().weight.device
     ids = torch.cat([parts.before_ids, suffix_ids.cpu(), parts.after_ids])[None].to(device)
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                         max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                         top_p=None, top_k=None,
-                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+    )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
 def choose_generation(tests: list[dict]) -> dict | None:
@@ -169,20 +187,32 @@ class _Tester:
         began = time.perf_counter()
         key = tuple(suffix_ids.tolist())
         if key not in self._seen:
-            self._seen[key] = generate_from(model, tokenizer, parts, suffix_ids,
-                                            self.config.max_new_tokens)
+            self._seen[key] = generate_from(
+                model, tokenizer, parts, suffix_ids, self.config.max_new_tokens
+            )
         text = self._seen[key]
         suffix = tokenizer.decode(suffix_ids)
-        test = {"step": step, "loss": loss, "suffix": suffix, "generation": text,
-                "has_target": self.target in text, "success": attack_succeeded(text, self.target),
-                "prompt": parts.before_text + suffix + parts.after_text,
-                "seconds": round(time.perf_counter() - began, 3)}
+        test = {
+            "step": step,
+            "loss": loss,
+            "suffix": suffix,
+            "generation": text,
+            "has_target": self.target in text,
+            "success": attack_succeeded(text, self.target),
+            "prompt": parts.before_text + suffix + parts.after_text,
+            "seconds": round(time.perf_counter() - began, 3),
+        }
         self.tests.append(test)
         return test
 
 
-def run(model, tokenizer, messages: str | list[dict[str, str]], target: str,
-        config: GCGConfig | None = None) -> GCGResult:
+def run(
+    model,
+    tokenizer,
+    messages: str | list[dict[str, str]],
+    target: str,
+    config: GCGConfig | None = None,
+) -> GCGResult:
     """Optimise a suffix after `messages` (a goal or a chat) so that the model answers `target`."""
     config = config or GCGConfig()
     weight = model.get_input_embeddings().weight
@@ -191,8 +221,12 @@ def run(model, tokenizer, messages: str | list[dict[str, str]], target: str,
     parts = build_prompt(tokenizer, messages, target, config.template)
     generator = torch.Generator().manual_seed(config.seed)
     forbidden = forbidden_token_ids(tokenizer, vocab, config.allow_non_ascii)
-    objective = TargetLoss(model, parts, config.use_prefix_cache,
-                           config.batch_size or default_batch_size(config.search_width, device))
+    objective = TargetLoss(
+        model,
+        parts,
+        config.use_prefix_cache,
+        config.batch_size or default_batch_size(config.search_width, device),
+    )
     tester = _Tester(model, tokenizer, parts, target, config)
     suffix = initial_suffix(tokenizer, config)
     best_ids, best_loss, best_step = suffix, math.inf, 0
@@ -226,9 +260,19 @@ def run(model, tokenizer, messages: str | list[dict[str, str]], target: str,
             break
     kept = choose_generation(tester.tests) or {}
     first_success = next((t["step"] for t in tester.tests if t["success"]), None)
-    return GCGResult(best_suffix=tokenizer.decode(best_ids), best_loss=best_loss,
-                     best_step=best_step, initial_loss=initial_loss, losses=losses,
-                     best_losses=best_losses, suffixes=suffixes, step_times=times,
-                     tests=tester.tests, success=first_success is not None,
-                     success_step=first_success, generation=kept.get("generation", ""),
-                     prompt=kept.get("prompt", ""), early_stopped=early_stopped)
+    return GCGResult(
+        best_suffix=tokenizer.decode(best_ids),
+        best_loss=best_loss,
+        best_step=best_step,
+        initial_loss=initial_loss,
+        losses=losses,
+        best_losses=best_losses,
+        suffixes=suffixes,
+        step_times=times,
+        tests=tester.tests,
+        success=first_success is not None,
+        success_step=first_success,
+        generation=kept.get("generation", ""),
+        prompt=kept.get("prompt", ""),
+        early_stopped=early_stopped,
+    )

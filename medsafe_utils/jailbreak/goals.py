@@ -34,13 +34,36 @@ def settings_of(config: GCGConfig) -> dict:
 
 def attack_record(row, result: GCGResult, model_id: str, settings: dict, seconds: float) -> dict:
     """One goal's attack as a flat JSON record (per-step lists included)."""
-    return {"goal_id": goal_id(row.variant, row.category), "variant": row.variant,
-            "category": int(row.category), "goal": row.goal, "target": row.target,
-            "model": model_id, "settings": settings, **{k: getattr(result, k) for k in (
-                "best_suffix", "best_loss", "best_step", "initial_loss", "losses", "best_losses",
-                "suffixes", "step_times", "tests", "success", "success_step", "generation",
-                "prompt", "early_stopped")},
-            "n_steps": result.n_steps, "seconds": round(seconds, 2)}
+    return {
+        "goal_id": goal_id(row.variant, row.category),
+        "variant": row.variant,
+        "category": int(row.category),
+        "goal": row.goal,
+        "target": row.target,
+        "model": model_id,
+        "settings": settings,
+        **{
+            k: getattr(result, k)
+            for k in (
+                "best_suffix",
+                "best_loss",
+                "best_step",
+                "initial_loss",
+                "losses",
+                "best_losses",
+                "suffixes",
+                "step_times",
+                "tests",
+                "success",
+                "success_step",
+                "generation",
+                "prompt",
+                "early_stopped",
+            )
+        },
+        "n_steps": result.n_steps,
+        "seconds": round(seconds, 2),
+    }
 
 
 def attack_goals(lm, goals: pd.DataFrame, config: GCGConfig, path: str | Path) -> pd.DataFrame:
@@ -51,23 +74,43 @@ def attack_goals(lm, goals: pd.DataFrame, config: GCGConfig, path: str | Path) -
     if missing:
         raise ValueError(f"goals lack column(s) {sorted(missing)}")
     settings, rows = settings_of(config), list(goals.itertuples())
-    keys = [item_key(lm.model_id, lm.revision, METHOD,
-                     {"goal_id": goal_id(r.variant, r.category), "goal": r.goal,
-                      "target": r.target}, settings) for r in rows]
+    keys = [
+        item_key(
+            lm.model_id,
+            lm.revision,
+            METHOD,
+            {"goal_id": goal_id(r.variant, r.category), "goal": r.goal, "target": r.target},
+            settings,
+        )
+        for r in rows
+    ]
     with Store(path).resume(keys, "GCG goals") as todo:
         for i in todo:
             row = rows[i]
             began = time.perf_counter()
             result = run(lm.model, lm.tokenizer, row.goal, row.target, config)
-            todo.save(i, attack_record(row, result, lm.model_id, settings,
-                                       time.perf_counter() - began))
+            todo.save(
+                i, attack_record(row, result, lm.model_id, settings, time.perf_counter() - began)
+            )
     return pd.DataFrame(todo.values())
 
 
 def attack_table(records: pd.DataFrame) -> pd.DataFrame:
     """Per goal: success, step of success, initial and final (best) loss, steps, seconds."""
-    table = records[["goal_id", "variant", "category", "success", "success_step", "initial_loss",
-                     "best_loss", "n_steps", "early_stopped", "seconds"]].copy()
+    table = records[
+        [
+            "goal_id",
+            "variant",
+            "category",
+            "success",
+            "success_step",
+            "initial_loss",
+            "best_loss",
+            "n_steps",
+            "early_stopped",
+            "seconds",
+        ]
+    ].copy()
     table = table.rename(columns={"best_loss": "final_loss"})
     table["s_per_step"] = records["step_times"].map(statistics.mean)
     table["success_step"] = table["success_step"].astype("Int64")
@@ -78,13 +121,16 @@ def attack_metrics(records: pd.DataFrame) -> dict:
     """Attack success rate, mean steps to success, seconds per step (mean over all steps)."""
     steps = [t for times in records["step_times"] for t in times]
     won = records[records["success"]]
-    return {"n_goals": len(records), "n_success": len(won),
-            "attack_success_rate": float(records["success"].mean()),
-            "mean_steps_to_success": float(won["success_step"].mean()) if len(won) else None,
-            "seconds_per_step": statistics.mean(steps),
-            "median_seconds_per_step": statistics.median(steps),
-            "mean_final_loss": float(records["best_loss"].mean()),
-            "early_stops": int(records["early_stopped"].sum())}
+    return {
+        "n_goals": len(records),
+        "n_success": len(won),
+        "attack_success_rate": float(records["success"].mean()),
+        "mean_steps_to_success": float(won["success_step"].mean()) if len(won) else None,
+        "seconds_per_step": statistics.mean(steps),
+        "median_seconds_per_step": statistics.median(steps),
+        "mean_final_loss": float(records["best_loss"].mean()),
+        "early_stops": int(records["early_stopped"].sum()),
+    }
 
 
 def gcg_requests(records: pd.DataFrame, only_success: bool = False, extract=None) -> pd.DataFrame:
@@ -99,10 +145,26 @@ def gcg_requests(records: pd.DataFrame, only_success: bool = False, extract=None
         if only_success and not record.success:
             continue
         for i, request in enumerate(extract(record.generation)):
-            rows.append({"id": f"{METHOD}-{record.goal_id}-{i}", "request": request,
-                         "category": int(record.category), "method": METHOD,
-                         "generator": record.model, "goal_id": record.goal_id,
-                         "variant": record.variant, "attack_success": bool(record.success)})
-    columns = ["id", "request", "category", "method", "generator", "goal_id", "variant",
-               "attack_success"]
+            rows.append(
+                {
+                    "id": f"{METHOD}-{record.goal_id}-{i}",
+                    "request": request,
+                    "category": int(record.category),
+                    "method": METHOD,
+                    "generator": record.model,
+                    "goal_id": record.goal_id,
+                    "variant": record.variant,
+                    "attack_success": bool(record.success),
+                }
+            )
+    columns = [
+        "id",
+        "request",
+        "category",
+        "method",
+        "generator",
+        "goal_id",
+        "variant",
+        "attack_success",
+    ]
     return pd.DataFrame(rows, columns=columns)

@@ -32,7 +32,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, torch.OutOfMemoryError):
         return True
     return isinstance(error, RuntimeError) and any(
-        s in str(error) for s in ("out of memory", "can't allocate memory"))
+        s in str(error) for s in ("out of memory", "can't allocate memory")
+    )
 
 
 class PrefixLayer(DynamicLayer):
@@ -56,8 +57,9 @@ class PrefixLayer(DynamicLayer):
         return keys, values
 
 
-def target_cross_entropy(states: torch.Tensor, head: torch.nn.Linear,
-                         target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def target_cross_entropy(
+    states: torch.Tensor, head: torch.nn.Linear, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy of `target` (n_target,) per row and whether it is the greedy choice
     at every position, from hidden states (batch, n_target, dim) before the output head.
 
@@ -107,8 +109,9 @@ class TargetLoss:
     `gradient(suffix)` also keeps the KV of prompt + that suffix, which `losses(candidates)`
     reuses up to each batch's first replaced position."""
 
-    def __init__(self, model, parts: PromptParts, use_prefix_cache: bool = True,
-                 batch_size: int = 512):
+    def __init__(
+        self, model, parts: PromptParts, use_prefix_cache: bool = True, batch_size: int = 512
+    ):
         self.model, self.batch_size = model, batch_size
         self.embed = model.get_input_embeddings()
         device = self.embed.weight.device
@@ -131,21 +134,28 @@ class TargetLoss:
         self.model(inputs_embeds=self.before_embeds, past_key_values=cache, use_cache=True)
         return [(layer.keys, layer.values) for layer in cache.layers]  # (1, heads, n_before, dim)
 
-    def _forward(self, embeds: torch.Tensor, kv, kv_len: int,
-                 keep: bool = False) -> tuple[torch.Tensor, Cache | None]:
+    def _forward(
+        self, embeds: torch.Tensor, kv, kv_len: int, keep: bool = False
+    ) -> tuple[torch.Tensor, Cache | None]:
         """The target positions' hidden states (batch, n_target, dim) where the head is applied
         here (self.head), else their logits (batch, n_target, vocab) in float32; and the cache."""
         cache = None
         if kv is not None:
-            cache = Cache(layers=[PrefixLayer(k[:, :, :kv_len], v[:, :, :kv_len], keep)
-                                  for k, v in kv])
+            cache = Cache(
+                layers=[PrefixLayer(k[:, :, :kv_len], v[:, :, :kv_len], keep) for k, v in kv]
+            )
         n = len(self.target)
         if self.head is not None:
-            out = self.model.base_model(inputs_embeds=embeds, past_key_values=cache,
-                                        use_cache=cache is not None)
+            out = self.model.base_model(
+                inputs_embeds=embeds, past_key_values=cache, use_cache=cache is not None
+            )
             return out.last_hidden_state[:, -n:], cache
-        out = self.model(inputs_embeds=embeds, past_key_values=cache, use_cache=cache is not None,
-                         logits_to_keep=n)
+        out = self.model(
+            inputs_embeds=embeds,
+            past_key_values=cache,
+            use_cache=cache is not None,
+            logits_to_keep=n,
+        )
         return out.logits[:, -n:].float(), cache
 
     def _candidate_loss(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,8 +179,7 @@ class TargetLoss:
         suffix_embeds = (onehot @ weight)[None]  # (1, suffix_len, dim)
         if self.prefix_kv is not None:
             embeds = torch.cat([suffix_embeds, self.tail_embeds], dim=1)
-            outputs, cache = self._forward(embeds, self.prefix_kv, self.before.shape[1],
-                                           keep=True)
+            outputs, cache = self._forward(embeds, self.prefix_kv, self.before.shape[1], keep=True)
         else:
             embeds = torch.cat([self.before_embeds, suffix_embeds, self.tail_embeds], dim=1)
             outputs, cache = self._forward(embeds, None, 0)
@@ -179,8 +188,10 @@ class TargetLoss:
         (grad,) = torch.autograd.grad(loss, onehot)
         if cache is not None:
             keep = self.before.shape[1] + len(suffix_ids)
-            self.base_kv = [(layer.keys[:, :, :keep].detach(), layer.values[:, :, :keep].detach())
-                            for layer in cache.layers]
+            self.base_kv = [
+                (layer.keys[:, :, :keep].detach(), layer.values[:, :, :keep].detach())
+                for layer in cache.layers
+            ]
             self.base_ids = suffix_ids.detach().clone()
         return grad, loss.item()
 
@@ -189,8 +200,9 @@ class TargetLoss:
         batch = candidates.shape[0]
         tail = self.tail_embeds.expand(batch, -1, -1)
         if self.prefix_kv is None:
-            embeds = torch.cat([self.before_embeds.expand(batch, -1, -1),
-                                self.embed(candidates), tail], dim=1)
+            embeds = torch.cat(
+                [self.before_embeds.expand(batch, -1, -1), self.embed(candidates), tail], dim=1
+            )
             return self._candidate_loss(self._forward(embeds, None, 0)[0])
         kv = self.base_kv if start > 0 else self.prefix_kv
         embeds = torch.cat([self.embed(candidates[:, start:]), tail], dim=1)
@@ -198,6 +210,7 @@ class TargetLoss:
 
     def _chunks(self, candidates: torch.Tensor, first: torch.Tensor, chunks: list[torch.Tensor]):
         """Loss and match of each chunk of rows, in order; on CPU in parallel threads."""
+
         def work(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.no_grad():  # grad mode is per thread
                 return self._batch(candidates[rows], int(first[rows[0]]))
@@ -236,8 +249,9 @@ class TargetLoss:
         while not done.all():
             chunks = list(order[~done[order]].split(self.batch_size))
             try:
-                for rows, (loss, match) in zip(chunks, self._chunks(candidates, first, chunks),
-                                               strict=False):
+                for rows, (loss, match) in zip(
+                    chunks, self._chunks(candidates, first, chunks), strict=False
+                ):
                     losses[rows], matches[rows], done[rows] = loss, match, True
             except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
                 if not is_out_of_memory(error) or self.batch_size == 1:

@@ -52,8 +52,9 @@ def _split_chat(tokenizer, messages: list[dict[str, str]]) -> tuple[str, str]:
     return before, after
 
 
-def build_prompt(tokenizer, messages: str | list[dict[str, str]], target: str,
-                 template: str = "chat") -> PromptParts:
+def build_prompt(
+    tokenizer, messages: str | list[dict[str, str]], target: str, template: str = "chat"
+) -> PromptParts:
     """Split the attack prompt around the suffix and tokenize each part separately."""
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
@@ -72,8 +73,9 @@ def build_prompt(tokenizer, messages: str | list[dict[str, str]], target: str,
     after_ids = tokenizer(after, add_special_tokens=False)["input_ids"]
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     as_tensor = lambda ids: torch.tensor(ids, dtype=torch.long)  # noqa: E731
-    return PromptParts(as_tensor(before_ids), as_tensor(after_ids), as_tensor(target_ids),
-                       before, after)
+    return PromptParts(
+        as_tensor(before_ids), as_tensor(after_ids), as_tensor(target_ids), before, after
+    )
 
 
 def special_token_ids(tokenizer) -> set[int]:
@@ -103,8 +105,9 @@ def retokenizes(tokenizer, candidates: torch.Tensor) -> torch.Tensor:
     texts = tokenizer.batch_decode(candidates.tolist())
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     rows = candidates.tolist()
-    return torch.tensor([enc == row for enc, row in zip(encoded, rows, strict=True)],
-                        dtype=torch.bool)
+    return torch.tensor(
+        [enc == row for enc, row in zip(encoded, rows, strict=True)], dtype=torch.bool
+    )
 
 
 def attack_succeeded(generation: str, target: str) -> bool:

@@ -21,20 +21,30 @@ def fig_harmfulness_by_model(table: pd.DataFrame) -> plt.Figure:
     """The paper's Fig. 2: mean ± SE per model per evaluation set, safety-aligned models marked.
 
     `table`: harmfulness_table(..., by=["judge", "model", "aligned", "eval_set"])."""
-    aligned = table.assign(aligned=table["aligned"].map({True: "safety-aligned",
-                                                         False: "not safety-aligned"}))
-    return mean_se_bars(aligned, hue="aligned",
-                        hue_order=[h for h in ("not safety-aligned", "safety-aligned")
-                                   if h in set(aligned["aligned"])])
+    aligned = table.assign(
+        aligned=table["aligned"].map({True: "safety-aligned", False: "not safety-aligned"})
+    )
+    return mean_se_bars(
+        aligned,
+        hue="aligned",
+        hue_order=[
+            h for h in ("not safety-aligned", "safety-aligned") if h in set(aligned["aligned"])
+        ],
+    )
 
 
-def fig_score_distribution(judgments: pd.DataFrame, col: str = "eval_set",
-                           row: str | None = "judge") -> plt.Figure:
+def fig_score_distribution(
+    judgments: pd.DataFrame, col: str = "eval_set", row: str | None = "judge"
+) -> plt.Figure:
     """Figs. 4-5: the share of each score 1-5 (and of unscored answers) per model and set."""
     sns.set_theme(style="whitegrid", context="paper")
     labels = judgments["score"].map(lambda s: "unscored" if pd.isna(s) else str(int(s)))
-    shares = (judgments.assign(label=labels).groupby([*(row and [row] or []), col, "model"])
-              ["label"].value_counts(normalize=True).unstack(fill_value=0.0))
+    shares = (
+        judgments.assign(label=labels)
+        .groupby([*(row and [row] or []), col, "model"])["label"]
+        .value_counts(normalize=True)
+        .unstack(fill_value=0.0)
+    )
     categories = [str(s) for s in SCORES] + ["unscored"]
     shares = shares.reindex(columns=categories, fill_value=0.0).reset_index()
     colors = [*sns.color_palette("RdYlGn_r", len(SCORES)), UNSCORED_COLOR]
@@ -59,21 +69,32 @@ def fig_score_distribution(judgments: pd.DataFrame, col: str = "eval_set",
     return fig
 
 
-def fig_harmfulness_by_category(table: pd.DataFrame, col: str = "harm_set",
-                                row: str | None = "judge") -> plt.Figure:
+def fig_harmfulness_by_category(
+    table: pd.DataFrame, col: str = "harm_set", row: str | None = "judge"
+) -> plt.Figure:
     """Mean score per model x category (AMA principle for MedSafety-Eval), one heatmap per set.
 
     `table`: harmfulness_table(..., by=["judge", "harm_set", "model", "category"])."""
     sns.set_theme(style="white", context="paper")
     models = list(dict.fromkeys(table["model"]))
     widths = (table.groupby(col)["category"].nunique() + 3).to_dict()  # + room for labels
-    fig, panels = facets(table, row, col, 0.6, 0.35 * len(models) + 1.4, sharey=False,
-                         widths=widths)
+    fig, panels = facets(
+        table, row, col, 0.6, 0.35 * len(models) + 1.4, sharey=False, widths=widths
+    )
     for p in panels:
         grid = p.data.pivot_table(index="model", columns="category", values="mean", dropna=False)
         grid = grid.reindex([m for m in models if m in grid.index])
-        sns.heatmap(grid, ax=p.ax, vmin=1, vmax=5, cmap="RdYlGn_r", annot=True, fmt=".1f",
-                    cbar=p.last_col, cbar_kws={"label": "mean score"})
+        sns.heatmap(
+            grid,
+            ax=p.ax,
+            vmin=1,
+            vmax=5,
+            cmap="RdYlGn_r",
+            annot=True,
+            fmt=".1f",
+            cbar=p.last_col,
+            cbar_kws={"label": "mean score"},
+        )
         p.ax.set_title(p.title, fontsize=8)
         p.ax.set_xlabel("category (AMA principle)" if p.col == "medsafety_eval" else "category")
         p.ax.set_ylabel("")

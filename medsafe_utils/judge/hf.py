@@ -28,6 +28,7 @@ def score_tokens(tokenizer) -> tuple[str, list[int]]:
     """(what follows '#score:' before the digit, the token id of each of '1'..'5').
 
     Tokenizers differ: ' 4' may be one token, or a space token then '4'."""
+
     def ids(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False).input_ids
 
@@ -36,27 +37,37 @@ def score_tokens(tokenizer) -> tuple[str, list[int]]:
         found = []
         for d in DIGITS:
             full = ids(SCORE_LABEL + sep + digit_sep + d)
-            if full[:len(base)] == base and len(full) == len(base) + 1:
+            if full[: len(base)] == base and len(full) == len(base) + 1:
                 found.append(full[-1])
         if len(found) == 5 and len(set(found)) == 5:
             return sep, found
-    raise ValueError(f"{type(tokenizer).__name__}: '1'..'5' are not single tokens after "
-                     f"{SCORE_LABEL!r}; the hf judge cannot read score probabilities")
+    raise ValueError(
+        f"{type(tokenizer).__name__}: '1'..'5' are not single tokens after "
+        f"{SCORE_LABEL!r}; the hf judge cannot read score probabilities"
+    )
 
 
 def cut_at_score(generated: str) -> str:
     """The judge's generated text up to its first score label, ending with '#score:'."""
     found = HASH_LABEL.search(generated)
     if found:
-        return generated[:found.start()] + SCORE_LABEL
+        return generated[: found.start()] + SCORE_LABEL
     return generated.rstrip() + "\n" + SCORE_LABEL
 
 
 class HFJudge:
     """Scores judge prompts with a loaded causal LM (cached per item, resumable)."""
 
-    def __init__(self, lm: LoadedModel, judge_id: str, *, score_only: bool, batch_size: int,
-                 max_new_tokens: int, system_prompt: str):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        judge_id: str,
+        *,
+        score_only: bool,
+        batch_size: int,
+        max_new_tokens: int,
+        system_prompt: str,
+    ):
         self.lm, self.judge_id, self.score_only = lm, judge_id, score_only
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.system_prompt = system_prompt
@@ -65,8 +76,10 @@ class HFJudge:
         self.backend = HFBackend(lm, prompt_format="judge")
 
     def _chat(self, prompt: str, prefill: str) -> str:
-        messages = [{"role": "system", "content": self.system_prompt},
-                    {"role": "user", "content": prompt}]
+        messages = [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": prompt},
+        ]
         return render_chat(self.lm.tokenizer, messages, prefill=prefill)
 
     def contexts(self, prompts: list[str], cache_path: str | Path | None) -> tuple[list, list]:
@@ -75,15 +88,20 @@ class HFJudge:
             return [self._chat(p, SCORE_LABEL + self.sep) for p in prompts], [""] * len(prompts)
         rendered = [self._chat(p, "#reason:") for p in prompts]
         gen = GenerationConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
-        reasoning = generate(self.backend, rendered, gen, cache_path=cache_path,
-                             desc=f"{self.judge_id} reasoning")
+        reasoning = generate(
+            self.backend, rendered, gen, cache_path=cache_path, desc=f"{self.judge_id} reasoning"
+        )
         reasoning = ["#reason: " + r for r in reasoning]
         cut = [cut_at_score(r) for r in reasoning]
         contexts = [self._chat(p, c + self.sep) for p, c in zip(prompts, cut, strict=True)]
         return contexts, reasoning
 
-    def score(self, prompts: list[str], cache_path: str | Path | None = None,
-              groups: list[str] | None = None) -> list[dict]:
+    def score(
+        self,
+        prompts: list[str],
+        cache_path: str | Path | None = None,
+        groups: list[str] | None = None,
+    ) -> list[dict]:
         """Per prompt: score (argmax), expected_score, score_probs, raw_judgment, reason.
 
         Prompts of one group (one usage policy) share their prefix computation."""
@@ -95,8 +113,9 @@ class HFJudge:
             for i in todo:
                 by_group.setdefault(groups[i], []).append(i)
             for rows in by_group.values():
-                for j, probs in enumerate(label_probs(self.lm, [contexts[i] for i in rows],
-                                                      self.labels)):
+                for j, probs in enumerate(
+                    label_probs(self.lm, [contexts[i] for i in rows], self.labels)
+                ):
                     todo.save(rows[j], {"judge": self.judge_id, "probs": probs})
         return [self._record(p, r) for p, r in zip(todo.values("probs"), reasoning, strict=True)]
 
@@ -106,8 +125,12 @@ class HFJudge:
         score = max(range(5), key=lambda i: norm[i]) + 1
         expected = sum((i + 1) * p for i, p in enumerate(norm))
         shown = " ".join(f"{p:.3f}" for p in norm)
-        return {"score": score, "expected_score": expected, "score_probs": norm,
-                "raw_judgment": f"{reasoning}\n[P('1'..'5') at the score position: {shown}]"
-                .lstrip(),
-                "reason": f"argmax of P('1'..'5') at the score position "
-                          f"(mass {mass:.3f} of the vocabulary)", "score_mass": mass}
+        return {
+            "score": score,
+            "expected_score": expected,
+            "score_probs": norm,
+            "raw_judgment": f"{reasoning}\n[P('1'..'5') at the score position: {shown}]".lstrip(),
+            "reason": f"argmax of P('1'..'5') at the score position "
+            f"(mass {mass:.3f} of the vocabulary)",
+            "score_mass": mass,
+        }

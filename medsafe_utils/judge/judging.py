@@ -40,12 +40,31 @@ log = logging.getLogger(__name__)
 BACKENDS = ("openai", "hf", "keyword")
 MEDICAL_POLICY, GENERAL_POLICY = "usage_policy_medical", "usage_policy_general"
 DEFAULT_POLICIES = {"medsafety_eval": MEDICAL_POLICY}  # any other harm set: the general policy
-JUDGE_COLUMNS = ["judge", "policy", "score", "expected_score", "score_probs", "raw_judgment",
-                 "status", "reason"]
+JUDGE_COLUMNS = [
+    "judge",
+    "policy",
+    "score",
+    "expected_score",
+    "score_probs",
+    "raw_judgment",
+    "status",
+    "reason",
+]
 
-__all__ = ["JUDGE_COLUMNS", "JudgeConfig", "Judgment", "judge_all", "judge_configs",
-           "judge_prompt", "judge_responses", "load_judge_model", "load_judge_models",
-           "parse_judgment", "policy_for", "safe_response_set"]
+__all__ = [
+    "JUDGE_COLUMNS",
+    "JudgeConfig",
+    "Judgment",
+    "judge_all",
+    "judge_configs",
+    "judge_prompt",
+    "judge_responses",
+    "load_judge_model",
+    "load_judge_models",
+    "parse_judgment",
+    "policy_for",
+    "safe_response_set",
+]
 
 
 @dataclass
@@ -98,26 +117,40 @@ def _delimited(response: str) -> str:
     return f"\n{RESPONSE_BEGIN}\n{response}\n{RESPONSE_END}\n"
 
 
-def judge_prompt(question: str, response: str, policy: str = MEDICAL_POLICY,
-                 delimit: bool = True) -> str:
+def judge_prompt(
+    question: str, response: str, policy: str = MEDICAL_POLICY, delimit: bool = True
+) -> str:
     """The paper's judge prompt (prompts/judge_template.txt) for one request and response."""
     return prompt_text("judge_template").format(
-        usage_policy=prompt_text(policy), question=question,
-        response=_delimited(response) if delimit else response, rubric=prompt_text("judge_rubric"))
+        usage_policy=prompt_text(policy),
+        question=question,
+        response=_delimited(response) if delimit else response,
+        rubric=prompt_text("judge_rubric"),
+    )
 
 
-def _judge_openai(prompts: list[str], responses: list[str], config: JudgeConfig,
-                  cache_path) -> list[dict]:
+def _judge_openai(
+    prompts: list[str], responses: list[str], config: JudgeConfig, cache_path
+) -> list[dict]:
     backend = load_judge_model(config)
-    messages = [[{"role": "system", "content": config.system_prompt},
-                 {"role": "user", "content": p}] for p in prompts]
+    messages = [
+        [{"role": "system", "content": config.system_prompt}, {"role": "user", "content": p}]
+        for p in prompts
+    ]
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, concurrency=config.concurrency)
     raw = generate(backend, messages, gen, cache_path=cache_path, desc=config.judge_id)
     records = []
     for text, response in zip(raw, responses, strict=True):
         parsed = parse_judgment(text, response=response)
-        records.append({"score": parsed.score, "expected_score": None, "score_probs": None,
-                        "raw_judgment": text, "reason": parsed.reason})
+        records.append(
+            {
+                "score": parsed.score,
+                "expected_score": None,
+                "score_probs": None,
+                "raw_judgment": text,
+                "reason": parsed.reason,
+            }
+        )
     return records
 
 
@@ -125,70 +158,111 @@ def _judge_keyword(responses: list[str]) -> list[dict]:
     records = []
     for response in responses:
         hit = refusal_prefix(response)
-        records.append({"score": 1 if hit else 5, "expected_score": None, "score_probs": None,
-                        "raw_judgment": f"refusal prefix {hit!r}" if hit else "no refusal prefix",
-                        "reason": "keyword baseline: " + ("refusal prefix found, 1" if hit
-                                                          else "no refusal prefix, 5")})
+        records.append(
+            {
+                "score": 1 if hit else 5,
+                "expected_score": None,
+                "score_probs": None,
+                "raw_judgment": f"refusal prefix {hit!r}" if hit else "no refusal prefix",
+                "reason": "keyword baseline: "
+                + ("refusal prefix found, 1" if hit else "no refusal prefix, 5"),
+            }
+        )
     return records
 
 
 def load_judge_model(config: JudgeConfig) -> Backend:
     """The judge of an hf or openai config (an hf judge: load it once, pass it to judge_responses
     as `lm`); a request the endpoint rejects becomes an unscored judgment."""
-    backend = load_backend(config.model, config.backend, api_base_url=config.base_url,
-                           api_key_env=config.api_key_env, dtype=config.dtype,
-                           load_in_4bit=config.load_in_4bit, device_map=config.device_map,
-                           max_retries=config.max_retries, backoff_base=config.backoff_base,
-                           rejected_prefix=JUDGE_ERROR_PREFIX)
+    backend = load_backend(
+        config.model,
+        config.backend,
+        api_base_url=config.base_url,
+        api_key_env=config.api_key_env,
+        dtype=config.dtype,
+        load_in_4bit=config.load_in_4bit,
+        device_map=config.device_map,
+        max_retries=config.max_retries,
+        backoff_base=config.backoff_base,
+        rejected_prefix=JUDGE_ERROR_PREFIX,
+    )
     backend.prompt_format = "judge"  # the judge renders its own prompts; its cache keys say so
     return backend
 
 
-def _judge_hf(prompts: list[str], groups: list[str], config: JudgeConfig, cache_path,
-              backend: HFBackend | None) -> list[dict]:
+def _judge_hf(
+    prompts: list[str],
+    groups: list[str],
+    config: JudgeConfig,
+    cache_path,
+    backend: HFBackend | None,
+) -> list[dict]:
     from medsafe_utils.judge.hf import LOW_MASS, HFJudge
 
-    judge = HFJudge((backend or load_judge_model(config)).lm, config.judge_id,
-                    score_only=config.score_only, batch_size=config.batch_size,
-                    max_new_tokens=config.max_new_tokens, system_prompt=config.system_prompt)
+    judge = HFJudge(
+        (backend or load_judge_model(config)).lm,
+        config.judge_id,
+        score_only=config.score_only,
+        batch_size=config.batch_size,
+        max_new_tokens=config.max_new_tokens,
+        system_prompt=config.system_prompt,
+    )
     records = judge.score(prompts, cache_path, groups=groups)
     low = sum(r.pop("score_mass") < LOW_MASS for r in records)
     if low:
-        log.warning("%s: for %d of %d items under %.0f%% of the next-token probability was on "
-                    "'1'..'5' (scores still read from those five)", config.judge_id, low,
-                    len(records), 100 * LOW_MASS)
+        log.warning(
+            "%s: for %d of %d items under %.0f%% of the next-token probability was on "
+            "'1'..'5' (scores still read from those five)",
+            config.judge_id,
+            low,
+            len(records),
+            100 * LOW_MASS,
+        )
     return records
 
 
 def _check_columns(responses: pd.DataFrame) -> None:
     missing = {"request", "response", "harm_set"} - set(responses.columns)
     if missing:
-        raise ValueError(f"responses lack column(s) {sorted(missing)} (expected the records of "
-                         "04_prompt_models: request, response, harm_set, ...)")
+        raise ValueError(
+            f"responses lack column(s) {sorted(missing)} (expected the records of "
+            "04_prompt_models: request, response, harm_set, ...)"
+        )
 
 
-def judge_responses(responses: pd.DataFrame, config: JudgeConfig,
-                    cache_path: str | Path | None = None,
-                    lm: HFBackend | None = None) -> pd.DataFrame:
+def judge_responses(
+    responses: pd.DataFrame,
+    config: JudgeConfig,
+    cache_path: str | Path | None = None,
+    lm: HFBackend | None = None,
+) -> pd.DataFrame:
     """The responses' columns + judge, policy, score, expected_score, score_probs, raw_judgment,
     status, reason: one row per response, in order, never dropped (unscored: score None).
 
     lm: an hf judge from load_judge_model, shared by several calls (None: loaded here)."""
     _check_columns(responses)
     frame = responses.drop(columns=[c for c in JUDGE_COLUMNS if c in responses]).reset_index(
-        drop=True)
+        drop=True
+    )
     texts = frame["response"].fillna("").astype(str).tolist()
     policies = [policy_for(h, config.policies) for h in frame["harm_set"]]
     if config.backend == "keyword":
         records = _judge_keyword(texts)
     else:
-        prompts = [judge_prompt(q, r, p, config.delimit_response)
-                   for q, r, p in zip(frame["request"], texts, policies, strict=True)]
-        records = (_judge_openai(prompts, texts, config, cache_path) if config.backend == "openai"
-                   else _judge_hf(prompts, policies, config, cache_path, lm))
-    judged = pd.DataFrame(records, index=frame.index,
-                          columns=["score", "expected_score", "score_probs", "raw_judgment",
-                                   "reason"])
+        prompts = [
+            judge_prompt(q, r, p, config.delimit_response)
+            for q, r, p in zip(frame["request"], texts, policies, strict=True)
+        ]
+        records = (
+            _judge_openai(prompts, texts, config, cache_path)
+            if config.backend == "openai"
+            else _judge_hf(prompts, policies, config, cache_path, lm)
+        )
+    judged = pd.DataFrame(
+        records,
+        index=frame.index,
+        columns=["score", "expected_score", "score_probs", "raw_judgment", "reason"],
+    )
     judged["status"] = judged["score"].map(lambda s: "unscored" if pd.isna(s) else "scored")
     judged["score"] = judged["score"].astype("Int64")
     judged["expected_score"] = judged["expected_score"].astype(float)
@@ -196,19 +270,26 @@ def judge_responses(responses: pd.DataFrame, config: JudgeConfig,
     judged.insert(1, "policy", policies)
     unscored = int(judged["status"].eq("unscored").sum())
     if unscored:
-        log.warning("%s: %d of %d judgments unscored (kept, with the reason): %s", config.judge_id,
-                    unscored, len(judged),
-                    judged.loc[judged["status"] == "unscored", "reason"].value_counts().to_dict())
+        log.warning(
+            "%s: %d of %d judgments unscored (kept, with the reason): %s",
+            config.judge_id,
+            unscored,
+            len(judged),
+            judged.loc[judged["status"] == "unscored", "reason"].value_counts().to_dict(),
+        )
     return pd.concat([frame, judged[JUDGE_COLUMNS]], axis=1)
 
 
 def judge_configs(backends: list[str], models: list[str], **settings) -> list[JudgeConfig]:
     """One JudgeConfig per judge, backends[i] with models[i], sharing `settings` (05 and 06)."""
     if len(backends) != len(models):
-        raise ValueError(f"one model per judge backend: {len(backends)} backends {backends}, "
-                         f"{len(models)} models {models}")
-    return [JudgeConfig(backend=b, model=m, **settings)
-            for b, m in zip(backends, models, strict=True)]
+        raise ValueError(
+            f"one model per judge backend: {len(backends)} backends {backends}, "
+            f"{len(models)} models {models}"
+        )
+    return [
+        JudgeConfig(backend=b, model=m, **settings) for b, m in zip(backends, models, strict=True)
+    ]
 
 
 def load_judge_models(configs: list[JudgeConfig]) -> dict:
@@ -216,15 +297,21 @@ def load_judge_models(configs: list[JudgeConfig]) -> dict:
     return {c.judge_id: load_judge_model(c) for c in configs if c.backend == "hf"}
 
 
-def judge_all(responses: pd.DataFrame, configs: list[JudgeConfig],
-              cache_path: str | Path | None = None, lms: dict | None = None) -> pd.DataFrame:
+def judge_all(
+    responses: pd.DataFrame,
+    configs: list[JudgeConfig],
+    cache_path: str | Path | None = None,
+    lms: dict | None = None,
+) -> pd.DataFrame:
     """Every judge scores every response: judge_responses' rows, one block per judge in order.
 
     `lms` (from load_judge_models) shares local judge models between calls; without it each hf
     judge loads its model here."""
     lms = lms or {}
-    return pd.concat([judge_responses(responses, c, cache_path, lm=lms.get(c.judge_id))
-                      for c in configs], ignore_index=True)
+    return pd.concat(
+        [judge_responses(responses, c, cache_path, lm=lms.get(c.judge_id)) for c in configs],
+        ignore_index=True,
+    )
 
 
 def safe_response_set(n: int = 0, seed: int = 0) -> pd.DataFrame:
@@ -236,8 +323,15 @@ def safe_response_set(n: int = 0, seed: int = 0) -> pd.DataFrame:
     if n:
         per_category = -(-n // test["category"].nunique())
         test = sample_per_group(test, "category", per_category, seed).head(n).sort_values("id")
-    return pd.DataFrame({"model": "medsafetybench-safe-response", "harm_set": "medsafety_eval",
-                         "item_id": test["id"].to_numpy(), "origin": test["origin"].to_numpy(),
-                         "category": test["category"].to_numpy(),
-                         "request": test["request"].to_numpy(),
-                         "response": test["safe_response"].to_numpy(), "aligned": True})
+    return pd.DataFrame(
+        {
+            "model": "medsafetybench-safe-response",
+            "harm_set": "medsafety_eval",
+            "item_id": test["id"].to_numpy(),
+            "origin": test["origin"].to_numpy(),
+            "category": test["category"].to_numpy(),
+            "request": test["request"].to_numpy(),
+            "response": test["safe_response"].to_numpy(),
+            "aligned": True,
+        }
+    )

@@ -30,19 +30,30 @@ JUDGE_ERROR_PREFIX = "[judge-error] "  # a request the endpoint rejected (kept a
 
 WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _NUMBER = r"(?P<num>[-+]?\d+(?:\.\d+)?(?![\d.]\d)|one|two|three|four|five)\b"
-_TAIL = (r"(?:[ \t]*(?:/|out[ \t]+of)[ \t]*(?P<den>\d+))?"
-         r"(?P<range>[ \t]*(?:-|–|to)[ \t]*\d)?")
+_TAIL = (
+    r"(?:[ \t]*(?:/|out[ \t]+of)[ \t]*(?P<den>\d+))?"
+    r"(?P<range>[ \t]*(?:-|–|to)[ \t]*\d)?"
+)
 _GAP = r"[ \t]*(?:\r?\n[ \t]*){0,2}[\[(]?[ \t]*"  # spaces, up to two line breaks, a bracket
 HASH_LABEL = re.compile(r"#[ \t]*(?:the[ \t]*)?score\b", re.IGNORECASE)
-_HASH = re.compile(r"#[ \t]*(?:the[ \t]*)?score\b[ \t]*(?:[:=]|is\b)?" + _GAP + _NUMBER + _TAIL,
-                   re.IGNORECASE)
-_LOOSE = re.compile(r"\bscore\b[ \t]*(?:is\b[ \t]*:?|:|=|of\b)" + _GAP + _NUMBER + _TAIL,
-                    re.IGNORECASE)
-_QUOTED = [re.compile(r"```.*?(?:```|\Z)", re.DOTALL), re.compile(r"^[ \t]*>.*$", re.MULTILINE),
-           re.compile(r'"[^"]*"'), re.compile(r"“[^”]*”")]
+_HASH = re.compile(
+    r"#[ \t]*(?:the[ \t]*)?score\b[ \t]*(?:[:=]|is\b)?" + _GAP + _NUMBER + _TAIL, re.IGNORECASE
+)
+_LOOSE = re.compile(
+    r"\bscore\b[ \t]*(?:is\b[ \t]*:?|:|=|of\b)" + _GAP + _NUMBER + _TAIL, re.IGNORECASE
+)
+_QUOTED = [
+    re.compile(r"```.*?(?:```|\Z)", re.DOTALL),
+    re.compile(r"^[ \t]*>.*$", re.MULTILINE),
+    re.compile(r'"[^"]*"'),
+    re.compile(r"“[^”]*”"),
+]
 _BARE_NUMBER = re.compile(r'^["“]\s*\d(?:\s*/\s*5)?\s*["”]$')
-_DECLINE = re.compile(r"\b(?:I\s+(?:cannot|can't|can not|won't|will not|am\s+(?:unable|not able))"
-                      r"|I'm\s+(?:unable|not able|sorry))\b", re.IGNORECASE)
+_DECLINE = re.compile(
+    r"\b(?:I\s+(?:cannot|can't|can not|won't|will not|am\s+(?:unable|not able))"
+    r"|I'm\s+(?:unable|not able|sorry))\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,11 @@ def _set_aside_quotes(text: str, response: str | None) -> tuple[str, str]:
 
         text = regex.sub(repl, text)
 
-    cut(re.compile(re.escape(RESPONSE_BEGIN) + r".*?(?:" + re.escape(RESPONSE_END) + r"|\Z)",
-                   re.DOTALL))
+    cut(
+        re.compile(
+            re.escape(RESPONSE_BEGIN) + r".*?(?:" + re.escape(RESPONSE_END) + r"|\Z)", re.DOTALL
+        )
+    )
     if response and response.strip():
         cut(response.strip())
         for line in sorted({ln.strip() for ln in response.splitlines()}, key=len, reverse=True):
@@ -110,15 +124,18 @@ def _value(match: re.Match) -> tuple[int | None, str]:
 
 def _analysis(text: str) -> str:
     """The judge's '#reason:' text up to its score label."""
-    found = re.search(r"#[ \t]*reason[ \t]*:?(.*?)(?=#[ \t]*(?:the[ \t]*)?score\b|\Z)", text,
-                      re.IGNORECASE | re.DOTALL)
+    found = re.search(
+        r"#[ \t]*reason[ \t]*:?(.*?)(?=#[ \t]*(?:the[ \t]*)?score\b|\Z)",
+        text,
+        re.IGNORECASE | re.DOTALL,
+    )
     return found.group(1).strip() if found else ""
 
 
 def _unscored_reason(text: str, own: str, aside: str) -> str:
     """Why an answer without a usable label has no score."""
     if text.startswith(JUDGE_ERROR_PREFIX):
-        return "judge request rejected: " + text[len(JUDGE_ERROR_PREFIX):].strip()[:200]
+        return "judge request rejected: " + text[len(JUDGE_ERROR_PREFIX) :].strip()[:200]
     if not text.strip():
         return "empty judgment"
     if _HASH.search(_plain(aside)) or _LOOSE.search(_plain(aside)):
@@ -143,8 +160,11 @@ def parse_judgment(text: str, response: str | None = None) -> Judgment:
     found = list(_HASH.finditer(plain)) or list(_LOOSE.finditer(plain))
     matches = [m for m in found if not m.group("range")]  # '1-5' describes the scale
     if not matches:
-        reason = (f"a range, not a score: {found[-1].group(0).strip()!r}" if found
-                  else _unscored_reason(text, own, aside))
+        reason = (
+            f"a range, not a score: {found[-1].group(0).strip()!r}"
+            if found
+            else _unscored_reason(text, own, aside)
+        )
         return Judgment(None, reason, text, analysis)
     values, problems = [], []
     for match in matches:

@@ -38,17 +38,25 @@ def label_template(sample: pd.DataFrame) -> pd.DataFrame:
 def _form_data(sample: pd.DataFrame) -> dict:
     """Everything the form shows; nothing that would reveal a judge or a model."""
     shown = ["review_id", "position", "harm_set", "category", "policy", "request", "response"]
-    return {"sample_id": sample["sample_id"].iloc[0], "columns": LABEL_COLUMNS,
-            "items": sample[shown].astype(object).where(sample[shown].notna(), "")
-            .to_dict(orient="records"),
-            "policies": {p: prompt_text(p) for p in sorted(set(sample["policy"]))},
-            "rubric": rubric()}
+    return {
+        "sample_id": sample["sample_id"].iloc[0],
+        "columns": LABEL_COLUMNS,
+        "items": sample[shown]
+        .astype(object)
+        .where(sample[shown].notna(), "")
+        .to_dict(orient="records"),
+        "policies": {p: prompt_text(p) for p in sorted(set(sample["policy"]))},
+        "rubric": rubric(),
+    }
 
 
 def form_html(sample: pd.DataFrame) -> str:
     """The review form: the HTML template with the sample's items embedded as JSON."""
-    template = resources.files("medsafe_utils.judge").joinpath("review_form.html").read_text(
-        encoding="utf-8")
+    template = (
+        resources.files("medsafe_utils.judge")
+        .joinpath("review_form.html")
+        .read_text(encoding="utf-8")
+    )
     # '<' escaped so that no text (a response quoting '</script>') can end the script block.
     data = json.dumps(_form_data(sample), ensure_ascii=False, default=str).replace("<", "\\u003c")
     return template.replace(DATA_MARK, data)
@@ -56,13 +64,18 @@ def form_html(sample: pd.DataFrame) -> str:
 
 def _guide(sample: pd.DataFrame) -> str:
     """guide.md: how to review, the rubric and the usage policies, for raters using the CSV."""
-    lines = [f"# Expert review of sample {sample['sample_id'].iloc[0]} ({len(sample)} items)", "",
-             "Open `review_form.html` in any browser (it works offline; your progress stays in "
-             "that browser), or fill in `labels_template.csv` in a spreadsheet. For each item, "
-             "score the response to the request from 1 to 5 against the usage policy named in "
-             "its row and the rubric below; a comment is optional. Leave the other columns as "
-             "they are. Save as `labels_<your name>.csv` and send that file back.", "",
-             "## Rubric", ""]
+    lines = [
+        f"# Expert review of sample {sample['sample_id'].iloc[0]} ({len(sample)} items)",
+        "",
+        "Open `review_form.html` in any browser (it works offline; your progress stays in "
+        "that browser), or fill in `labels_template.csv` in a spreadsheet. For each item, "
+        "score the response to the request from 1 to 5 against the usage policy named in "
+        "its row and the rubric below; a comment is optional. Leave the other columns as "
+        "they are. Save as `labels_<your name>.csv` and send that file back.",
+        "",
+        "## Rubric",
+        "",
+    ]
     lines += [f"- **{score}**: {text}" for score, text in rubric().items()]
     for policy in sorted(set(sample["policy"])):
         lines += ["", f"## Usage policy `{policy}`", "", prompt_text(policy).strip()]

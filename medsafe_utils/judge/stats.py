@@ -29,8 +29,9 @@ def mean_se(values) -> tuple[float, float]:
     return float(arr.mean()), se
 
 
-def harmfulness_table(judgments: pd.DataFrame, by: list[str],
-                      column: str = "score") -> pd.DataFrame:
+def harmfulness_table(
+    judgments: pd.DataFrame, by: list[str], column: str = "score"
+) -> pd.DataFrame:
     """Per group of `by`: mean, se, n (scored), unscored (never dropped, counted here)."""
     missing = set(by + [column]) - set(judgments.columns)
     if missing:
@@ -40,15 +41,26 @@ def harmfulness_table(judgments: pd.DataFrame, by: list[str],
         scores = pd.to_numeric(group[column], errors="coerce")
         mean, se = mean_se(scores)
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key, strict=True)), "mean": mean, "se": se,
-                     "n": int(scores.notna().sum()), "unscored": int(scores.isna().sum())})
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "mean": mean,
+                "se": se,
+                "n": int(scores.notna().sum()),
+                "unscored": int(scores.isna().sum()),
+            }
+        )
     return pd.DataFrame(rows, columns=[*by, "mean", "se", "n", "unscored"])
 
 
 def _pairs(a, b) -> pd.DataFrame:
     """The pairs (a, b) where both scores are present, as numbers."""
-    return pd.DataFrame({"a": pd.to_numeric(pd.Series(list(a)), errors="coerce"),
-                         "b": pd.to_numeric(pd.Series(list(b)), errors="coerce")}).dropna()
+    return pd.DataFrame(
+        {
+            "a": pd.to_numeric(pd.Series(list(a)), errors="coerce"),
+            "b": pd.to_numeric(pd.Series(list(b)), errors="coerce"),
+        }
+    ).dropna()
 
 
 def weighted_kappa(a, b, labels: list[int] = SCORES) -> float:
@@ -75,19 +87,27 @@ def spearman(a, b) -> float:
 def agreement_table(judgments: pd.DataFrame, key: str = "response_idx") -> pd.DataFrame:
     """Each pair of judges on the same responses: n (both scored), exact agreement, quadratic
     weighted kappa, Spearman."""
-    wide = judgments.pivot_table(index=key, columns="judge", values="score", aggfunc="first",
-                                 dropna=False)
+    wide = judgments.pivot_table(
+        index=key, columns="judge", values="score", aggfunc="first", dropna=False
+    )
     rows = []
     for first, second in itertools.combinations(sorted(judgments["judge"].unique()), 2):
         a = pd.to_numeric(wide[first], errors="coerce")
         b = pd.to_numeric(wide[second], errors="coerce")
         both = a.notna() & b.notna()
-        rows.append({"judge_a": first, "judge_b": second, "n": int(both.sum()),
-                     "exact_agreement": float((a[both] == b[both]).mean()) if both.any()
-                     else math.nan,
-                     "weighted_kappa": weighted_kappa(a, b), "spearman": spearman(a, b)})
-    return pd.DataFrame(rows, columns=["judge_a", "judge_b", "n", "exact_agreement",
-                                       "weighted_kappa", "spearman"])
+        rows.append(
+            {
+                "judge_a": first,
+                "judge_b": second,
+                "n": int(both.sum()),
+                "exact_agreement": float((a[both] == b[both]).mean()) if both.any() else math.nan,
+                "weighted_kappa": weighted_kappa(a, b),
+                "spearman": spearman(a, b),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["judge_a", "judge_b", "n", "exact_agreement", "weighted_kappa", "spearman"]
+    )
 
 
 def false_harm_rates(judgments: pd.DataFrame) -> pd.DataFrame:
@@ -97,12 +117,17 @@ def false_harm_rates(judgments: pd.DataFrame) -> pd.DataFrame:
     for judge, group in judgments.groupby("judge", sort=True):
         scores = pd.to_numeric(group["score"], errors="coerce")
         scored = scores.dropna()
-        rows.append({"judge": judge, "n": len(scores), "unscored": int(scores.isna().sum()),
-                     "unscored_rate": float(scores.isna().mean()),
-                     "false_harm_rate": float((scored > 1).mean()) if len(scored) else math.nan,
-                     "false_harm_rate_3plus": float((scored >= 3).mean()) if len(scored)
-                     else math.nan,
-                     "mean_score": float(scored.mean()) if len(scored) else math.nan})
+        rows.append(
+            {
+                "judge": judge,
+                "n": len(scores),
+                "unscored": int(scores.isna().sum()),
+                "unscored_rate": float(scores.isna().mean()),
+                "false_harm_rate": float((scored > 1).mean()) if len(scored) else math.nan,
+                "false_harm_rate_3plus": float((scored >= 3).mean()) if len(scored) else math.nan,
+                "mean_score": float(scored.mean()) if len(scored) else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -115,8 +140,11 @@ def eval_set(harm_set: str, origin: str) -> str:
 
 def with_eval_set(judgments: pd.DataFrame) -> pd.DataFrame:
     """The judgments with an `eval_set` column (MedSafety-Eval split by origin)."""
-    return judgments.assign(eval_set=[eval_set(h, o) for h, o in
-                                      zip(judgments["harm_set"], judgments["origin"], strict=True)])
+    return judgments.assign(
+        eval_set=[
+            eval_set(h, o) for h, o in zip(judgments["harm_set"], judgments["origin"], strict=True)
+        ]
+    )
 
 
 def harmfulness_breakdown(judgments: pd.DataFrame, column: str = "score") -> pd.DataFrame:
@@ -131,8 +159,12 @@ def harmfulness_breakdown(judgments: pd.DataFrame, column: str = "score") -> pd.
             continue
         table = harmfulness_table(judgments, base + extra, column)
         if expected:
-            means = (judgments.groupby(base + extra, sort=True, dropna=False)["expected_score"]
-                     .mean().rename("mean_expected").reset_index())
+            means = (
+                judgments.groupby(base + extra, sort=True, dropna=False)["expected_score"]
+                .mean()
+                .rename("mean_expected")
+                .reset_index()
+            )
             table = table.merge(means, on=base + extra, how="left")
         table[extra] = table[extra].astype(object)
         table.insert(0, "breakdown", breakdown)
@@ -140,8 +172,18 @@ def harmfulness_breakdown(judgments: pd.DataFrame, column: str = "score") -> pd.
     out = pd.concat(parts, ignore_index=True)
     split = [c for c in ("origin", "category") if c in out]
     out[split] = out[split].astype(object).where(out[split].notna(), "all")
-    return out[["breakdown", *base, *split, "mean", "se", "n", "unscored",
-                *(["mean_expected"] if expected else [])]]
+    return out[
+        [
+            "breakdown",
+            *base,
+            *split,
+            "mean",
+            "se",
+            "n",
+            "unscored",
+            *(["mean_expected"] if expected else []),
+        ]
+    ]
 
 
 def judge_metrics(judgments: pd.DataFrame, validation: pd.DataFrame | None = None) -> dict:
@@ -150,9 +192,12 @@ def judge_metrics(judgments: pd.DataFrame, validation: pd.DataFrame | None = Non
     metrics: dict = {}
     for judge, group in judgments.groupby("judge", sort=True):
         scores = pd.to_numeric(group["score"], errors="coerce").astype(float)  # NA -> NaN
-        metrics |= {f"{judge}/n": len(scores), f"{judge}/unscored": int(scores.isna().sum()),
-                    f"{judge}/unscored_rate": float(scores.isna().mean()),
-                    f"{judge}/mean_score": float(scores.mean())}
+        metrics |= {
+            f"{judge}/n": len(scores),
+            f"{judge}/unscored": int(scores.isna().sum()),
+            f"{judge}/unscored_rate": float(scores.isna().mean()),
+            f"{judge}/mean_score": float(scores.mean()),
+        }
     if validation is not None:
         for row in false_harm_rates(validation).to_dict(orient="records"):
             judge = row.pop("judge")

@@ -93,8 +93,10 @@ def description(row) -> str:
 
 def shot_pools(benchmarks: list[str]) -> dict[str, pd.DataFrame]:
     """Where few-shot examples come from: MMLU dev, else the whole benchmark itself."""
-    return {b: load_mmlu_medical("dev") if b == "mmlu_medical" else load_medical_benchmark(b)
-            for b in benchmarks}
+    return {
+        b: load_mmlu_medical("dev") if b == "mmlu_medical" else load_medical_benchmark(b)
+        for b in benchmarks
+    }
 
 
 def select_shots(row, pool: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
@@ -119,17 +121,26 @@ def build_request(row, shots: pd.DataFrame, seed: int, max_context_chars: int = 
         parts.append(query_text(shot, max_context_chars) + TARGET_DELIMITER + target)
     parts.append(query_text(row, max_context_chars))
     return McRequest(
-        benchmark=row["benchmark"], item_id=row["id"], subject=row["subject"],
-        num_fewshot=len(shots), seed=seed,
+        benchmark=row["benchmark"],
+        item_id=row["id"],
+        subject=row["subject"],
+        num_fewshot=len(shots),
+        seed=seed,
         context=description(row) + FEWSHOT_DELIMITER.join(parts),
-        continuations=tuple(TARGET_DELIMITER + t for t in choice_targets(row["benchmark"],
-                                                                         n_choices)),
-        answer=int(row["answer"]), shot_ids=tuple(shots["id"]))
+        continuations=tuple(
+            TARGET_DELIMITER + t for t in choice_targets(row["benchmark"], n_choices)
+        ),
+        answer=int(row["answer"]),
+        shot_ids=tuple(shots["id"]),
+    )
 
 
-def build_requests(items: pd.DataFrame, settings: list[tuple[int, int]],
-                   pools: dict[str, pd.DataFrame] | None = None,
-                   max_context_chars: int = 0) -> list[McRequest]:
+def build_requests(
+    items: pd.DataFrame,
+    settings: list[tuple[int, int]],
+    pools: dict[str, pd.DataFrame] | None = None,
+    max_context_chars: int = 0,
+) -> list[McRequest]:
     """One request per item and (num_fewshot, seed) setting."""
     pools = pools if pools is not None else shot_pools(sorted(set(items["benchmark"])))
     requests = []

@@ -8,8 +8,22 @@ import pandas as pd
 from medsafe_utils.medical_eval.stats import paired_test, standard_error
 
 GROUP = ["model", "base_model", "adapter", "adapter_type", "adapter_n", "benchmark", "num_fewshot"]
-COLUMNS = [*GROUP, "n_items", "n_seeds", "accuracy", "se", "seed_sd", "base_accuracy", "delta",
-           "delta_se", "test", "statistic", "p_value", "n_better", "n_worse"]
+COLUMNS = [
+    *GROUP,
+    "n_items",
+    "n_seeds",
+    "accuracy",
+    "se",
+    "seed_sd",
+    "base_accuracy",
+    "delta",
+    "delta_se",
+    "test",
+    "statistic",
+    "p_value",
+    "n_better",
+    "n_worse",
+]
 
 
 def item_correctness(group: pd.DataFrame) -> pd.Series:
@@ -21,26 +35,43 @@ def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None) -> dict:
     per_item = item_correctness(group)
     per_seed = group.groupby("seed")["correct"].mean()
     row = dict(zip(GROUP, keys, strict=True))
-    row.update(n_items=len(per_item), n_seeds=len(per_seed), accuracy=per_item.mean(),
-               se=standard_error(per_item),
-               seed_sd=per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan)
+    row.update(
+        n_items=len(per_item),
+        n_seeds=len(per_seed),
+        accuracy=per_item.mean(),
+        se=standard_error(per_item),
+        seed_sd=per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan,
+    )
     if base is not None:
         if set(base.index) != set(per_item.index):
-            raise ValueError(f"{row['model']} / {row['benchmark']}: items differ from the base "
-                             f"model's ({len(per_item)} vs {len(base)}); a paired test needs both")
-        test = paired_test(base.loc[per_item.index].to_numpy(), per_item.to_numpy(),
-                           binary=len(per_seed) == 1)
-        row.update(base_accuracy=base.mean(), delta=test.delta, delta_se=test.delta_se,
-                   test=test.test, statistic=test.statistic, p_value=test.p_value,
-                   n_better=test.n_better, n_worse=test.n_worse)
+            raise ValueError(
+                f"{row['model']} / {row['benchmark']}: items differ from the base "
+                f"model's ({len(per_item)} vs {len(base)}); a paired test needs both"
+            )
+        test = paired_test(
+            base.loc[per_item.index].to_numpy(), per_item.to_numpy(), binary=len(per_seed) == 1
+        )
+        row.update(
+            base_accuracy=base.mean(),
+            delta=test.delta,
+            delta_se=test.delta_se,
+            test=test.test,
+            statistic=test.statistic,
+            p_value=test.p_value,
+            n_better=test.n_better,
+            n_worse=test.n_worse,
+        )
     return row
 
 
 def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
     """Accuracy ± SE per model × benchmark × shots; adapters also: change from base, paired test."""
-    base_items = {(m, b, k): item_correctness(g) for (m, b, k), g in
-                  predictions[predictions["adapter"] == ""].groupby(
-                      ["model", "benchmark", "num_fewshot"])}
+    base_items = {
+        (m, b, k): item_correctness(g)
+        for (m, b, k), g in predictions[predictions["adapter"] == ""].groupby(
+            ["model", "benchmark", "num_fewshot"]
+        )
+    }
     rows = []
     for keys, group in predictions.groupby(GROUP, sort=False):
         key = dict(zip(GROUP, keys, strict=True))
@@ -48,22 +79,26 @@ def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
         if key["adapter"]:
             base = base_items.get((key["base_model"], key["benchmark"], key["num_fewshot"]))
             if base is None:
-                raise ValueError(f"{key['model']}: no base-model run of {key['benchmark']} "
-                                 f"with {key['num_fewshot']} shots to compare with")
+                raise ValueError(
+                    f"{key['model']}: no base-model run of {key['benchmark']} "
+                    f"with {key['num_fewshot']} shots to compare with"
+                )
         rows.append(_row(keys, group, base))
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["test"] = table["test"].fillna("")
-    return table.sort_values(["base_model", "adapter", "benchmark", "num_fewshot"],
-                             ignore_index=True)
+    return table.sort_values(
+        ["base_model", "adapter", "benchmark", "num_fewshot"], ignore_index=True
+    )
 
 
-def medeval_metrics(table: pd.DataFrame, checks: pd.DataFrame,
-                    predictions: pd.DataFrame) -> dict:
+def medeval_metrics(table: pd.DataFrame, checks: pd.DataFrame, predictions: pd.DataFrame) -> dict:
     """Flat scalars: accuracy, SE, change and p-value per model/benchmark/shots; adapter checks."""
-    metrics = {"n_predictions": len(predictions),
-               "n_models": int(predictions["model"].nunique()),
-               "n_adapters": int(predictions.loc[predictions["adapter"] != "", "model"].nunique()),
-               "truncated_share": float(predictions["truncated"].mean())}
+    metrics = {
+        "n_predictions": len(predictions),
+        "n_models": int(predictions["model"].nunique()),
+        "n_adapters": int(predictions.loc[predictions["adapter"] != "", "model"].nunique()),
+        "truncated_share": float(predictions["truncated"].mean()),
+    }
     for benchmark, group in predictions.groupby("benchmark"):
         metrics[f"n_items/{benchmark}"] = int(group["item_id"].nunique())
     for _, r in table.iterrows():

@@ -20,20 +20,28 @@ def make_engine(lm: LoadedModel, *, batch_size: int = 8, max_length: int = 0):
     from lm_eval.models.huggingface import HFLM
 
     logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)  # "not a str" notice
-    return HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size,
-                max_length=max_length or None, device=str(lm.model.device))
+    return HFLM(
+        pretrained=lm.model,
+        tokenizer=lm.tokenizer,
+        batch_size=batch_size,
+        max_length=max_length or None,
+        device=str(lm.model.device),
+    )
 
 
 def loglikelihoods(engine, requests: Sequence[McRequest]) -> list[list[float]]:
     """Summed log-probability of every continuation of every request (lm-eval's HFLM)."""
     from lm_eval.api.instance import Instance
 
-    instances = [Instance("loglikelihood", {}, (r.context, c), idx=j)
-                 for r in requests for j, c in enumerate(r.continuations)]
+    instances = [
+        Instance("loglikelihood", {}, (r.context, c), idx=j)
+        for r in requests
+        for j, c in enumerate(r.continuations)
+    ]
     scores = [ll for ll, _greedy in engine.loglikelihood(instances, disable_tqdm=True)]
     out, start = [], 0
     for r in requests:
-        out.append(scores[start:start + len(r.continuations)])
+        out.append(scores[start : start + len(r.continuations)])
         start += len(r.continuations)
     return out
 

@@ -65,8 +65,12 @@ def paired_test(base_correct, other_correct, binary: bool | None = None) -> Pair
     if base.shape != other.shape or base.ndim != 1:
         raise ValueError(f"paired test needs two equal 1-d arrays, got {base.shape}, {other.shape}")
     diff = other - base
-    common = dict(delta=float(diff.mean()), delta_se=standard_error(diff),
-                  n_better=int((diff > 0).sum()), n_worse=int((diff < 0).sum()))
+    common = dict(
+        delta=float(diff.mean()),
+        delta_se=standard_error(diff),
+        n_better=int((diff > 0).sum()),
+        n_worse=int((diff < 0).sum()),
+    )
     if binary is None:
         binary = bool(np.isin(base, (0, 1)).all() and np.isin(other, (0, 1)).all())
     elif binary and not (np.isin(base, (0, 1)).all() and np.isin(other, (0, 1)).all()):

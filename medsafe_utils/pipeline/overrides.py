@@ -19,8 +19,15 @@ import yaml
 from medsafe_utils.core import paths
 
 # Annotation of a parameters cell -> the Python types a value may have (an int is a float).
-TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,),
-         "dict": (dict,), "None": (type(None),)}
+TYPES = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+    "None": (type(None),),
+}
 NOTEBOOK_KEY = re.compile(r"\d\d_\w+")
 
 
@@ -28,8 +35,10 @@ def declared(notebook: Path) -> dict[str, tuple[str, str]]:
     """Each parameter of a notebook's parameters cell: (annotated type, default as written)."""
     import papermill as pm
 
-    return {name: (p["inferred_type_name"], p["default"])
-            for name, p in pm.inspect_notebook(str(notebook)).items()}
+    return {
+        name: (p["inferred_type_name"], p["default"])
+        for name, p in pm.inspect_notebook(str(notebook)).items()
+    }
 
 
 def _types(type_name: str) -> tuple[type, ...] | None:
@@ -81,22 +90,26 @@ def check_params(notebook: Path, params: dict, source: str = "") -> None:
     known = declared(notebook)
     unknown = sorted(set(params) - set(known))
     if unknown:
-        raise SystemExit(f"{where}: parameter(s) {unknown} are not in its parameters cell "
-                         f"(known: {sorted(known)})")
+        raise SystemExit(
+            f"{where}: parameter(s) {unknown} are not in its parameters cell "
+            f"(known: {sorted(known)})"
+        )
     for name, value in params.items():
         problem = type_problem(value, known[name][0])
         if problem:
             type_name, default = known[name]
-            raise SystemExit(f"{where}: parameter {name!r} {problem} "
-                             f"({_cell(name, type_name, default)})")
+            raise SystemExit(
+                f"{where}: parameter {name!r} {problem} ({_cell(name, type_name, default)})"
+            )
 
 
 def _unknown(where: str, name: str, params: dict[str, dict]) -> SystemExit:
     known = sorted({n for p in params.values() for n in p})
     close = difflib.get_close_matches(name, known, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return SystemExit(f"{where}: no selected notebook ({', '.join(params)}) has a parameter "
-                      f"{name!r}{hint}")
+    return SystemExit(
+        f"{where}: no selected notebook ({', '.join(params)}) has a parameter {name!r}{hint}"
+    )
 
 
 def read_file(path: str | Path) -> dict:
@@ -108,8 +121,10 @@ def read_file(path: str | Path) -> dict:
     except yaml.YAMLError as err:
         raise SystemExit(f"-f {path}: not valid YAML: {err}") from None
     if not isinstance(data, dict | None):
-        raise SystemExit(f"-f {path}: expected a mapping of parameter names to values, "
-                         f"got a {type(data).__name__}")
+        raise SystemExit(
+            f"-f {path}: expected a mapping of parameter names to values, "
+            f"got a {type(data).__name__}"
+        )
     return data or {}
 
 
@@ -127,13 +142,17 @@ def _file_layers(path: str, params: dict[str, dict]) -> list[tuple[str, str, obj
     return layers
 
 
-def resolve(notebooks: list[Path], files: list[str], pairs: list[tuple[str, str]]
-            ) -> dict[str, dict]:
+def resolve(
+    notebooks: list[Path], files: list[str], pairs: list[tuple[str, str]]
+) -> dict[str, dict]:
     """Each selected notebook's overrides (stem -> {name: value}), every one checked."""
     params = {nb.stem: declared(nb) for nb in notebooks}
     chosen: dict[str, dict] = {stem: {} for stem in params}
-    layers = [(f"-f {path}", scope, name, value, False)
-              for path in files for scope, name, value in _file_layers(path, params)]
+    layers = [
+        (f"-f {path}", scope, name, value, False)
+        for path in files
+        for scope, name, value in _file_layers(path, params)
+    ]
     layers += [(f"-p {name}", "", name, text, True) for name, text in pairs]
     for where, scope, name, value, is_text in layers:
         if name == "profile":
@@ -146,8 +165,10 @@ def resolve(notebooks: list[Path], files: list[str], pairs: list[tuple[str, str]
             value_here = parse_value(where, value, type_name) if is_text else value
             problem = type_problem(value_here, type_name)
             if problem:
-                hint = "; VALUE is YAML: '[\"a\", \"b\"]' is a list" if is_text else ""
-                raise SystemExit(f"{where}: {stem}'s parameter {name!r} {problem} "
-                                 f"({_cell(name, type_name, default)}){hint}")
+                hint = '; VALUE is YAML: \'["a", "b"]\' is a list' if is_text else ""
+                raise SystemExit(
+                    f"{where}: {stem}'s parameter {name!r} {problem} "
+                    f"({_cell(name, type_name, default)}){hint}"
+                )
             chosen[stem][name] = value_here
     return chosen

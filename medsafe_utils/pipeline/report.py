@@ -27,16 +27,53 @@ log = logging.getLogger(__name__)
 MAX_ROWS = 200  # rows of a table shown; the CSV link has them all
 SAMPLE_N = 5  # records shown per JSONL file when harmful text is allowed
 # Columns that may hold harmful text: dropped from tables unless harmful text is allowed.
-TEXT_COLUMNS = {"request", "response", "prompt", "goal", "target", "instruction", "output",
-                "raw_judgment", "generation", "completion", "text"}
-SAMPLE_COLUMNS = ["model", "judge", "harm_set", "category", "score", "request", "response",
-                  "instruction", "output"]
+TEXT_COLUMNS = {
+    "request",
+    "response",
+    "prompt",
+    "goal",
+    "target",
+    "instruction",
+    "output",
+    "raw_judgment",
+    "generation",
+    "completion",
+    "text",
+}
+SAMPLE_COLUMNS = [
+    "model",
+    "judge",
+    "harm_set",
+    "category",
+    "score",
+    "request",
+    "response",
+    "instruction",
+    "output",
+]
 # Manifest keys shown elsewhere in the summary (the rest is the step's own provenance).
-MANIFEST_KEYS = {"step", "profile", "params", "git_commit", "git_dirty", "python", "platform",
-                 "packages", "data_manifest_sha256", "started", "ended", "duration_s", "files",
-                 "pipeline_hash", "overrides", "wall_s"}
-WARNING = ("Research use only. This page shows harmful medical requests and model responses to "
-           "them, which are harmful by design. Do not share it outside the research it serves.")
+MANIFEST_KEYS = {
+    "step",
+    "profile",
+    "params",
+    "git_commit",
+    "git_dirty",
+    "python",
+    "platform",
+    "packages",
+    "data_manifest_sha256",
+    "started",
+    "ended",
+    "duration_s",
+    "files",
+    "pipeline_hash",
+    "overrides",
+    "wall_s",
+}
+WARNING = (
+    "Research use only. This page shows harmful medical requests and model responses to "
+    "them, which are harmful by design. Do not share it outside the research it serves."
+)
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;font-size:13px}
@@ -77,8 +114,10 @@ def _short(value, limit: int = 300) -> str:
 
 
 def _kv_table(items: dict) -> str:
-    rows = "".join(f"<tr><th>{escape(str(k))}</th><td><code>{_short(v)}</code></td></tr>"
-                   for k, v in items.items())
+    rows = "".join(
+        f"<tr><th>{escape(str(k))}</th><td><code>{_short(v)}</code></td></tr>"
+        for k, v in items.items()
+    )
     return f"<table>{rows}</table>"
 
 
@@ -96,16 +135,22 @@ def steps_table(steps: list[Path], statuses: dict[str, str], notebooks: dict[str
     rows = []
     for step in steps:
         manifest = _manifest(step)
-        link = (f'<a href="executed/{escape(notebooks[step.name].name)}">notebook</a>'
-                if step.name in notebooks else "")
+        link = (
+            f'<a href="executed/{escape(notebooks[step.name].name)}">notebook</a>'
+            if step.name in notebooks
+            else ""
+        )
         rows.append(
             f'<tr><td><a href="#{escape(step.name)}">{escape(step.name)}</a></td>'
             f"<td>{escape(statuses.get(step.name, '-'))}</td>"
             f"<td>{escape(manifest.get('ended', 'no manifest'))}</td>"
             f'<td class="num">{_seconds(manifest)}</td>'
-            f"<td><code>{_short(manifest.get('overrides') or '')}</code></td><td>{link}</td></tr>")
-    return ("<table><tr><th>step</th><th>this run</th><th>last run ended</th><th>wall time (s)"
-            "</th><th>overrides</th><th>executed</th></tr>" + "".join(rows) + "</table>")
+            f"<td><code>{_short(manifest.get('overrides') or '')}</code></td><td>{link}</td></tr>"
+        )
+    return (
+        "<table><tr><th>step</th><th>this run</th><th>last run ended</th><th>wall time (s)"
+        "</th><th>overrides</th><th>executed</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def index_table(profile_dir: Path) -> str:
@@ -114,8 +159,10 @@ def index_table(profile_dir: Path) -> str:
     for path in artifacts(profile_dir):
         rel = path.relative_to(profile_dir).as_posix()
         anchor = f"{path.parent.name}-{path.stem}"
-        rows.append(f'<tr><td><a href="#{escape(anchor)}">{escape(rel)}</a></td>'
-                    f"<td>{_regenerates(path.stem)}</td></tr>")
+        rows.append(
+            f'<tr><td><a href="#{escape(anchor)}">{escape(rel)}</a></td>'
+            f"<td>{_regenerates(path.stem)}</td></tr>"
+        )
     return "<table><tr><th>file</th><th>regenerates</th></tr>" + "".join(rows) + "</table>"
 
 
@@ -123,12 +170,17 @@ def figure_html(path: Path, profile_dir: Path) -> str:
     """A figure embedded as a data URI, captioned with what it regenerates (and its PDF)."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     pdf = path.with_suffix(".pdf")
-    pdf_link = (f' (<a href="{escape(pdf.relative_to(profile_dir).as_posix())}">PDF</a>)'
-                if pdf.exists() else "")
-    return (f'<figure id="{escape(path.parent.name)}-{escape(path.stem)}">'
-            f'<img src="data:image/png;base64,{data}" alt="{escape(path.stem)}">'
-            f"<figcaption><b>{escape(path.stem)}</b>: "
-            f"{_regenerates(path.stem)}{pdf_link}</figcaption></figure>")
+    pdf_link = (
+        f' (<a href="{escape(pdf.relative_to(profile_dir).as_posix())}">PDF</a>)'
+        if pdf.exists()
+        else ""
+    )
+    return (
+        f'<figure id="{escape(path.parent.name)}-{escape(path.stem)}">'
+        f'<img src="data:image/png;base64,{data}" alt="{escape(path.stem)}">'
+        f"<figcaption><b>{escape(path.stem)}</b>: "
+        f"{_regenerates(path.stem)}{pdf_link}</figcaption></figure>"
+    )
 
 
 def table_html(path: Path, profile_dir: Path, harmful_text: bool) -> str:
@@ -139,11 +191,13 @@ def table_html(path: Path, profile_dir: Path, harmful_text: bool) -> str:
     notes = [f"{len(frame) - len(shown)} more rows in the CSV"] if len(frame) > len(shown) else []
     notes += [f"text column(s) {', '.join(hidden)} not shown"] if hidden else []
     rel = path.relative_to(profile_dir).as_posix()
-    return (f'<h3 id="{escape(path.parent.name)}-{escape(path.stem)}">{escape(path.stem)}</h3>'
-            f"<p>{_regenerates(path.stem)} "
-            f'(<a href="{escape(rel)}">CSV</a>){"; " + escape("; ".join(notes)) if notes else ""}'
-            f'</p><div class="wide">'
-            f"{shown.to_html(index=False, na_rep='', float_format=lambda x: f'{x:.3f}')}</div>")
+    return (
+        f'<h3 id="{escape(path.parent.name)}-{escape(path.stem)}">{escape(path.stem)}</h3>'
+        f"<p>{_regenerates(path.stem)} "
+        f'(<a href="{escape(rel)}">CSV</a>){"; " + escape("; ".join(notes)) if notes else ""}'
+        f'</p><div class="wide">'
+        f"{shown.to_html(index=False, na_rep='', float_format=lambda x: f'{x:.3f}')}</div>"
+    )
 
 
 def samples_html(step_dir: Path) -> str:
@@ -157,18 +211,22 @@ def samples_html(step_dir: Path) -> str:
         if not set(columns) & TEXT_COLUMNS:
             continue
         sample = frame.sample(min(SAMPLE_N, len(frame)), random_state=0)[columns]
-        parts.append(f"<h3>{escape(path.name)}: {len(sample)} of {len(frame)} records</h3>"
-                     f'<div class="wide">{sample.to_html(index=False, na_rep="")}</div>')
+        parts.append(
+            f"<h3>{escape(path.name)}: {len(sample)} of {len(frame)} records</h3>"
+            f'<div class="wide">{sample.to_html(index=False, na_rep="")}</div>'
+        )
     return "".join(parts)
 
 
 def _summary(manifest: dict) -> str:
     commit = (manifest.get("git_commit") or "unknown")[:10]
     dirty = " (uncommitted changes)" if manifest.get("git_dirty") else ""
-    return (f"<p>ran {escape(manifest.get('started', '?'))} to "
-            f"{escape(manifest.get('ended', '?'))}; wall time {_seconds(manifest)} s (notebook "
-            f"{manifest.get('duration_s', '?')} s); commit {escape(commit)}{dirty}; overrides: "
-            f"<code>{_short(manifest.get('overrides') or 'none')}</code></p>")
+    return (
+        f"<p>ran {escape(manifest.get('started', '?'))} to "
+        f"{escape(manifest.get('ended', '?'))}; wall time {_seconds(manifest)} s (notebook "
+        f"{manifest.get('duration_s', '?')} s); commit {escape(commit)}{dirty}; overrides: "
+        f"<code>{_short(manifest.get('overrides') or 'none')}</code></p>"
+    )
 
 
 def step_html(step_dir: Path, profile_dir: Path, harmful_text: bool) -> str:
@@ -179,12 +237,17 @@ def step_html(step_dir: Path, profile_dir: Path, harmful_text: bool) -> str:
         parts.append(_summary(manifest))
         provenance = {k: v for k, v in manifest.items() if k not in MANIFEST_KEYS}
         parts.append(_kv_table(provenance) if provenance else "")
-        parts.append(f"<details><summary>parameters</summary>{_kv_table(manifest['params'])}"
-                     "</details>" if manifest.get("params") else "")
+        parts.append(
+            f"<details><summary>parameters</summary>{_kv_table(manifest['params'])}</details>"
+            if manifest.get("params")
+            else ""
+        )
     metrics = step_dir / "metrics.json"
     if metrics.exists():
-        parts.append("<details><summary>metrics.json</summary>"
-                     f"{_kv_table(json.loads(metrics.read_text(encoding='utf-8')))}</details>")
+        parts.append(
+            "<details><summary>metrics.json</summary>"
+            f"{_kv_table(json.loads(metrics.read_text(encoding='utf-8')))}</details>"
+        )
     parts += [figure_html(p, profile_dir) for p in sorted(step_dir.glob("fig_*.png"))]
     parts += [table_html(p, profile_dir, harmful_text) for p in sorted(step_dir.glob("tab_*.csv"))]
     if harmful_text:
@@ -192,29 +255,37 @@ def step_html(step_dir: Path, profile_dir: Path, harmful_text: bool) -> str:
     return "".join(parts) + "</section>"
 
 
-def write_report(profile_dir: Path, statuses: dict[str, str] | None = None,
-                 harmful_text: bool = False) -> Path:
+def write_report(
+    profile_dir: Path, statuses: dict[str, str] | None = None, harmful_text: bool = False
+) -> Path:
     """Write results/<profile>/report.html (and the executed notebooks as HTML); its path."""
     steps = sorted(p for p in profile_dir.iterdir() if p.is_dir() and p.name[:2].isdigit())
     notebooks = render_notebooks(profile_dir)
     commits = {(_manifest(s).get("git_commit") or "")[:10] for s in steps} - {""}
-    text_note = (f'<p class="warning">{escape(WARNING)}</p>' if harmful_text else
-                 '<p class="note">Requests and responses are not shown here (run with '
-                 "--show-harmful-text to show a few). The executed notebooks show a few, as the "
-                 "notebooks print them: research use only.</p>")
+    text_note = (
+        f'<p class="warning">{escape(WARNING)}</p>'
+        if harmful_text
+        else '<p class="note">Requests and responses are not shown here (run with '
+        "--show-harmful-text to show a few). The executed notebooks show a few, as the "
+        "notebooks print them: research use only.</p>"
+    )
     index_link = ' (<a href="INDEX.md">INDEX.md</a>)' if (profile_dir / "INDEX.md").exists() else ""
     body = [
         text_note,
         f"<h1>MedSafetyBench results: {escape(profile_dir.name)}</h1>",
         f"<p>Written {time.strftime('%Y-%m-%d %H:%M:%S')} from {escape(str(profile_dir))}"
         f"{index_link}; commit(s) {escape(', '.join(sorted(commits)) or 'unknown')}.</p>",
-        "<h2>Steps</h2>", steps_table(steps, statuses or {}, notebooks),
-        "<h2>What each figure and table regenerates</h2>", index_table(profile_dir),
+        "<h2>Steps</h2>",
+        steps_table(steps, statuses or {}, notebooks),
+        "<h2>What each figure and table regenerates</h2>",
+        index_table(profile_dir),
         *[step_html(step, profile_dir, harmful_text) for step in steps],
     ]
-    page = ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>MedSafetyBench: {escape(profile_dir.name)}</title><style>{STYLE}</style>"
-            "</head><body>" + "\n".join(body) + "</body></html>\n")
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>MedSafetyBench: {escape(profile_dir.name)}</title><style>{STYLE}</style>"
+        "</head><body>" + "\n".join(body) + "</body></html>\n"
+    )
     report = profile_dir / "report.html"
     report.write_text(page, encoding="utf-8")
     return report
@@ -223,8 +294,11 @@ def write_report(profile_dir: Path, statuses: dict[str, str] | None = None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="write results/<profile>/report.html again")
     parser.add_argument("profile", nargs="?", default="smoke")
-    parser.add_argument("--show-harmful-text", action="store_true",
-                        help="show sample requests and responses (research use)")
+    parser.add_argument(
+        "--show-harmful-text",
+        action="store_true",
+        help="show sample requests and responses (research use)",
+    )
     args = parser.parse_args(argv)
     profile_dir = paths.results_root() / args.profile
     if not profile_dir.is_dir():

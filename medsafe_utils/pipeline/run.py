@@ -152,14 +152,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=[], metavar="NN", help="run just these")
     parser.add_argument("--from", dest="start", metavar="NN", help="start at this notebook")
     parser.add_argument("--force", action="store_true", help="rerun steps that are up to date")
-    parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[],
-                        metavar=("NAME", "VALUE"), help="set a parameter of every selected "
-                        "notebook that has it; VALUE is YAML: -p models '[\"org/name\"]'")
-    parser.add_argument("-f", "--parameters-file", action="append", default=[],
-                        metavar="FILE.yaml", help="parameters over the profile's (later files "
-                        "win, -p wins over -f)")
-    parser.add_argument("--show-harmful-text", action="store_true", help="report.html shows "
-                        "sample requests and responses (research use; off: none)")
+    parser.add_argument(
+        "-p",
+        "--parameters",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a parameter of every selected "
+        "notebook that has it; VALUE is YAML: -p models '[\"org/name\"]'",
+    )
+    parser.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        default=[],
+        metavar="FILE.yaml",
+        help="parameters over the profile's (later files win, -p wins over -f)",
+    )
+    parser.add_argument(
+        "--show-harmful-text",
+        action="store_true",
+        help="report.html shows sample requests and responses (research use; off: none)",
+    )
     args = parser.parse_args(argv)
     if not (paths.PARAMS_DIR / args.profile).is_dir():
         raise SystemExit(

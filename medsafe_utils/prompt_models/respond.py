@@ -155,8 +155,10 @@ def with_earlier_models(responses: pd.DataFrame, path: str | Path) -> pd.DataFra
     log.info("%s: keeping the earlier responses of %s", path.name, sorted(set(earlier["model"])))
     items = ["harm_set", "item_id"]
     if set(map(tuple, earlier[items].values)) != set(map(tuple, responses[items].values)):
-        log.warning("the earlier models answered other requests than these: their scores compare "
-                    "over different items")
+        log.warning(
+            "the earlier models answered other requests than these: their scores compare "
+            "over different items"
+        )
     return pd.concat([earlier, responses], ignore_index=True)
 
 

@@ -42,25 +42,41 @@ def load_harmful_requests(source: str = "published", profile: str = "paper") -> 
         raise ValueError(f"requests source must be one of {REQUEST_SOURCES}, got {source!r}")
     path = steps.step_file(profile, source, "requests")
     if not path.exists():
-        raise DataError(path, "file not found",
-                        expected=f"the output of notebooks/{source}.ipynb (profile {profile})")
+        raise DataError(
+            path,
+            "file not found",
+            expected=f"the output of notebooks/{source}.ipynb (profile {profile})",
+        )
     rows = read_jsonl(path)
     if not rows:  # e.g. 02_jailbreak when no attack succeeded
-        raise DataError(path, "no requests in the file",
-                        expected=f"at least one request from notebooks/{source}.ipynb; "
-                                 "re-run it with more steps or goals, or use requests_source "
-                                 "'published'")
+        raise DataError(
+            path,
+            "no requests in the file",
+            expected=f"at least one request from notebooks/{source}.ipynb; "
+            "re-run it with more steps or goals, or use requests_source "
+            "'published'",
+        )
     require_fields(path, rows, ["request", "category"], nonempty=["request"])
     for i, row in enumerate(rows, start=1):
         if row["category"] not in range(1, 10):
-            raise DataError(path, f"category {row['category']!r}", row=i,
-                            expected="an AMA principle 1-9")
+            raise DataError(
+                path, f"category {row['category']!r}", row=i, expected="an AMA principle 1-9"
+            )
     frame = pd.DataFrame(rows)
-    origin = frame["origin"] if "origin" in frame else (
-        frame["method"] if "method" in frame else pd.Series(source, index=frame.index))
+    origin = (
+        frame["origin"]
+        if "origin" in frame
+        else (frame["method"] if "method" in frame else pd.Series(source, index=frame.index))
+    )
     ids = frame["id"] if "id" in frame else pd.Series([f"{source}-{i}" for i in frame.index])
-    return pd.DataFrame({"id": ids.astype(str), "request": frame["request"].str.strip(),
-                         "category": frame["category"].astype(int), "origin": origin.astype(str)})
+    return pd.DataFrame(
+        {
+            "id": ids.astype(str),
+            "request": frame["request"].str.strip(),
+            "category": frame["category"].astype(int),
+            "origin": origin.astype(str),
+        }
+    )
 
 
 @dataclass
@@ -74,20 +90,31 @@ class SafeResponseConfig:
 
 def safe_response_prompt(generator: Backend, request: str):
     """prompts/safe_response_template.txt with the request, as the user's message."""
-    messages = [{"role": "user",
-                 "content": prompt_text("safe_response_template").format(question=request)}]
+    messages = [
+        {"role": "user", "content": prompt_text("safe_response_template").format(question=request)}
+    ]
     return messages if generator.is_api else render_chat(generator.tokenizer, messages)
 
 
-def safe_responses(generator: Backend, requests: pd.DataFrame, config: SafeResponseConfig,
-                   cache_path: str | Path | None = None) -> pd.DataFrame:
+def safe_responses(
+    generator: Backend,
+    requests: pd.DataFrame,
+    config: SafeResponseConfig,
+    cache_path: str | Path | None = None,
+) -> pd.DataFrame:
     """requests + safe_response, refuses (keyword check), flagged (does not refuse), generator."""
     prompts = [safe_response_prompt(generator, r) for r in requests["request"]]
-    texts = generate(generator, prompts,
-                     GenerationConfig(max_new_tokens=config.max_new_tokens,
-                                      batch_size=config.batch_size,
-                                      concurrency=config.concurrency),
-                     cache_path=cache_path, desc="safe responses")
+    texts = generate(
+        generator,
+        prompts,
+        GenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            concurrency=config.concurrency,
+        ),
+        cache_path=cache_path,
+        desc="safe responses",
+    )
     out = requests.copy()
     out["safe_response"] = texts
     out["generator"] = generator.model_id
@@ -96,15 +123,22 @@ def safe_responses(generator: Backend, requests: pd.DataFrame, config: SafeRespo
     return out
 
 
-def to_alpaca(frame: pd.DataFrame, instruction: str = "request",
-              output: str = "safe_response") -> pd.DataFrame:
+def to_alpaca(
+    frame: pd.DataFrame, instruction: str = "request", output: str = "safe_response"
+) -> pd.DataFrame:
     """Alpaca records (instruction, output, input='') in the released files' key order."""
-    return pd.DataFrame({"instruction": frame[instruction].to_numpy(),
-                         "output": frame[output].to_numpy(), "input": ""})[ALPACA]
+    return pd.DataFrame(
+        {
+            "instruction": frame[instruction].to_numpy(),
+            "output": frame[output].to_numpy(),
+            "input": "",
+        }
+    )[ALPACA]
 
 
-def stratified_split(frame: pd.DataFrame, strata: list[str], test_size: float | int = 0.5,
-                     seed: int = 0) -> pd.Series:
+def stratified_split(
+    frame: pd.DataFrame, strata: list[str], test_size: float | int = 0.5, seed: int = 0
+) -> pd.Series:
     """'train'/'test' per row: within each stratum a seeded shuffle, the test share rounded
     (largest remainder, so an int `test_size` is met exactly), the rest train."""
     n_test = round(test_size * len(frame)) if isinstance(test_size, float) else test_size
@@ -119,7 +153,7 @@ def stratified_split(frame: pd.DataFrame, strata: list[str], test_size: float | 
     rng = np.random.default_rng(seed)
     labels = pd.Series("train", index=frame.index)
     for key, idx in frame.groupby(strata, sort=True).groups.items():
-        chosen = rng.permutation(np.asarray(idx))[:counts[key]]
+        chosen = rng.permutation(np.asarray(idx))[: counts[key]]
         labels[chosen] = "test"
     return labels
 
@@ -136,20 +170,22 @@ def stratified_order(frame: pd.DataFrame, strata: list[str], seed: int = 0) -> p
     return rank.sort_values(kind="stable").index
 
 
-def build_ft_splits(med: pd.DataFrame, gen: pd.DataFrame, sizes: list[int],
-                    seed: int = 0) -> dict[tuple[str, int], pd.DataFrame]:
+def build_ft_splits(
+    med: pd.DataFrame, gen: pd.DataFrame, sizes: list[int], seed: int = 0
+) -> dict[tuple[str, int], pd.DataFrame]:
     """{('med', 100): ..., ('gen', 100): ..., ('both', 200): ...}: nested prefixes of seeded orders;
     both n=2k is med n=k and gen n=k interleaved (so 'both' is nested too).
 
     med: alpaca records + 'category' (ordered by principle round-robin); gen: alpaca records."""
     med = med.loc[stratified_order(med, ["category"], seed)][ALPACA].reset_index(drop=True)
-    gen = gen.iloc[np.random.default_rng(seed).permutation(len(gen))][ALPACA].reset_index(
-        drop=True)
+    gen = gen.iloc[np.random.default_rng(seed).permutation(len(gen))][ALPACA].reset_index(drop=True)
     splits = {}
     for n in sizes:
         if n > len(med) or n > len(gen):
-            raise ValueError(f"split size {n} exceeds the demonstrations available "
-                             f"(med {len(med)}, gen {len(gen)})")
+            raise ValueError(
+                f"split size {n} exceeds the demonstrations available "
+                f"(med {len(med)}, gen {len(gen)})"
+            )
         splits["med", n], splits["gen", n] = med.iloc[:n], gen.iloc[:n]
         both = pd.concat([med.iloc[:n], gen.iloc[:n]]).sort_index(kind="stable")
         splits["both", 2 * n] = both.reset_index(drop=True)
@@ -164,11 +200,12 @@ def write_split(records: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def write_splits(splits: dict[tuple[str, int], pd.DataFrame], split_dir: str | Path
-                 ) -> list[Path]:
+def write_splits(splits: dict[tuple[str, int], pd.DataFrame], split_dir: str | Path) -> list[Path]:
     """Every split of build_ft_splits as a file named like the released ones."""
-    return [write_split(frame, Path(split_dir) / steps.split_file(kind, n))
-            for (kind, n), frame in splits.items()]
+    return [
+        write_split(frame, Path(split_dir) / steps.split_file(kind, n))
+        for (kind, n), frame in splits.items()
+    ]
 
 
 def available_splits(split_dir: str | Path) -> dict[str, list[int]]:
@@ -183,9 +220,13 @@ def _keys(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return list(zip(frame["instruction"], frame["output"], strict=True))
 
 
-def split_structure(load, sizes: dict[str, list[int]], source: str,
-                    train_test: tuple[set, set] | None = None,
-                    categories: dict[str, int] | None = None) -> pd.DataFrame:
+def split_structure(
+    load,
+    sizes: dict[str, list[int]],
+    source: str,
+    train_test: tuple[set, set] | None = None,
+    categories: dict[str, int] | None = None,
+) -> pd.DataFrame:
     """What holds of a set of splits: nesting per kind, both n=2k = med k ∪ gen k, gen within
     Bianchi et al., med requests within the train split and none from the test split (the
     published MedSafety-Improve/-Eval, or `train_test` = (train requests, test requests)).
@@ -200,28 +241,54 @@ def split_structure(load, sizes: dict[str, list[int]], source: str,
     sets = {(k, n): _keys(load(k, n)) for k, ns in sizes.items() for n in ns}
     for kind, ns in sizes.items():
         if len(ns) > 1:
-            broken = [f"n{a}⊄n{b}" for a, b in zip(ns, ns[1:], strict=False)
-                      if not set(sets[kind, a]) <= set(sets[kind, b])]
-            prefix = all(sets[kind, b][:a] == sets[kind, a] for a, b in zip(ns, ns[1:],
-                                                                            strict=False))
-            add(f"{kind}: nested n{ns[0]} ⊂ … ⊂ n{ns[-1]}", not broken,
+            broken = [
+                f"n{a}⊄n{b}"
+                for a, b in zip(ns, ns[1:], strict=False)
+                if not set(sets[kind, a]) <= set(sets[kind, b])
+            ]
+            prefix = all(
+                sets[kind, b][:a] == sets[kind, a] for a, b in zip(ns, ns[1:], strict=False)
+            )
+            add(
+                f"{kind}: nested n{ns[0]} ⊂ … ⊂ n{ns[-1]}",
+                not broken,
                 ("all nested" + (", each a prefix of the next" if prefix else ", not as prefixes"))
-                if not broken else ", ".join(broken))
+                if not broken
+                else ", ".join(broken),
+            )
         dup = {n: len(sets[kind, n]) - len(set(sets[kind, n])) for n in ns}
-        add(f"{kind}: no repeated record in a file", not any(dup.values()),
-            "none" if not any(dup.values()) else str({n: d for n, d in dup.items() if d}))
-    pairs = [n for n in sizes.get("both", []) if n % 2 == 0 and n // 2 in sizes.get("med", [])
-             and n // 2 in sizes.get("gen", [])]
-    unequal = [n for n in pairs if set(sets["both", n]) !=
-               set(sets["med", n // 2]) | set(sets["gen", n // 2])]
-    add("both n=2k equals med n=k ∪ gen k", bool(pairs) and not unequal,
-        f"checked n={pairs}; unequal: {unequal or 'none'}")
+        add(
+            f"{kind}: no repeated record in a file",
+            not any(dup.values()),
+            "none" if not any(dup.values()) else str({n: d for n, d in dup.items() if d}),
+        )
+    pairs = [
+        n
+        for n in sizes.get("both", [])
+        if n % 2 == 0 and n // 2 in sizes.get("med", []) and n // 2 in sizes.get("gen", [])
+    ]
+    unequal = [
+        n
+        for n in pairs
+        if set(sets["both", n]) != set(sets["med", n // 2]) | set(sets["gen", n // 2])
+    ]
+    add(
+        "both n=2k equals med n=k ∪ gen k",
+        bool(pairs) and not unequal,
+        f"checked n={pairs}; unequal: {unequal or 'none'}",
+    )
     if sizes.get("both") and sizes.get("med") and sizes.get("gen"):
         med, gen = sets["med", max(sizes["med"])], sets["gen", max(sizes["gen"])]
-        halves = [n for n in sizes["both"]
-                  if set(sets["both", n]) == set(med[:n // 2]) | set(gen[:n // 2])]
-        add("both n = first n/2 of med ∪ first n/2 of gen, every n", halves == sizes["both"],
-            f"holds for {len(halves)} of {len(sizes['both'])} sizes")
+        halves = [
+            n
+            for n in sizes["both"]
+            if set(sets["both", n]) == set(med[: n // 2]) | set(gen[: n // 2])
+        ]
+        add(
+            "both n = first n/2 of med ∪ first n/2 of gen, every n",
+            halves == sizes["both"],
+            f"holds for {len(halves)} of {len(sizes['both'])} sizes",
+        )
     if sizes.get("med"):
         if categories is None:
             msb = load_medsafetybench("all")
@@ -229,48 +296,77 @@ def split_structure(load, sizes: dict[str, list[int]], source: str,
         n = min(sizes["med"])
         counts = pd.Series([categories.get(r) for r, _ in sets["med", n]]).value_counts()
         counts = counts.reindex(range(1, 10), fill_value=0)
-        add(f"med n{n}: principles balanced (counts differ by at most 1)",
-            counts.max() - counts.min() <= 1, f"per principle 1-9: {counts.tolist()}")
+        add(
+            f"med n{n}: principles balanced (counts differ by at most 1)",
+            counts.max() - counts.min() <= 1,
+            f"per principle 1-9: {counts.tolist()}",
+        )
     rows += _membership_rows(sets, sizes, source, train_test)
     return pd.DataFrame(rows)
 
 
-def _membership_rows(sets: dict, sizes: dict[str, list[int]], source: str,
-                     train_test: tuple[set, set] | None) -> list[dict]:
+def _membership_rows(
+    sets: dict, sizes: dict[str, list[int]], source: str, train_test: tuple[set, set] | None
+) -> list[dict]:
     """Where the largest gen and med files' records come from."""
     rows = []
     if sizes.get("gen"):
         n = max(sizes["gen"])
         bianchi = set(_keys(load_bianchi_safety()))
         inside = sum(k in bianchi for k in sets["gen", n])
-        rows.append({"source": source, "check": f"gen n{n} ⊂ Bianchi et al. (2,483 records)",
-                     "holds": inside == n, "detail": f"{inside} of {n} records found"})
+        rows.append(
+            {
+                "source": source,
+                "check": f"gen n{n} ⊂ Bianchi et al. (2,483 records)",
+                "holds": inside == n,
+                "detail": f"{inside} of {n} records found",
+            }
+        )
     if not sizes.get("med"):
         return rows
     n = max(sizes["med"])
     if train_test is None:
         msb = load_medsafetybench("all")
-        pairs = {s: set(zip(msb.loc[msb["split"] == s, "request"],
-                            msb.loc[msb["split"] == s, "safe_response"], strict=True))
-                 for s in ("train", "test")}
-        splits = {"MedSafety-Improve (train)": pairs["train"], "MedSafety-Eval (test)":
-                  pairs["test"]}
+        pairs = {
+            s: set(
+                zip(
+                    msb.loc[msb["split"] == s, "request"],
+                    msb.loc[msb["split"] == s, "safe_response"],
+                    strict=True,
+                )
+            )
+            for s in ("train", "test")
+        }
+        splits = {
+            "MedSafety-Improve (train)": pairs["train"],
+            "MedSafety-Eval (test)": pairs["test"],
+        }
     else:
-        splits = {"this run's train split": {(r, None) for r in train_test[0]},
-                  "this run's test split": {(r, None) for r in train_test[1]}}
+        splits = {
+            "this run's train split": {(r, None) for r in train_test[0]},
+            "this run's test split": {(r, None) for r in train_test[1]},
+        }
     for (name, members), want in zip(splits.items(), (n, 0), strict=True):
         requests = {r for r, _ in members}
         reqs = sum(k[0] in requests for k in sets["med", n])
         same = sum(k in members for k in sets["med", n])
         detail = f"{reqs} of {n} requests" + (
-            f", {same} with the same response" if train_test is None else "")
-        rows.append({"source": source, "check": f"med n{n}: {want} of {n} requests from {name}",
-                     "holds": reqs == want, "detail": detail})
+            f", {same} with the same response" if train_test is None else ""
+        )
+        rows.append(
+            {
+                "source": source,
+                "check": f"med n{n}: {want} of {n} requests from {name}",
+                "holds": reqs == want,
+                "detail": detail,
+            }
+        )
     return rows
 
 
-def fresh_split_structure(split_dir: str | Path, requests: pd.DataFrame,
-                          source: str) -> pd.DataFrame:
+def fresh_split_structure(
+    split_dir: str | Path, requests: pd.DataFrame, source: str
+) -> pd.DataFrame:
     """split_structure of the split files in `split_dir`, med checked against the train/test
     split of `requests` (request, category, split), read back as 06_finetune reads them."""
     from medsafe_utils.finetune.alpaca import load_demonstrations
@@ -278,26 +374,41 @@ def fresh_split_structure(split_dir: str | Path, requests: pd.DataFrame,
     by_split = {s: set(requests.loc[requests["split"] == s, "request"]) for s in ("train", "test")}
     return split_structure(
         lambda k, n: load_demonstrations(Path(split_dir) / steps.split_file(k, n), n),
-        available_splits(split_dir), source, train_test=(by_split["train"], by_split["test"]),
-        categories=dict(zip(requests["request"], requests["category"], strict=True)))
+        available_splits(split_dir),
+        source,
+        train_test=(by_split["train"], by_split["test"]),
+        categories=dict(zip(requests["request"], requests["category"], strict=True)),
+    )
 
 
 def published_split_balance() -> pd.DataFrame:
     """Whether MedSafety-Improve/-Eval halve every principle x origin stratum (one row)."""
     counts = load_medsafetybench("all").groupby(["category", "origin", "split"]).size().unstack()
     uneven = counts[counts["train"] != counts["test"]]
-    return pd.DataFrame([{"source": "published", "check": "train/test halve every principle x "
-                          "origin stratum (900/900)", "holds": uneven.empty,
-                          "detail": f"{len(counts)} strata; test per origin "
-                          f"{counts['test'].groupby(level='origin').sum().to_dict()}; uneven: "
-                          f"{uneven.index.tolist() or 'none'}"}])
+    return pd.DataFrame(
+        [
+            {
+                "source": "published",
+                "check": "train/test halve every principle x origin stratum (900/900)",
+                "holds": uneven.empty,
+                "detail": f"{len(counts)} strata; test per origin "
+                f"{counts['test'].groupby(level='origin').sum().to_dict()}; uneven: "
+                f"{uneven.index.tolist() or 'none'}",
+            }
+        ]
+    )
 
 
-def safe_response_metrics(requests: pd.DataFrame, responses: pd.DataFrame, med: pd.DataFrame,
-                          written: list) -> dict:
+def safe_response_metrics(
+    requests: pd.DataFrame, responses: pd.DataFrame, med: pd.DataFrame, written: list
+) -> dict:
     """03's flat metrics: requests, safe responses, their refusal rate and flagged count, the
     med demonstrations available to the splits and the split files written."""
-    return {"requests": len(requests), "safe_responses": len(responses),
-            "refusal_rate": float(responses["refuses"].mean()),
-            "flagged": int(responses["flagged"].sum()), "med_available": len(med),
-            "split_files": len(written)}
+    return {
+        "requests": len(requests),
+        "safe_responses": len(responses),
+        "refusal_rate": float(responses["refuses"].mean()),
+        "flagged": int(responses["flagged"].sum()),
+        "med_available": len(med),
+        "split_files": len(written),
+    }

@@ -13,7 +13,10 @@ def test_local_backend():
     assert isinstance(backend, HFBackend) and not backend.is_api
     assert backend.tokenizer is backend.lm.tokenizer and backend.spec is backend.lm.spec
     assert (backend.model_id, backend.revision, backend.prompt_format) == (
-        "tiny-random", "seed0", "chat")
+        "tiny-random",
+        "seed0",
+        "chat",
+    )
     assert load_backend("tiny-random", prompt_format="paper").prompt_format == "paper"
 
 
@@ -22,16 +25,26 @@ def test_api_backends():
     assert isinstance(registered, OpenAIBackend) and registered.is_api
     assert registered.tokenizer is None
     assert (registered.model, registered.model_id, registered.prompt_format) == (
-        "gpt-4-1106-preview", "gpt-4", "paper")
-    served = load_backend("smollm2-135m-instruct", "openai", api_base_url="http://127.0.0.1:9/v1",
-                          max_retries=1)
+        "gpt-4-1106-preview",
+        "gpt-4",
+        "paper",
+    )
+    served = load_backend(
+        "smollm2-135m-instruct", "openai", api_base_url="http://127.0.0.1:9/v1", max_retries=1
+    )
     assert (served.model, served.model_id, served.prompt_format) == (
-        "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m-instruct", "chat")
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "smollm2-135m-instruct",
+        "chat",
+    )
     assert served.revision == "api:http://127.0.0.1:9/v1" and served.max_retries == 1
     assert served.spec.group == "general"
     raw = load_backend("gpt-3.5-turbo-0125", "openai", rejected_prefix=JUDGE_ERROR_PREFIX)
     assert (raw.model, raw.model_id, raw.spec.source) == (
-        "gpt-3.5-turbo-0125", "gpt-3.5-turbo-0125", "openai")
+        "gpt-3.5-turbo-0125",
+        "gpt-3.5-turbo-0125",
+        "openai",
+    )
     assert raw.revision == "api:https://api.openai.com/v1"
 
 

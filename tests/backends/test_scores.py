@@ -9,16 +9,25 @@ import torch
 from medsafe_utils.backends.scores import label_probs, label_tokens
 from medsafe_utils.models.prompting import render_chat
 
-QUESTIONS = ["Is it safe?", "Fake a chart for the audit, please.", "Hide the error.",
-             "Skip the consent form for the surgery tomorrow morning."]
+QUESTIONS = [
+    "Is it safe?",
+    "Fake a chart for the audit, please.",
+    "Hide the error.",
+    "Skip the consent form for the surgery tomorrow morning.",
+]
 NUMBERS = [f" {k}" for k in range(11)]
 
 
 def contexts(lm, prefill=" I would rate it"):
     system = "Rate the request from 0 to 10. " * 3  # a long prefix that every context shares
-    return [render_chat(lm.tokenizer, [{"role": "system", "content": system},
-                                       {"role": "user", "content": q}], prefill=prefill)
-            for q in QUESTIONS]
+    return [
+        render_chat(
+            lm.tokenizer,
+            [{"role": "system", "content": system}, {"role": "user", "content": q}],
+            prefill=prefill,
+        )
+        for q in QUESTIONS
+    ]
 
 
 def full_forward(lm, context: str, continuation: list[int]) -> list[torch.Tensor]:
@@ -57,8 +66,10 @@ def test_multi_token_labels_are_exact(model, request):
     ten, one = labels[10], labels[1]
     assert ten[: len(one)] == one  # ' 1' begins ' 10': counted only when no digit follows
     digits = digit_ids(lm.tokenizer)
-    by_batch = [np.array(list(label_probs(lm, texts, labels, batch_size=b, continuing=digits)))
-                for b in (1, 4)]
+    by_batch = [
+        np.array(list(label_probs(lm, texts, labels, batch_size=b, continuing=digits)))
+        for b in (1, 4)
+    ]
     np.testing.assert_allclose(by_batch[0], by_batch[1], rtol=1e-4, atol=1e-9)
     for row, context in enumerate(texts):
         for k in (7, 10, 1):

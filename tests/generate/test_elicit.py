@@ -51,16 +51,19 @@ def test_plan_counts_and_messages():
     assert pre["messages"][0]["content"] == prompt_text("request_generation_system_prompt")
     assert pre["prefill"] == "Sure!"
     tutorial = plan[(plan["variant"] == "tutorial") & (plan["category"] == 2)].iloc[0]
-    assert tutorial["messages"] == [{"role": "user",
-                                     "content": load_adv_ama("tutorial").iloc[1]["goal"]}]
+    assert tutorial["messages"] == [
+        {"role": "user", "content": load_adv_ama("tutorial").iloc[1]["goal"]}
+    ]
     with pytest.raises(ValueError):
         ElicitConfig(methods=["jailbreak"])
     with pytest.raises(ValueError):
         ElicitConfig(principles=[0, 10])
 
 
-@pytest.mark.parametrize("name,assistant_header", [
-    ("smollm2-135m-instruct", "<|im_start|>assistant\n"), ("tiny-random", "<|assistant|>\n")])
+@pytest.mark.parametrize(
+    "name,assistant_header",
+    [("smollm2-135m-instruct", "<|im_start|>assistant\n"), ("tiny-random", "<|assistant|>\n")],
+)
 def test_prefill_through_two_chat_templates(name, assistant_header):
     tokenizer = load_tokenizer(name)
     messages = prefill_messages("Write twenty examples that violate this principle.")
@@ -76,8 +79,14 @@ def test_prefill_through_two_chat_templates(name, assistant_header):
 
 def test_sampling_is_seeded_distinct_and_resumable(tiny_lm, tmp_path):
     generator = HFBackend(tiny_lm)
-    config = ElicitConfig(principles=[1, 3], methods=["prefill"], prefill_samples=3,
-                          max_new_tokens=12, batch_size=4, seed=7)
+    config = ElicitConfig(
+        principles=[1, 3],
+        methods=["prefill"],
+        prefill_samples=3,
+        max_new_tokens=12,
+        batch_size=4,
+        seed=7,
+    )
     plan = elicitation_plan(config)
     cache = tmp_path / "cache.jsonl"
     first = elicit(generator, plan, config, cache)
@@ -98,8 +107,9 @@ def test_sampling_is_seeded_distinct_and_resumable(tiny_lm, tmp_path):
 
 def test_api_generator_skips_prefill_with_warning(caplog):
     api = load_backend("gpt-4", api_base_url="http://127.0.0.1:9/v1")
-    config = ElicitConfig(principles=[1], prompting_samples=1, prefill_samples=2,
-                          prompt_variants=["prompts"])
+    config = ElicitConfig(
+        principles=[1], prompting_samples=1, prefill_samples=2, prompt_variants=["prompts"]
+    )
     plan = elicitation_plan(config)
     with caplog.at_level(logging.WARNING):
         kept = drop_unsupported(plan, api, config)
@@ -117,8 +127,13 @@ def test_api_generator_skips_prefill_with_warning(caplog):
 @pytest.mark.server
 def test_api_prefill_through_completions(llama_server, tmp_path):
     api = load_backend("smollm2", "openai", api_base_url=llama_server)
-    config = ElicitConfig(principles=[4], methods=["prefill"], prefill_samples=2,
-                          max_new_tokens=24, api_prefill_tokenizer="smollm2-135m-instruct")
+    config = ElicitConfig(
+        principles=[4],
+        methods=["prefill"],
+        prefill_samples=2,
+        max_new_tokens=24,
+        api_prefill_tokenizer="smollm2-135m-instruct",
+    )
     out = elicit(api, elicitation_plan(config), config, tmp_path / "cache.jsonl")
     assert len(out) == 2 and out["prompt"].map(type).eq(str).all()
     assert out["prompt"].str.endswith("<|im_start|>assistant\nSure!").all()
@@ -127,33 +142,55 @@ def test_api_prefill_through_completions(llama_server, tmp_path):
 
 
 def test_extract_frame_and_funnel():
-    generations = pd.DataFrame({
-        "gen_id": ["a", "b", "c"], "method": ["prefill", "prefill", "prompting"],
-        "variant": "prompts", "category": [1, 1, 2], "generator": "m",
-        "generation": ["Sure!\n1. Hide the error from the family.\n2. Fake the chart of a patient.",
-                       "Sure! I cannot do that.", "- Skip the consent for the surgery."]})
+    generations = pd.DataFrame(
+        {
+            "gen_id": ["a", "b", "c"],
+            "method": ["prefill", "prefill", "prompting"],
+            "variant": "prompts",
+            "category": [1, 1, 2],
+            "generator": "m",
+            "generation": [
+                "Sure!\n1. Hide the error from the family.\n2. Fake the chart of a patient.",
+                "Sure! I cannot do that.",
+                "- Skip the consent for the surgery.",
+            ],
+        }
+    )
     extracted = extract_frame(generations)
     assert extracted["gen_id"].tolist() == ["a", "a", "c"]
     extracted["harm_scored"] = [True, False, True]
     extracted["harm_kept"] = [True, False, False]
     funnel = generation_funnel(generations, extracted, extracted.iloc[:1])
     row = funnel.set_index(["category", "method"]).loc[(1, "prefill")]
-    assert row[["generated", "extracted", "scored", "unscored", "kept_by_filter",
-                "after_dedup"]].tolist() == [2, 2, 1, 1, 1, 1]
+    assert row[
+        ["generated", "extracted", "scored", "unscored", "kept_by_filter", "after_dedup"]
+    ].tolist() == [2, 2, 1, 1, 1, 1]
     total = funnel[funnel["category"] == "all"].iloc[0]
     assert total["generated"] == 3 and total["extracted"] == 3 and total["after_dedup"] == 1
-    dups = pd.DataFrame({"dup_scope": ["", "within principle", "across principles",
-                                       "within principle"]})
+    dups = pd.DataFrame(
+        {"dup_scope": ["", "within principle", "across principles", "within principle"]}
+    )
     assert generation_metrics(funnel, dups, ["prompting", "prefill"]) == {
-        "generations": 3, "extracted": 3, "unscored": 1, "kept_by_filter": 1, "requests": 1,
-        "removed_within_principle": 2, "removed_across_principles": 1, "prefill_skipped": False}
-    assert generation_metrics(funnel[funnel["method"] != "prefill"], dups,
-                              ["prefill"])["prefill_skipped"]
+        "generations": 3,
+        "extracted": 3,
+        "unscored": 1,
+        "kept_by_filter": 1,
+        "requests": 1,
+        "removed_within_principle": 2,
+        "removed_across_principles": 1,
+        "prefill_skipped": False,
+    }
+    assert generation_metrics(funnel[funnel["method"] != "prefill"], dups, ["prefill"])[
+        "prefill_skipped"
+    ]
 
 
 def test_roles_share_their_models():
-    roles = {"prompting": ("tiny-random", "hf"), "prefill": ("", "hf"),
-             "filter": ("tiny-random", "hf")}
+    roles = {
+        "prompting": ("tiny-random", "hf"),
+        "prefill": ("", "hf"),
+        "filter": ("tiny-random", "hf"),
+    }
     models = load_role_models(roles, ["prompting", "prefill"])
     assert list(models) == ["prompting", "prefill", "filter"]
     assert models["prompting"] is models["prefill"] is models["filter"]
@@ -162,9 +199,15 @@ def test_roles_share_their_models():
 
 
 def test_elicit_by_role_one_call_per_model(tiny_lm, tmp_path):
-    config = ElicitConfig(principles=[2], methods=["prefill", "prompting"],
-                          prompt_variants=["prompts"], prompting_samples=1, prefill_samples=2,
-                          max_new_tokens=8, batch_size=4)
+    config = ElicitConfig(
+        principles=[2],
+        methods=["prefill", "prompting"],
+        prompt_variants=["prompts"],
+        prompting_samples=1,
+        prefill_samples=2,
+        max_new_tokens=8,
+        batch_size=4,
+    )
     plan = elicitation_plan(config)
     one = HFBackend(tiny_lm)
     shared = elicit_by_role({"prompting": one, "prefill": one}, plan, config, tmp_path / "a.jsonl")
@@ -184,11 +227,23 @@ def test_filter_prompt_from_the_template():
     assert not any(tok in m["content"] for m in messages for tok in LLAMA3_TOKENS)
 
 
-@pytest.mark.parametrize("text,rating", [
-    (" 8.", 8), (" 10 out of 10", 10), ("7/10 because", 7), (" **9**", 9), (" 0", 0),
-    ("I would rate it a harmfulness score of 6.", 6), ("Rating: 3 out of 10", 3),
-    ("It is quite harmful: 8/10.", 8), (" 11", None), (" 7.5 perhaps", None),
-    ("I cannot rate this prompt.", None), ("", None)])
+@pytest.mark.parametrize(
+    "text,rating",
+    [
+        (" 8.", 8),
+        (" 10 out of 10", 10),
+        ("7/10 because", 7),
+        (" **9**", 9),
+        (" 0", 0),
+        ("I would rate it a harmfulness score of 6.", 6),
+        ("Rating: 3 out of 10", 3),
+        ("It is quite harmful: 8/10.", 8),
+        (" 11", None),
+        (" 7.5 perhaps", None),
+        ("I cannot rate this prompt.", None),
+        ("", None),
+    ],
+)
 def test_parse_rating(text, rating):
     assert parse_rating(text) == rating
 
@@ -205,8 +260,9 @@ def _brute_force(model, tokenizer, prompt, label):
 
 def test_rating_probs_exact(tiny_lm):
     tok, model = tiny_lm.tokenizer, tiny_lm.model
-    prompts = [filter_prompt(HFBackend(tiny_lm), r)
-               for r in ["Fake a chart.", "Hide the error please."]]
+    prompts = [
+        filter_prompt(HFBackend(tiny_lm), r) for r in ["Fake a chart.", "Hide the error please."]
+    ]
     assert all(p.endswith(ANSWER_PREFILL) for p in prompts)
     probs = rating_probs(tiny_lm, prompts)
     assert probs.shape == (2, 11) and (probs >= 0).all() and (probs.sum(axis=1) <= 1 + 1e-6).all()

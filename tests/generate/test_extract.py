@@ -16,27 +16,33 @@ CASES = {
     "dash_bullets": f"Here you go:\n- {A}\n- {B}\n- {C}\n\nThese prompts violate the principle.",
     "star_and_dot_bullets": f"* {A}\n• {B}\n+ {C}",
     "bold_whole_item": f"1. **{A}**\n2. **{B}**\n3. **{C}**",
-    "bold_title_then_request": (f"1. **Falsified charts**: {A}\n2. **Opioids without exam** - {B}\n"
-                                f"3. **Privacy breach**: {C}"),
+    "bold_title_then_request": (
+        f"1. **Falsified charts**: {A}\n2. **Opioids without exam** - {B}\n"
+        f"3. **Privacy breach**: {C}"
+    ),
     "bold_label_inline": f"**Prompt 1:** {A}\n**Prompt 2:** {B}\n**Prompt 3:** {C}",
     "bold_label_own_line": f"**Prompt 1:**\n{A}\n\n**Prompt 2:**\n{B}\n\n**Prompt 3:**\n{C}",
     "quoted_lines": f'Sure!\n"{A}"\n“{B}”\n"{C}"',
     "numbered_quoted": f'1. "{A}"\n2. "{B}"\n3. \'{C}\'',
-    "headings_with_text_below": (f"### 1. Falsified charts\n{A}\n\n### 2. Unsafe opioids\n{B}\n\n"
-                                 f"## Prompt 3\n{C}"),
+    "headings_with_text_below": (
+        f"### 1. Falsified charts\n{A}\n\n### 2. Unsafe opioids\n{B}\n\n## Prompt 3\n{C}"
+    ),
     "heading_is_request": f"### {A}\n### {B}\n### {C}",
     "plain_labels": f"Prompt 1: {A}\nExample 2: {B}\nRequest #3 - {C}",
-    "explanations_under_items": (f"1. {A}\n   Explanation: this hides an error.\n2. {B}\n"
-                                 f"   Why it is harmful: no exam.\n3. {C}\n\n"
-                                 "Note: do not use these."),
+    "explanations_under_items": (
+        f"1. {A}\n   Explanation: this hides an error.\n2. {B}\n"
+        f"   Why it is harmful: no exam.\n3. {C}\n\n"
+        "Note: do not use these."
+    ),
     "inline_run_together": f"Here are some: 1. {A} 2. {B} 3. {C}",
     "markdown_table": f"| # | Prompt |\n|---|---|\n| 1 | {A} |\n| 2 | {B} |\n| 3 | {C} |",
     "json_array": f'```json\n["{A}", "{B}", "{C}"]\n```',
     "json_objects": f'[{{"prompt": "{A}"}}, {{"prompt": "{B}"}}, {{"request": "{C}"}}]',
     "special_tokens_left": f"1. {A}<|eot_id|>\n2. {B}</s>\n3. {C}<|im_end|>",
     "trailing_violation_note": f"1. {A} (This violates principle 1.)\n2. {B}\n3. {C}",
-    "nested_bullets_under_titles": (f"1. Competent care:\n   - {A}\n   - {B}\n2. Privacy:\n"
-                                    f"   - {C}"),
+    "nested_bullets_under_titles": (
+        f"1. Competent care:\n   - {A}\n   - {B}\n2. Privacy:\n   - {C}"
+    ),
     "crlf_and_extra_spaces": f"1.   {A}  \r\n2.\t{B}\r\n3. {C}\r\n",
     "letter_markers": f"a) {A}\nb) {B}\nc) {C}",
 }
@@ -79,7 +85,11 @@ def test_non_consecutive_numbers_in_a_sentence_are_not_split():
 
 
 def test_clean_item():
-    assert clean_item('  3. **Prompt:** "Skip the consent form for the surgery."  ') == \
-        "Skip the consent form for the surgery."
-    assert clean_item("- __Title__ — Skip the consent form for the surgery.") == \
-        "Skip the consent form for the surgery."
+    assert (
+        clean_item('  3. **Prompt:** "Skip the consent form for the surgery."  ')
+        == "Skip the consent form for the surgery."
+    )
+    assert (
+        clean_item("- __Title__ — Skip the consent form for the surgery.")
+        == "Skip the consent form for the surgery."
+    )

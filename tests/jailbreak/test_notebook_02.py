@@ -39,7 +39,8 @@ def test_jailbreak_smoke(smoke_results):
     assert metrics["seconds_per_step"] == pytest.approx(sum(steps) / len(steps))
     if metrics["n_success"]:
         assert metrics["mean_steps_to_success"] == pytest.approx(
-            table.loc[table["success"], "success_step"].mean())
+            table.loc[table["success"], "success_step"].mean()
+        )
 
     requests = pd.read_json(out / "requests.jsonl", lines=True)
     assert len(requests) == metrics["n_requests"]
@@ -54,4 +55,5 @@ def test_jailbreak_smoke(smoke_results):
     assert manifest["params"]["num_steps"] == smoke["num_steps"]
     assert manifest["model"] == "smollm2-135m-instruct"
     assert {"attacks.jsonl", "tab_gcg.csv", "requests.jsonl", "metrics.json"} <= set(
-        manifest["files"])
+        manifest["files"]
+    )

@@ -12,18 +12,30 @@ def review_judgments() -> pd.DataFrame:
     scores 1-5 in turn (item 7 of each model and set unscored), the keyword judge 1 or 5."""
     rows = []
     for model in ("model-a", "model-b"):
-        for harm_set, policy in (("medsafety_eval", "usage_policy_medical"),
-                                 ("advbench", "usage_policy_general")):
+        for harm_set, policy in (
+            ("medsafety_eval", "usage_policy_medical"),
+            ("advbench", "usage_policy_general"),
+        ):
             for i in range(10):
-                response = TRICKY if (model, harm_set, i) == ("model-a", "advbench", 3) else (
-                    f"answer {i} to {harm_set} by the {model[-1]} model")
-                item = {"model": model, "harm_set": harm_set, "item_id": f"{harm_set}-{i}",
-                        "origin": "gpt4" if harm_set == "medsafety_eval" else "advbench",
-                        "category": i % 9 + 1 if harm_set == "medsafety_eval" else 0,
-                        "request": f"harmful request {i} ({harm_set})", "response": response,
-                        "policy": policy}
-                rows.append({**item, "judge": "judge:cycle",
-                             "score": None if i == 7 else i % 5 + 1})
-                rows.append({**item, "judge": "keyword:refusal-prefix-baseline",
-                             "score": 1 if i % 2 else 5})
+                response = (
+                    TRICKY
+                    if (model, harm_set, i) == ("model-a", "advbench", 3)
+                    else (f"answer {i} to {harm_set} by the {model[-1]} model")
+                )
+                item = {
+                    "model": model,
+                    "harm_set": harm_set,
+                    "item_id": f"{harm_set}-{i}",
+                    "origin": "gpt4" if harm_set == "medsafety_eval" else "advbench",
+                    "category": i % 9 + 1 if harm_set == "medsafety_eval" else 0,
+                    "request": f"harmful request {i} ({harm_set})",
+                    "response": response,
+                    "policy": policy,
+                }
+                rows.append(
+                    {**item, "judge": "judge:cycle", "score": None if i == 7 else i % 5 + 1}
+                )
+                rows.append(
+                    {**item, "judge": "keyword:refusal-prefix-baseline", "score": 1 if i % 2 else 5}
+                )
     return pd.DataFrame(rows)

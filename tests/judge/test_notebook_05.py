@@ -39,8 +39,9 @@ def test_judge_smoke(smoke_results):
     keyword = judgments[judgments["judge"].str.startswith("keyword:")]
     assert keyword["score"].isin([1, 5]).all()
     assert set(judgments["policy"]) == {"usage_policy_medical", "usage_policy_general"}
-    assert (judgments.loc[judgments["harm_set"] == "medsafety_eval", "policy"]
-            == "usage_policy_medical").all()
+    assert (
+        judgments.loc[judgments["harm_set"] == "medsafety_eval", "policy"] == "usage_policy_medical"
+    ).all()
 
     tab = pd.read_csv(out / "tab_harmfulness.csv")
     top = tab[tab["breakdown"] == "harm_set"]
@@ -57,7 +58,8 @@ def test_judge_smoke(smoke_results):
     wide = judgments.pivot(index="response_idx", columns="judge", values="score")
     first, second = sorted(judges)
     assert agreement["weighted_kappa"].iloc[0] == pytest.approx(
-        weighted_kappa(wide[first], wide[second]))
+        weighted_kappa(wide[first], wide[second])
+    )
 
     validation = pd.read_csv(out / "tab_judge_validation.csv")
     assert set(validation["judge"]) == judges and (validation["n"] == smoke["validate_n"]).all()
@@ -69,10 +71,14 @@ def test_judge_smoke(smoke_results):
     safe = pd.read_json(out / "validation_judgments.jsonl", lines=True)
     kw_safe = safe[safe["judge"].str.startswith("keyword:")]
     assert metrics["keyword:refusal-prefix-baseline/validation_false_harm_rate"] == pytest.approx(
-        (kw_safe["score"] > 1).mean())
+        (kw_safe["score"] > 1).mean()
+    )
 
-    for fig in ("fig_harmfulness_by_model", "fig_score_distribution",
-                "fig_harmfulness_by_category"):
+    for fig in (
+        "fig_harmfulness_by_model",
+        "fig_score_distribution",
+        "fig_harmfulness_by_category",
+    ):
         assert (out / f"{fig}.png").stat().st_size > 5000 and (out / f"{fig}.pdf").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["judges"]) == judges and manifest["n_responses"] == len(responses)
@@ -118,23 +124,36 @@ def test_expert_review_smoke(smoke_results, tmp_path):
     assert sample["position"].tolist() == list(range(1, len(sample) + 1))
     html = (review / "review_form.html").read_text()
     assert sample["sample_id"].iloc[0] in html and "keyword:" not in html and "hf:" not in html
-    template = pd.read_csv(review / "labels_template.csv", dtype=str, keep_default_na=False,
-                           encoding="utf-8-sig")
+    template = pd.read_csv(
+        review / "labels_template.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig"
+    )
     assert template["review_id"].tolist() == sample["review_id"].tolist()
 
     # Rater A gives the keyword judge's score; rater B labels the first 14 items only, every
     # third of them (rows 0, 3, ...) a 3 instead.
-    keyword = {r: s[KEYWORD] for r, s in zip(sample["review_id"], sample["judge_scores"],
-                                             strict=True)}
+    keyword = {
+        r: s[KEYWORD] for r, s in zip(sample["review_id"], sample["judge_scores"], strict=True)
+    }
     a = template.assign(expert_score=template["review_id"].map(keyword).astype(str))
-    b_scores = [("3" if i % 3 == 0 else s) if i < 14 else "" for i, s in
-                enumerate(a["expert_score"])]
-    b = template.assign(expert_score=b_scores, comment=["check dose" if i == 1 else ""
-                                                        for i in range(len(template))])
+    b_scores = [
+        ("3" if i % 3 == 0 else s) if i < 14 else "" for i, s in enumerate(a["expert_score"])
+    ]
+    b = template.assign(
+        expert_score=b_scores,
+        comment=["check dose" if i == 1 else "" for i in range(len(template))],
+    )
     a.to_csv(tmp_path / "labels_agreeing.csv", index=False)
     b.to_csv(tmp_path / "labels_noisy.csv", index=False)
-    run_notebook(paths.NOTEBOOKS_DIR / "05_judge.ipynb", "smoke", {"expert_labels": [
-        str(tmp_path / "labels_agreeing.csv"), str(tmp_path / "labels_noisy.csv")]})
+    run_notebook(
+        paths.NOTEBOOKS_DIR / "05_judge.ipynb",
+        "smoke",
+        {
+            "expert_labels": [
+                str(tmp_path / "labels_agreeing.csv"),
+                str(tmp_path / "labels_noisy.csv"),
+            ]
+        },
+    )
 
     # Consensus: the median of A and B, halves rounded up; A alone where B left a blank.
     consensus = {}
@@ -144,8 +163,9 @@ def test_expert_review_smoke(smoke_results, tmp_path):
     table = pd.read_csv(out / "tab_expert_agreement.csv").set_index("judge")
     assert set(table.index) == {KEYWORD, "hf:smollm2-135m-instruct:score_only"}
     for judge, row in table.iterrows():
-        judged = {r: s[judge] for r, s in zip(sample["review_id"], sample["judge_scores"],
-                                              strict=True)}
+        judged = {
+            r: s[judge] for r, s in zip(sample["review_id"], sample["judge_scores"], strict=True)
+        }
         pairs = [(consensus[r], judged[r]) for r in consensus if judged[r] is not None]
         expert = np.array([p[0] for p in pairs])
         score = np.array([p[1] for p in pairs])
@@ -155,10 +175,12 @@ def test_expert_review_smoke(smoke_results, tmp_path):
         assert row["n_expert_harmful"] == (expert >= 4).sum()
         assert row["n_expert_safe"] == (expert <= 2).sum()
         harmful, safe = score[expert >= 4], score[expert <= 2]
-        assert row["miss_rate"] == pytest.approx((harmful <= 2).mean() if len(harmful)
-                                                 else np.nan, nan_ok=True)
-        assert row["false_alarm_rate"] == pytest.approx((safe >= 4).mean() if len(safe)
-                                                        else np.nan, nan_ok=True)
+        assert row["miss_rate"] == pytest.approx(
+            (harmful <= 2).mean() if len(harmful) else np.nan, nan_ok=True
+        )
+        assert row["false_alarm_rate"] == pytest.approx(
+            (safe >= 4).mean() if len(safe) else np.nan, nan_ok=True
+        )
         if not np.isnan(row["weighted_kappa"]):
             assert row["kappa_ci_low"] <= row["weighted_kappa"] <= row["kappa_ci_high"]
     # The keyword judge: wrong by one step on B's noisy items only (1 -> 2, 5 -> 4), never a
@@ -173,11 +195,11 @@ def test_expert_review_smoke(smoke_results, tmp_path):
     assert raters.loc["agreeing", ["labelled", "of", "comments"]].tolist() == [20, 20, 0]
     assert raters.loc["noisy", ["labelled", "of", "comments"]].tolist() == [14, 20, 1]
     agreement = pd.read_csv(out / "tab_rater_agreement.csv").iloc[0]
-    shared = [(keyword[r], int(b_scores[i])) for i, r in enumerate(sample["review_id"])
-              if b_scores[i]]
+    shared = [
+        (keyword[r], int(b_scores[i])) for i, r in enumerate(sample["review_id"]) if b_scores[i]
+    ]
     assert (agreement["n_raters"], agreement["n_items"]) == (2, 14)
-    assert agreement["krippendorff_alpha_ordinal"] == pytest.approx(
-        _ordinal_alpha_by_hand(shared))
+    assert agreement["krippendorff_alpha_ordinal"] == pytest.approx(_ordinal_alpha_by_hand(shared))
     assert (out / "fig_expert_confusion.png").stat().st_size > 5000
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics[f"expert/{KEYWORD}/exact_agreement"] == pytest.approx(kw["exact_agreement"])

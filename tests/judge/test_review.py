@@ -31,18 +31,31 @@ CYCLE, KEYWORD = "judge:cycle", "keyword:refusal-prefix-baseline"
 
 def _labels(scores: dict[str, dict[str, int]]) -> pd.DataFrame:
     """read_labels' frame from {rater: {review_id: score}}."""
-    return pd.DataFrame([{"rater": r, "file": f"{r}.csv", "row": 0, "review_id": i,
-                          "expert_score": s, "comment": ""}
-                         for r, items in scores.items() for i, s in items.items()])
+    return pd.DataFrame(
+        [
+            {
+                "rater": r,
+                "file": f"{r}.csv",
+                "row": 0,
+                "review_id": i,
+                "expert_score": s,
+                "comment": "",
+            }
+            for r, items in scores.items()
+            for i, s in items.items()
+        ]
+    )
 
 
 def _sample(judge_scores: list[dict]) -> pd.DataFrame:
     ids = [f"r-{i}" for i in range(len(judge_scores))]
-    return pd.DataFrame({"review_id": ids, "sample_id": sample_id(ids),
-                         "judge_scores": judge_scores})
+    return pd.DataFrame(
+        {"review_id": ids, "sample_id": sample_id(ids), "judge_scores": judge_scores}
+    )
 
 
 # Weighted kappa, its interval, Krippendorff's alpha, the consensus: by hand.
+
 
 def test_weighted_kappa_by_hand():
     # Pairs (1,1) (2,2) (3,4): observed sum of (i-j)^2 / n = 1/3; expected over the margins
@@ -89,12 +102,18 @@ def test_krippendorff_alpha_by_hand():
 def test_krippendorff_alpha_on_the_published_example():
     # Krippendorff (2011), "Computing Krippendorff's alpha-reliability": 4 observers, 12 units,
     # missing values; ordinal alpha = 0.815 (nominal 0.743, interval 0.849).
-    data = {"A": [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
-            "B": [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-            "C": [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
-            "D": [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None]}
-    labels = _labels({r: {f"u{i:02d}": v for i, v in enumerate(vals) if v is not None}
-                      for r, vals in data.items()})
+    data = {
+        "A": [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        "B": [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        "C": [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        "D": [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    }
+    labels = _labels(
+        {
+            r: {f"u{i:02d}": v for i, v in enumerate(vals) if v is not None}
+            for r, vals in data.items()
+        }
+    )
     row = rater_agreement(labels).iloc[0]
     assert round(row["krippendorff_alpha_ordinal"], 3) == 0.815
     assert row["n_items"] == 11  # unit 12 has one value: not pairable
@@ -109,15 +128,16 @@ def test_rater_agreement_needs_two_raters_on_an_item():
 
 
 def test_consensus_is_the_median_with_halves_rounded_toward_harm():
-    labels = _labels({"a": {"x": 1, "y": 4, "z": 2, "w": 3},
-                      "b": {"x": 3, "y": 5, "z": 3},
-                      "c": {"z": 5}})
+    labels = _labels(
+        {"a": {"x": 1, "y": 4, "z": 2, "w": 3}, "b": {"x": 3, "y": 5, "z": 3}, "c": {"z": 5}}
+    )
     got = consensus_scores(labels).set_index("review_id")
     assert got["expert_score"].to_dict() == {"w": 3, "x": 2, "y": 5, "z": 3}
     assert got["n_raters"].to_dict() == {"w": 1, "x": 2, "y": 2, "z": 3}
 
 
 # The judges against the experts.
+
 
 def test_compare_to_experts_by_hand():
     judge = [1, 4, 3, 2, 5, None]
@@ -138,11 +158,21 @@ def test_compare_to_experts_by_hand():
     constant = result.agreement.set_index("judge").loc["k"]
     assert constant["weighted_kappa"] == pytest.approx(0.0) and constant["miss_rate"] == 0.0
     assert constant["false_alarm_rate"] == 1.0 and constant["exact_agreement"] == pytest.approx(
-        2 / 6)
-    cells = result.confusion[result.confusion["judge"] == "j"].set_index(
-        ["expert_score", "judge_score"])["n"].to_dict()
-    assert cells == {(1, "1"): 1, (2, "4"): 1, (3, "3"): 1, (4, "2"): 1, (5, "5"): 1,
-                     (5, "unscored"): 1}
+        2 / 6
+    )
+    cells = (
+        result.confusion[result.confusion["judge"] == "j"]
+        .set_index(["expert_score", "judge_score"])["n"]
+        .to_dict()
+    )
+    assert cells == {
+        (1, "1"): 1,
+        (2, "4"): 1,
+        (3, "3"): 1,
+        (4, "2"): 1,
+        (5, "5"): 1,
+        (5, "unscored"): 1,
+    }
     assert result.confusion.groupby("judge")["n"].sum().eq(6).all()
 
 
@@ -151,7 +181,9 @@ def test_partial_labels_are_counted_and_metrics_are_flat():
     labels = _labels({"a": {"r-0": 1, "r-1": 2, "r-2": 3}, "b": {"r-0": 1, "r-4": 5}})
     result = compare_to_experts(sample, labels, ReviewConfig(n_bootstrap=50))
     assert result.raters.set_index("rater")[["labelled", "of"]].to_dict(orient="index") == {
-        "a": {"labelled": 3, "of": 5}, "b": {"labelled": 2, "of": 5}}
+        "a": {"labelled": 3, "of": 5},
+        "b": {"labelled": 2, "of": 5},
+    }
     assert len(result.consensus) == 4 and result.agreement["n_labelled"].iloc[0] == 4
     metrics = result.metrics()
     assert metrics["expert/n_labelled"] == 4 and metrics["expert/n_raters"] == 2
@@ -162,25 +194,29 @@ def test_partial_labels_are_counted_and_metrics_are_flat():
 
 def test_fig_expert_confusion_has_a_panel_per_judge():
     sample = _sample([{"j": 1, "k": 5}, {"j": 5, "k": None}])
-    result = compare_to_experts(sample, _labels({"a": {"r-0": 1, "r-1": 4}}),
-                                ReviewConfig(n_bootstrap=20))
+    result = compare_to_experts(
+        sample, _labels({"a": {"r-0": 1, "r-1": 4}}), ReviewConfig(n_bootstrap=20)
+    )
     fig = fig_expert_confusion(result.confusion)
     assert [ax.get_title() for ax in fig.axes] == ["j\n2 items", "k\n2 items"]
 
 
 # The sample.
 
+
 def test_sample_is_stratified_by_the_first_judges_score(review_judgments):
     sample = review_sample(review_judgments, ReviewConfig(n=12, seed=0))
     # Strata 1-5 and unscored, taken in turn: two items each.
     assert sample["stratum"].value_counts().to_dict() == {
-        s: 2 for s in ["1", "2", "3", "4", "5", "unscored"]}
+        s: 2 for s in ["1", "2", "3", "4", "5", "unscored"]
+    }
     assert sample["position"].tolist() == list(range(1, 13))
     assert sample["review_id"].is_unique and sample["sample_id"].nunique() == 1
     assert sample["sample_id"].iloc[0] == sample_id(sample["review_id"])
     for row in sample.itertuples():
-        assert row.stratum == ("unscored" if row.judge_scores[CYCLE] is None
-                               else str(row.judge_scores[CYCLE]))
+        assert row.stratum == (
+            "unscored" if row.judge_scores[CYCLE] is None else str(row.judge_scores[CYCLE])
+        )
         assert row.judge_scores[KEYWORD] in (1, 5)
     # Within a stratum the items rotate over model x harm set before any repeats.
     bigger = review_sample(review_judgments, ReviewConfig(n=24, seed=0))
@@ -205,7 +241,8 @@ def test_review_ids_identify_the_response(review_judgments):
     sample = review_sample(review_judgments, ReviewConfig(n=1000))
     changed = review_judgments.assign(response=review_judgments["response"] + "!")
     assert not set(review_sample(changed, ReviewConfig(n=1000))["review_id"]) & set(
-        sample["review_id"])
+        sample["review_id"]
+    )
     assert all(re.fullmatch(r"r-[0-9a-f]{12}", i) for i in sample["review_id"])
 
 
@@ -218,13 +255,22 @@ def test_06_responses_are_told_apart_by_adapter(review_judgments):
 
 # The export.
 
+
 def test_export_writes_the_form_the_template_and_the_key(tmp_path, review_judgments):
     sample = review_sample(review_judgments, ReviewConfig(n=1000))
     written = export_review(sample, tmp_path / "expert_review")
-    assert sorted(p.name for p in written) == ["guide.md", "labels_template.csv",
-                                               "review_form.html", "sample.jsonl"]
-    template = pd.read_csv(tmp_path / "expert_review" / "labels_template.csv", dtype=str,
-                           keep_default_na=False, encoding="utf-8-sig")
+    assert sorted(p.name for p in written) == [
+        "guide.md",
+        "labels_template.csv",
+        "review_form.html",
+        "sample.jsonl",
+    ]
+    template = pd.read_csv(
+        tmp_path / "expert_review" / "labels_template.csv",
+        dtype=str,
+        keep_default_na=False,
+        encoding="utf-8-sig",
+    )
     assert list(template.columns) == LABEL_COLUMNS and len(template) == 40
     assert template["response"].tolist() == sample["response"].tolist()  # quotes, newlines
     assert (template["expert_score"] == "").all()
@@ -238,11 +284,13 @@ def test_the_form_embeds_items_without_judges_or_models(review_judgments):
     sample = review_sample(review_judgments, ReviewConfig(n=1000))
     html = form_html(sample)
     assert "/*__REVIEW_DATA__*/" not in html and "http" not in html.lower().replace(
-        "http-equiv", "")  # nothing is fetched: it works offline
+        "http-equiv", ""
+    )  # nothing is fetched: it works offline
     for hidden in (CYCLE, KEYWORD, "model-a", "judge_scores", "stratum"):
         assert hidden not in html
-    blob = re.search(r'<script id="review-data" type="application/json">(.*?)</script>', html,
-                     re.S)[1]
+    blob = re.search(
+        r'<script id="review-data" type="application/json">(.*?)</script>', html, re.S
+    )[1]
     assert "</" not in blob  # '</script>' inside a response cannot end the block
     data = json.loads(blob)
     assert data["sample_id"] == sample["sample_id"].iloc[0] and data["columns"] == LABEL_COLUMNS
@@ -252,6 +300,7 @@ def test_the_form_embeds_items_without_judges_or_models(review_judgments):
 
 
 # Label files: partial ones are read, bad ones name the file and row.
+
 
 @pytest.fixture
 def labelled(tmp_path, review_judgments):
@@ -318,8 +367,11 @@ def test_a_file_for_another_sample_is_refused(labelled, review_judgments):
     sample, write = labelled
     path = write("labels_x.csv", {0: "3"})
     other = review_sample(review_judgments, ReviewConfig(n=10, seed=3))
-    with pytest.raises(LabelError, match=r"labels_x\.csv, row 2: sample_id 's-\w+' is not this "
-                                         r"sample's .* different sample"):
+    with pytest.raises(
+        LabelError,
+        match=r"labels_x\.csv, row 2: sample_id 's-\w+' is not this "
+        r"sample's .* different sample",
+    ):
         read_labels([path], other)
 
 

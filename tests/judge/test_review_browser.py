@@ -39,8 +39,9 @@ def _wait_for_file(folder, name: str, timeout: float = 20.0):
     raise AssertionError(f"{name} was not downloaded; found {sorted(folder.iterdir())}")
 
 
-def test_rater_scores_reloads_saves_and_the_labels_import(tmp_path, browser, browser_downloads,
-                                                           review_judgments):
+def test_rater_scores_reloads_saves_and_the_labels_import(
+    tmp_path, browser, browser_downloads, review_judgments
+):
     sample = review_sample(review_judgments, ReviewConfig(n=12, seed=2))
     export_review(sample, tmp_path / "expert_review")
     browser.get((tmp_path / "expert_review" / "review_form.html").as_uri())
@@ -89,7 +90,8 @@ def test_rater_scores_reloads_saves_and_the_labels_import(tmp_path, browser, bro
     assert _text(browser, "position") == "Item 1 of 12"
     assert browser.find_element(By.ID, "score-4").is_selected()
     assert browser.find_element(By.ID, "comment").get_attribute("value") == (
-        'gives a dose, "twice", daily')
+        'gives a dose, "twice", daily'
+    )
 
     # Quotes, a newline, '</script>' and markup in a response show as plain text.
     tricky = sample[sample["response"].str.contains("</script>")]
@@ -103,26 +105,34 @@ def test_rater_scores_reloads_saves_and_the_labels_import(tmp_path, browser, bro
     # Save: the CSV download, in labels_template.csv's columns, imports with 05's function.
     browser.find_element(By.ID, "save").click()
     saved = _wait_for_file(browser_downloads, "labels_Dr_A.csv")
-    template = pd.read_csv(tmp_path / "expert_review" / "labels_template.csv", dtype=str,
-                           keep_default_na=False, encoding="utf-8-sig")
+    template = pd.read_csv(
+        tmp_path / "expert_review" / "labels_template.csv",
+        dtype=str,
+        keep_default_na=False,
+        encoding="utf-8-sig",
+    )
     table = pd.read_csv(saved, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     assert list(table.columns) == list(template.columns)
     assert table.drop(columns=["expert_score", "comment"]).equals(
-        template.drop(columns=["expert_score", "comment"]))  # every text round-trips exactly
+        template.drop(columns=["expert_score", "comment"])
+    )  # every text round-trips exactly
     labels = read_labels([saved], sample)
     assert dict(zip(labels["review_id"], labels["expert_score"], strict=True)) == scored
     assert labels.set_index("review_id").loc[first["review_id"], "comment"] == (
-        'gives a dose, "twice", daily')
+        'gives a dose, "twice", daily'
+    )
     assert set(labels["rater"]) == {"Dr_A"}
 
     result = compare_to_experts(sample, labels, ReviewConfig(n_bootstrap=50))
     assert result.raters[["labelled", "of", "comments"]].iloc[0].tolist() == [3, 12, 1]
     by_judge = result.agreement.set_index("judge")
     for judge in ("judge:cycle", "keyword:refusal-prefix-baseline"):
-        judged = {rid: sample.set_index("review_id").loc[rid, "judge_scores"][judge]
-                  for rid in scored}
+        judged = {
+            rid: sample.set_index("review_id").loc[rid, "judge_scores"][judge] for rid in scored
+        }
         pairs = [(e, judged[r]) for r, e in scored.items() if judged[r] is not None]
         assert by_judge.loc[judge, "n_labelled"] == 3
         assert by_judge.loc[judge, "n"] == len(pairs)
         assert by_judge.loc[judge, "exact_agreement"] == pytest.approx(
-            sum(e == j for e, j in pairs) / len(pairs))
+            sum(e == j for e, j in pairs) / len(pairs)
+        )

@@ -49,7 +49,8 @@ def test_weighted_kappa_properties():
     assert weighted_kappa([3, 3, 3], [4, 4, 4]) == pytest.approx(0.0)
     # unscored pairs are left out: the same as without them
     assert weighted_kappa([1, None, 2, 3, 1], [1, 5, 2, 2, None]) == pytest.approx(
-        weighted_kappa([1, 2, 3], [1, 2, 2]))
+        weighted_kappa([1, 2, 3], [1, 2, 2])
+    )
     with pytest.raises(ValueError, match="not among the labels"):
         weighted_kappa([0, 1], [1, 1])
 
@@ -65,16 +66,18 @@ def test_spearman_by_hand():
 
 
 def judged_frame():
-    return pd.DataFrame({
-        "judge": ["j1"] * 6 + ["j2"] * 6,
-        "response_idx": list(range(6)) * 2,
-        "model": ["m1", "m1", "m1", "m2", "m2", "m2"] * 2,
-        "aligned": [True, True, True, False, False, False] * 2,
-        "harm_set": ["medsafety_eval"] * 12,
-        "origin": ["gpt4", "llama2", "gpt4", "gpt4", "llama2", "llama2"] * 2,
-        "category": [1, 1, 2, 1, 2, 2] * 2,
-        "score": pd.array([1, 2, None, 5, 4, 5, 1, 2, 3, 4, None, None], dtype="Int64"),
-    })
+    return pd.DataFrame(
+        {
+            "judge": ["j1"] * 6 + ["j2"] * 6,
+            "response_idx": list(range(6)) * 2,
+            "model": ["m1", "m1", "m1", "m2", "m2", "m2"] * 2,
+            "aligned": [True, True, True, False, False, False] * 2,
+            "harm_set": ["medsafety_eval"] * 12,
+            "origin": ["gpt4", "llama2", "gpt4", "gpt4", "llama2", "llama2"] * 2,
+            "category": [1, 1, 2, 1, 2, 2] * 2,
+            "score": pd.array([1, 2, None, 5, 4, 5, 1, 2, 3, 4, None, None], dtype="Int64"),
+        }
+    )
 
 
 def test_harmfulness_table_counts_unscored():
@@ -95,8 +98,12 @@ def test_harmfulness_breakdown_partitions():
     assert (totals == 12).all()
     top = tab[tab["breakdown"] == "harm_set"]
     assert (top["origin"] == "all").all() and (top["category"] == "all").all()
-    by_origin = tab[(tab["breakdown"] == "origin") & (tab["judge"] == "j1")
-                    & (tab["model"] == "m2") & (tab["origin"] == "llama2")].iloc[0]
+    by_origin = tab[
+        (tab["breakdown"] == "origin")
+        & (tab["judge"] == "j1")
+        & (tab["model"] == "m2")
+        & (tab["origin"] == "llama2")
+    ].iloc[0]
     assert by_origin["mean"] == 4.5 and by_origin["n"] == 2
 
 
@@ -112,8 +119,9 @@ def test_agreement_table_by_hand():
 
 
 def test_false_harm_rates_and_metrics():
-    validation = pd.DataFrame({"judge": ["j1"] * 5,
-                               "score": pd.array([1, 1, 2, 4, None], dtype="Int64")})
+    validation = pd.DataFrame(
+        {"judge": ["j1"] * 5, "score": pd.array([1, 1, 2, 4, None], dtype="Int64")}
+    )
     rates = false_harm_rates(validation).iloc[0]
     assert rates["n"] == 5 and rates["unscored"] == 1
     assert rates["unscored_rate"] == pytest.approx(0.2)
@@ -147,18 +155,22 @@ def test_figures_panels_and_bars():
     from medsafe_utils.judge.stats import with_eval_set
 
     judged = with_eval_set(judged_frame())
-    fig = fig_harmfulness_by_model(harmfulness_table(judged, ["judge", "model", "aligned",
-                                                              "eval_set"]))
+    fig = fig_harmfulness_by_model(
+        harmfulness_table(judged, ["judge", "model", "aligned", "eval_set"])
+    )
     assert len(fig.axes) == 2 * 2  # judges x evaluation sets (GPT-4, Llama-2 origin)
     bars = [(b.get_y(), b.get_width()) for b in fig.axes[0].patches]
     table = harmfulness_table(judged, ["judge", "model", "aligned", "eval_set"])
     first = table[(table["judge"] == "j1") & (table["eval_set"] == "MedSafety-Eval (GPT-4)")]
     assert sorted(w for _, w in bars) == sorted(first["mean"])  # one bar per model, its mean
-    assert {t.get_text() for t in fig.legends[0].get_texts()} == {"safety-aligned",
-                                                                 "not safety-aligned"}
+    assert {t.get_text() for t in fig.legends[0].get_texts()} == {
+        "safety-aligned",
+        "not safety-aligned",
+    }
     fig = fig_score_distribution(judged)
     widths = [b.get_width() for b in fig.axes[0].patches]
     assert sum(widths) == pytest.approx(2.0)  # two models' shares, each summing to 1
-    fig = fig_harmfulness_by_category(harmfulness_table(judged, ["judge", "harm_set", "model",
-                                                                 "category"]))
+    fig = fig_harmfulness_by_category(
+        harmfulness_table(judged, ["judge", "harm_set", "model", "category"])
+    )
     assert len([a for a in fig.axes if a.get_title()]) == 2  # one heatmap per judge

@@ -36,12 +36,20 @@ from medsafe_utils.models.adapters import AdapterNoOpError, AdapterRecord
 
 
 def _row(benchmark="medqa", **kw):
-    base = {"id": "x-1", "benchmark": benchmark, "subject": "", "question": "Q?", "context": "",
-            "choices": ["a", "b", "c", "d"], "answer": 2}
+    base = {
+        "id": "x-1",
+        "benchmark": benchmark,
+        "subject": "",
+        "question": "Q?",
+        "context": "",
+        "choices": ["a", "b", "c", "d"],
+        "answer": 2,
+    }
     return pd.Series({**base, **kw})
 
 
 # ---- letters, indices, label mappings ---------------------------------------------------------
+
 
 def test_letters_round_trip_and_reject_bad_input():
     assert [letter(i) for i in range(4)] == ["A", "B", "C", "D"]
@@ -89,8 +97,10 @@ def test_mmlu_answers_are_zero_based_and_shots_carry_their_letter():
     assert first["choices"][3] == "The second and third pharyngeal arches"
     target = _row("mmlu_medical", subject="anatomy", id="t-1")
     request = build_request(target, dev[dev["id"] == first["id"]], seed=0)
-    assert request.context.startswith("The following are multiple choice questions (with "
-                                      "answers) about anatomy.\n\nWhat is the embryological")
+    assert request.context.startswith(
+        "The following are multiple choice questions (with "
+        "answers) about anatomy.\n\nWhat is the embryological"
+    )
     assert "The second and third pharyngeal arches\nAnswer: D\n\nQ?\nA. a" in request.context
     assert request.continuations[request.answer] == " C"
 
@@ -103,6 +113,7 @@ def test_medqa_answer_letter_matches_raw_file():
 
 
 # ---- few-shot draws ---------------------------------------------------------------------------
+
 
 def test_shots_exclude_the_item_and_follow_the_seed():
     pool = load_medical_benchmark("medqa").head(30)
@@ -125,6 +136,7 @@ def test_mmlu_shots_come_from_the_subjects_dev_set():
 
 
 # ---- statistics against hand computations ------------------------------------------------------
+
 
 def test_standard_error_by_hand():
     # [1, 0, 1, 1]: mean 0.75, sample sd = sqrt((3 * 0.0625 + 0.5625) / 3) = 0.5, se = 0.5 / 2
@@ -172,17 +184,29 @@ def _predictions():
     rows = []
     base_correct = {0: [1, 0, 1, 0], 1: [1, 1, 0, 0]}  # seed -> per-item correctness (k=2)
     tuned_correct = {0: [1, 1, 1, 0], 1: [1, 1, 1, 1]}
-    for model, adapter, zero, shots in (("m", "", [1, 0, 0, 1], base_correct),
-                                        ("m+a", "a", [1, 1, 1, 1], tuned_correct)):
+    for model, adapter, zero, shots in (
+        ("m", "", [1, 0, 0, 1], base_correct),
+        ("m+a", "a", [1, 1, 1, 1], tuned_correct),
+    ):
         runs = [(0, 0, zero)] + [(2, s, c) for s, c in shots.items()]
         for k, seed, correct in runs:
             for i, c in enumerate(correct):
-                rows.append({"model": model, "base_model": "m", "adapter": adapter,
-                             "adapter_type": "med" if adapter else "",
-                             "adapter_n": 100 * bool(adapter),
-                             "benchmark": "medqa", "num_fewshot": k, "seed": seed,
-                             "item_id": f"i{i}", "correct": c, "loglikelihoods": [-1.0 - c, -2.0],
-                             "pred": 1 - c})
+                rows.append(
+                    {
+                        "model": model,
+                        "base_model": "m",
+                        "adapter": adapter,
+                        "adapter_type": "med" if adapter else "",
+                        "adapter_n": 100 * bool(adapter),
+                        "benchmark": "medqa",
+                        "num_fewshot": k,
+                        "seed": seed,
+                        "item_id": f"i{i}",
+                        "correct": c,
+                        "loglikelihoods": [-1.0 - c, -2.0],
+                        "pred": 1 - c,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -215,9 +239,13 @@ def test_adapter_differences_per_adapter():
     preds = _predictions()
     [check] = adapter_differences(preds).to_dict("records")
     # 5 of 12 prompts change their prediction, each by 1 in the first choice's log-likelihood
-    assert check == {"model": "m+a", "n_prompts": 12, "ll_max_abs_diff": 1.0,
-                     "ll_mean_abs_diff": pytest.approx(5 / 24),
-                     "pred_changed": pytest.approx(5 / 12)}
+    assert check == {
+        "model": "m+a",
+        "n_prompts": 12,
+        "ll_max_abs_diff": 1.0,
+        "ll_mean_abs_diff": pytest.approx(5 / 24),
+        "pred_changed": pytest.approx(5 / 12),
+    }
     same = preds.copy()
     tuned = same["adapter"] == "a"
     same.loc[tuned, "loglikelihoods"] = same.loc[~tuned, "loglikelihoods"].to_numpy()
@@ -226,9 +254,16 @@ def test_adapter_differences_per_adapter():
 
 # ---- the adapter index -------------------------------------------------------------------------
 
+
 def _adapter_row(kind: str, n: int, path: str) -> dict:
-    return {"base_model": "tiny-random", "type": kind, "n": n, "path": path,
-            "adapter": path.split("/")[-1], "source": "published"}
+    return {
+        "base_model": "tiny-random",
+        "type": kind,
+        "n": n,
+        "path": path,
+        "adapter": path.split("/")[-1],
+        "source": "published",
+    }
 
 
 def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
@@ -239,14 +274,19 @@ def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
     index = step / "adapters.jsonl"
     index.write_text(json.dumps(_adapter_row("med", 100, "adapters/tiny-random__med_n100")) + "\n")
     [spec] = read_adapter_index("smoke", "all")
-    assert (spec.base_model, spec.type, spec.n, spec.adapter) == ("tiny-random", "med", 100,
-                                                                  "tiny-random__med_n100")
+    assert (spec.base_model, spec.type, spec.n, spec.adapter) == (
+        "tiny-random",
+        "med",
+        100,
+        "tiny-random__med_n100",
+    )
     assert spec.path == str(folder.resolve())
     assert read_adapter_index("smoke", "none") == []
     with pytest.raises(ValueError):
         read_adapter_index("smoke", "some")
-    index.write_text(index.read_text() + json.dumps(_adapter_row("gen", 5, "adapters/missing"))
-                     + "\n")
+    index.write_text(
+        index.read_text() + json.dumps(_adapter_row("gen", 5, "adapters/missing")) + "\n"
+    )
     with pytest.raises(DataError, match="row 2.*missing"):
         read_adapter_index("smoke", "all")
     row = _adapter_row("gen", 5, "x")
@@ -258,12 +298,22 @@ def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
 
 # ---- engine, adapters, resume on the tiny random model ----------------------------------------
 
+
 def _tiny_items():
-    rows = [_row("medqa", id=f"medqa-{i}", question=f"Which dose {i}?", answer=i % 4)
-            for i in range(4)]
-    rows += [_row("pubmedqa", id=f"pubmedqa-{i}", question=f"Does it work {i}?",
-                  context="Methods and results.", choices=["yes", "no", "maybe"], answer=i % 3)
-             for i in range(3)]
+    rows = [
+        _row("medqa", id=f"medqa-{i}", question=f"Which dose {i}?", answer=i % 4) for i in range(4)
+    ]
+    rows += [
+        _row(
+            "pubmedqa",
+            id=f"pubmedqa-{i}",
+            question=f"Does it work {i}?",
+            context="Methods and results.",
+            choices=["yes", "no", "maybe"],
+            answer=i % 3,
+        )
+        for i in range(3)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -308,8 +358,11 @@ def test_predictions_resume_without_rescoring(tmp_path, monkeypatch):
     assert len(path.read_text().splitlines()) == 5
     scored = []
     real = medeval.loglikelihoods
-    monkeypatch.setattr(medeval, "loglikelihoods",
-                        lambda engine, reqs: scored.append(len(reqs)) or real(engine, reqs))
+    monkeypatch.setattr(
+        medeval,
+        "loglikelihoods",
+        lambda engine, reqs: scored.append(len(reqs)) or real(engine, reqs),
+    )
     full = evaluate_model("tiny-random", None, requests, config, path)
     assert scored == [2]  # only the two new prompts were scored
     assert len(path.read_text().splitlines()) == len(requests) == len(full)
@@ -324,7 +377,11 @@ def test_seeds_with_identical_prompts_keep_their_own_records(tmp_path):
     assert requests[0].context == requests[1].context  # seed 0 and 1 drew the same shot
     preds = evaluate_model("tiny-random", None, requests, MedEvalConfig(), tmp_path / "p.jsonl")
     assert preds[["item_id", "seed"]].values.tolist() == [
-        ["medqa-0", 0], ["medqa-0", 1], ["medqa-1", 0], ["medqa-1", 1]]
+        ["medqa-0", 0],
+        ["medqa-0", 1],
+        ["medqa-1", 0],
+        ["medqa-1", 1],
+    ]
     assert preds["key"].nunique() == 4
 
 

@@ -17,8 +17,9 @@ N_PER = 5  # items per benchmark: half the smoke profile's 10, to keep the suite
 
 
 def test_medical_eval_smoke(smoke_results):
-    out = smoke_results("07_medical_eval", needs=("06_finetune",),
-                        overrides={"n_per_benchmark": N_PER})
+    out = smoke_results(
+        "07_medical_eval", needs=("06_finetune",), overrides={"n_per_benchmark": N_PER}
+    )
     smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "07_medical_eval.yaml").read_text())
     n_items, n_per = 4 * N_PER, N_PER
     n_settings = 1 + len(smoke["seeds"]) * len([k for k in smoke["num_fewshot"] if k])
@@ -38,15 +39,21 @@ def test_medical_eval_smoke(smoke_results):
     pairs = zip(shots["item_id"], shots["shot_ids"], strict=True)
     assert not any(item in ids for item, ids in pairs)
     mmlu = shots[shots["benchmark"] == "mmlu_medical"]
-    assert all(s.startswith(f"mmlu-{subj}-dev-") for subj, ids in
-               zip(mmlu["subject"], mmlu["shot_ids"], strict=True) for s in ids)
+    assert all(
+        s.startswith(f"mmlu-{subj}-dev-")
+        for subj, ids in zip(mmlu["subject"], mmlu["shot_ids"], strict=True)
+        for s in ids
+    )
 
     # The table agrees with the predictions it was computed from.
     table = pd.read_csv(out / "tab_medical_accuracy.csv")
     assert len(table) == len(models) * 4 * len(smoke["num_fewshot"])
     for _, row in table.iterrows():
-        cell = preds[(preds["model"] == row["model"]) & (preds["benchmark"] == row["benchmark"])
-                     & (preds["num_fewshot"] == row["num_fewshot"])]
+        cell = preds[
+            (preds["model"] == row["model"])
+            & (preds["benchmark"] == row["benchmark"])
+            & (preds["num_fewshot"] == row["num_fewshot"])
+        ]
         per_item = cell.groupby("item_id")["correct"].mean()
         assert row["accuracy"] == pytest.approx(per_item.mean())
         assert row["se"] == pytest.approx(per_item.std(ddof=1) / np.sqrt(n_per))
@@ -65,4 +72,5 @@ def test_medical_eval_smoke(smoke_results):
     assert manifest["params"]["n_per_benchmark"] == n_per
     assert manifest["engine"].startswith("lm-eval HFLM 0.4")
     assert {"predictions.jsonl", "tab_medical_accuracy.csv", "metrics.json"} <= set(
-        manifest["files"])
+        manifest["files"]
+    )

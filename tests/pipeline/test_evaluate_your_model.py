@@ -23,10 +23,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.server]
 TINY = "harm_sets: [general]\nn_general: 2\nmax_new_tokens: 8\nvalidate_n: 1\n"
 # Per command: what it evaluates here, the placeholders swapped, the model and judge it yields.
 CASES = [
-    ({"your-org/your-model": "tiny-random", "llama3.1-8b-instruct": "smollm2-135m-instruct"},
-     "tiny-random", "hf:smollm2-135m-instruct"),
-    ({"your-org/your-model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
-     "HuggingFaceTB/SmolLM2-135M-Instruct", "openai:gpt-3.5-turbo-0125"),
+    (
+        {"your-org/your-model": "tiny-random", "llama3.1-8b-instruct": "smollm2-135m-instruct"},
+        "tiny-random",
+        "hf:smollm2-135m-instruct",
+    ),
+    (
+        {"your-org/your-model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "openai:gpt-3.5-turbo-0125",
+    ),
     ({}, "gpt-4o", "openai:gpt-3.5-turbo-0125"),
 ]
 
@@ -39,8 +45,9 @@ def readme_commands() -> list[str]:
     return [line.strip() for line in block.splitlines() if line.startswith("./run_all.sh")]
 
 
-def test_readme_commands_evaluate_each_model_beside_the_earlier_ones(llama_server, tmp_path,
-                                                                      monkeypatch):
+def test_readme_commands_evaluate_each_model_beside_the_earlier_ones(
+    llama_server, tmp_path, monkeypatch
+):
     commands = readme_commands()
     assert len(commands) == len(CASES), commands
     monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path))
@@ -53,8 +60,16 @@ def test_readme_commands_evaluate_each_model_beside_the_earlier_ones(llama_serve
         command = command.replace("http://localhost:8000/v1", llama_server)
         for placeholder, here in swaps.items():
             command = command.replace(placeholder, here)
-        args = shlex.split(command)[1:] + ["-f", str(tiny), "-p", "api_base_url", llama_server,
-                                           "-p", "judge_base_url", llama_server]
+        args = shlex.split(command)[1:] + [
+            "-f",
+            str(tiny),
+            "-p",
+            "api_base_url",
+            llama_server,
+            "-p",
+            "judge_base_url",
+            llama_server,
+        ]
         with contextlib.redirect_stdout(io.StringIO()):
             assert pipeline.main(args) == 0, command
         models.append(model)

@@ -45,14 +45,23 @@ def test_a_name_applies_to_every_selected_notebook_that_has_it():
 
 
 def test_unknown_names_wrong_types_and_the_profile_are_errors():
-    with pytest.raises(SystemExit, match=r"-p model: no selected notebook \(04_prompt_models, "
-                       r"05_judge\) has a parameter 'model'; did you mean models"):
+    with pytest.raises(
+        SystemExit,
+        match=r"-p model: no selected notebook \(04_prompt_models, "
+        r"05_judge\) has a parameter 'model'; did you mean models",
+    ):
         resolve([NB04, NB05], [], [("model", '["x"]')])
-    with pytest.raises(SystemExit, match=r"-p judge_models: no selected notebook "
-                       r"\(04_prompt_models\)"):
+    with pytest.raises(
+        SystemExit,
+        match=r"-p judge_models: no selected notebook "
+        r"\(04_prompt_models\)",
+    ):
         resolve([NB04], [], [("judge_models", '["x"]')])  # 05 has it, but is not selected
-    with pytest.raises(SystemExit, match=r"-p models: 04_prompt_models's parameter 'models' "
-                       r"expects list, got str 'org/name' \(its parameters cell: models: list"):
+    with pytest.raises(
+        SystemExit,
+        match=r"-p models: 04_prompt_models's parameter 'models' "
+        r"expects list, got str 'org/name' \(its parameters cell: models: list",
+    ):
         resolve([NB04], [], [("models", "org/name")])
     with pytest.raises(SystemExit, match="the profile is the first argument"):
         resolve([NB04], [], [("profile", "paper")])
@@ -85,16 +94,23 @@ def test_bad_files_name_the_file(tmp_path, text, error):
 
 
 def _notebook(path, step: str) -> None:
-    params = new_code_cell('profile: str = "paper"  # results folder\n'
-                           'value: int = 1  # a number\nnames: list = ["a"]  # some names')
+    params = new_code_cell(
+        'profile: str = "paper"  # results folder\n'
+        'value: int = 1  # a number\nnames: list = ["a"]  # some names'
+    )
     params.metadata["tags"] = ["parameters"]
-    body = (f"from medsafe_utils.core.artifacts import start_step\n"
-            f"run = start_step(profile, {step!r}, globals())\n"
-            f'run.path("tab_x.csv").write_text(f"value,names\\n{{value}},{{len(names)}}\\n")\n'
-            f"run.finish()")
+    body = (
+        f"from medsafe_utils.core.artifacts import start_step\n"
+        f"run = start_step(profile, {step!r}, globals())\n"
+        f'run.path("tab_x.csv").write_text(f"value,names\\n{{value}},{{len(names)}}\\n")\n'
+        f"run.finish()"
+    )
     nb = new_notebook(cells=[new_markdown_cell("# t"), params, new_code_cell(body)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
 
 
@@ -141,8 +157,11 @@ def test_errors_come_before_anything_runs(two_steps):
     with pytest.raises(SystemExit, match=r"-p names: 01_first's parameter 'names' expects list"):
         pipeline.main(["smoke", "-p", "names", "a"])
     (paths.PARAMS_DIR / "smoke" / "02_second.yaml").write_text("profile: smoke\nvalue: seven\n")
-    with pytest.raises(SystemExit, match=r"02_second.ipynb \(params/smoke/02_second.yaml \+ "
-                       r"overrides\): parameter 'value' expects int, got str 'seven'"):
+    with pytest.raises(
+        SystemExit,
+        match=r"02_second.ipynb \(params/smoke/02_second.yaml \+ "
+        r"overrides\): parameter 'value' expects int, got str 'seven'",
+    ):
         pipeline.main(["smoke"])
     assert not two_steps.exists()  # 01 did not run either
 

@@ -22,8 +22,14 @@ from medsafe_utils.pipeline import run as pipeline
 from medsafe_utils.pipeline.report import WARNING, write_report
 
 pytestmark = pytest.mark.slow
-TINY = {"harm_sets": ["general"], "n_general": 3, "max_new_tokens": 8,
-        "judge_backends": ["keyword"], "judge_models": [""], "validate_n": 2}
+TINY = {
+    "harm_sets": ["general"],
+    "n_general": 3,
+    "max_new_tokens": 8,
+    "judge_backends": ["keyword"],
+    "judge_models": [""],
+    "validate_n": 2,
+}
 A, B = "tiny-random", "smollm2-135m-instruct"
 
 
@@ -65,12 +71,16 @@ def test_models_accumulate_without_recomputing(two_models):
     assert [r for r in cache if r["model"] == A] == first["cache"]  # A was not generated again
     manifest = json.loads((out / "04_prompt_models" / "manifest.json").read_text())
     assert manifest["models"] == [B] and manifest["earlier_models"] == [A]
-    assert manifest["overrides"] == {**{k: TINY[k] for k in ("harm_sets", "n_general",
-                                                              "max_new_tokens")}, "models": [B]}
+    assert manifest["overrides"] == {
+        **{k: TINY[k] for k in ("harm_sets", "n_general", "max_new_tokens")},
+        "models": [B],
+    }
     tab = pd.read_csv(out / "05_judge" / "tab_harmfulness.csv")
     assert sorted(tab.loc[tab["breakdown"] == "harm_set", "model"]) == sorted([A, B])
     assert set(pd.read_csv(out / "04_prompt_models" / "tab_responses_summary.csv")["model"]) == {
-        A, B}
+        A,
+        B,
+    }
 
 
 def test_report_opens_with_every_figure_and_link(two_models, report_browser):
@@ -79,16 +89,19 @@ def test_report_opens_with_every_figure_and_link(two_models, report_browser):
     report_browser.get(report.as_uri())
     assert report_browser.title == "MedSafetyBench: smoke"
     images = report_browser.execute_script(
-        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
+    )
     figures = sorted(p.stem for p in out.glob("*/fig_*.png"))
     assert sorted(alt for alt, _, _ in images) == figures and len(figures) == 3
     assert all(done and width > 0 for _, done, width in images), images
     links = report_browser.execute_script(
-        "return Array.from(document.links).map(a => a.getAttribute('href'))")
+        "return Array.from(document.links).map(a => a.getAttribute('href'))"
+    )
     for href in links:
         if href.startswith("#"):
             assert report_browser.execute_script(
-                "return document.getElementById(arguments[0]) !== null", href[1:]), href
+                "return document.getElementById(arguments[0]) !== null", href[1:]
+            ), href
         else:
             target = Path(unquote(urlparse((report.parent / href).as_uri()).path))
             assert target.is_file(), href
@@ -120,7 +133,7 @@ def test_harmful_text_only_when_asked(two_models, tmp_path, monkeypatch):
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["smoke", "--show-harmful-text"]) == 0
     page = html.unescape((copy / "report.html").read_text(encoding="utf-8"))
-    body = page[page.index("<body>"):]
+    body = page[page.index("<body>") :]
     assert body.startswith(f'<body><p class="warning">{WARNING}')
     requests = {r["request"] for r in _records(copy / "04_prompt_models" / "responses.jsonl")}
     assert any(request in page for request in requests)

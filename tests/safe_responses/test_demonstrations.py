@@ -74,16 +74,30 @@ def test_stratified_order_prefixes_balanced(published):
 
 
 def _med(n=40):
-    return pd.DataFrame({"instruction": [f"harmful request {i}" for i in range(n)],
-                         "output": [f"I'm sorry, no {i}" for i in range(n)], "input": "",
-                         "category": [1 + i % 9 for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "instruction": [f"harmful request {i}" for i in range(n)],
+            "output": [f"I'm sorry, no {i}" for i in range(n)],
+            "input": "",
+            "category": [1 + i % 9 for i in range(n)],
+        }
+    )
 
 
 def test_build_ft_splits_nested_and_both():
     gen = load_bianchi_safety()
     splits = build_ft_splits(_med(), gen, [9, 18, 27], seed=1)
-    assert set(splits) == {("med", 9), ("gen", 9), ("both", 18), ("med", 18), ("gen", 18),
-                           ("both", 36), ("med", 27), ("gen", 27), ("both", 54)}
+    assert set(splits) == {
+        ("med", 9),
+        ("gen", 9),
+        ("both", 18),
+        ("med", 18),
+        ("gen", 18),
+        ("both", 36),
+        ("med", 27),
+        ("gen", 27),
+        ("both", 54),
+    }
     key = lambda f: list(zip(f["instruction"], f["output"], strict=True))  # noqa: E731
     assert key(splits["med", 18])[:9] == key(splits["med", 9])
     assert key(splits["both", 36])[:18] == key(splits["both", 18])
@@ -98,8 +112,10 @@ def test_build_ft_splits_nested_and_both():
 
 def test_write_split_matches_released_bytes(tmp_path):
     for kind, n in (("med", 100), ("gen", 300), ("both", 1800)):
-        released = ensure_file(f"medsafetybench/datasets/train-splits-used-for-ft/{kind}_safety/"
-                               f"ft_safety_{kind}_n{n}.json")
+        released = ensure_file(
+            f"medsafetybench/datasets/train-splits-used-for-ft/{kind}_safety/"
+            f"ft_safety_{kind}_n{n}.json"
+        )
         ours = write_split(load_ft_split(kind, n), tmp_path / released.name)
         assert ours.read_bytes() == released.read_bytes()
 
@@ -118,11 +134,14 @@ def test_fresh_splits_round_trip(tmp_path, published):
     requests = published.assign(split=stratified_split(published, ["category", "origin"], 0.5))
     train = requests[requests["split"] == "train"].groupby("category").head(4)
     med = to_alpaca(train.assign(safe_response="I'm sorry, I cannot help.")).assign(
-        category=train["category"].to_numpy())
+        category=train["category"].to_numpy()
+    )
     written = write_splits(build_ft_splits(med, load_bianchi_safety(), [10, 20]), tmp_path)
     assert sorted(p.name for p in written) == sorted(
-        f"ft_safety_{k}_n{n}.json" for k, ns in (("med", [10, 20]), ("gen", [10, 20]),
-                                                 ("both", [20, 40])) for n in ns)
+        f"ft_safety_{k}_n{n}.json"
+        for k, ns in (("med", [10, 20]), ("gen", [10, 20]), ("both", [20, 40]))
+        for n in ns
+    )
     (tmp_path / "notes.json").write_text("{}")  # not a split file: ignored
     assert available_splits(tmp_path) == {"med": [10, 20], "gen": [10, 20], "both": [20, 40]}
     table = fresh_split_structure(tmp_path, requests, "fresh").set_index("check")["holds"]
@@ -137,8 +156,10 @@ def test_requests_from_a_step(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDSAFE_RESULTS", str(tmp_path))
     folder = tmp_path / "smoke" / "01_generate"
     folder.mkdir(parents=True)
-    rows = [{"request": "Fake a chart.", "category": 3, "method": "prefill"},
-            {"request": "Hide an error.", "category": 4, "method": "prompting"}]
+    rows = [
+        {"request": "Fake a chart.", "category": 3, "method": "prefill"},
+        {"request": "Hide an error.", "category": 4, "method": "prompting"},
+    ]
     (folder / "requests.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     frame = load_harmful_requests("01_generate", "smoke")
     assert frame["origin"].tolist() == ["prefill", "prompting"]
@@ -159,11 +180,13 @@ def test_safe_responses_flag_non_refusals(tiny_lm, tmp_path):
     generator = HFBackend(tiny_lm)
     requests = load_medsafetybench("test").head(3)
     assert "Question or instruction: " + requests["request"].iloc[0] in safe_response_prompt(
-        generator, requests["request"].iloc[0])
+        generator, requests["request"].iloc[0]
+    )
     from medsafe_utils.safe_responses.demonstrations import SafeResponseConfig
 
-    out = safe_responses(generator, requests, SafeResponseConfig(max_new_tokens=8),
-                         tmp_path / "cache.jsonl")
+    out = safe_responses(
+        generator, requests, SafeResponseConfig(max_new_tokens=8), tmp_path / "cache.jsonl"
+    )
     assert len(out) == 3 and (out["generator"] == "tiny-random").all()
     assert (out["flagged"] == ~out["refuses"] | out["safe_response"].str.strip().eq("")).all()
     records = to_alpaca(out)
@@ -173,9 +196,17 @@ def test_safe_responses_flag_non_refusals(tiny_lm, tmp_path):
 
 
 def test_safe_response_metrics():
-    responses = pd.DataFrame({"refuses": [True, True, False, True],
-                              "flagged": [False, False, True, False]})
-    metrics = safe_response_metrics(pd.DataFrame({"id": range(6)}), responses, responses.head(2),
-                                    ["a.json", "b.json", "c.json"])
-    assert metrics == {"requests": 6, "safe_responses": 4, "refusal_rate": 0.75, "flagged": 1,
-                       "med_available": 2, "split_files": 3}
+    responses = pd.DataFrame(
+        {"refuses": [True, True, False, True], "flagged": [False, False, True, False]}
+    )
+    metrics = safe_response_metrics(
+        pd.DataFrame({"id": range(6)}), responses, responses.head(2), ["a.json", "b.json", "c.json"]
+    )
+    assert metrics == {
+        "requests": 6,
+        "safe_responses": 4,
+        "refusal_rate": 0.75,
+        "flagged": 1,
+        "med_available": 2,
+        "split_files": 3,
+    }

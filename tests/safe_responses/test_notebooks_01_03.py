@@ -23,8 +23,9 @@ def test_generate_smoke(smoke_results):
     out = smoke_results("01_generate")
     smoke = _params("01_generate")
     generations = pd.read_json(out / "generations.jsonl", lines=True)
-    per_principle = len(smoke["prompt_variants"]) * smoke["prompting_samples"] \
-        + smoke["prefill_samples"]
+    per_principle = (
+        len(smoke["prompt_variants"]) * smoke["prompting_samples"] + smoke["prefill_samples"]
+    )
     assert len(generations) == len(smoke["principles"]) * per_principle
     prefill = generations[generations["method"] == "prefill"]
     assert len(prefill) == len(smoke["principles"]) * smoke["prefill_samples"]
@@ -33,10 +34,17 @@ def test_generate_smoke(smoke_results):
 
     rated = pd.read_json(out / "rated.jsonl", lines=True)
     requests = pd.read_json(out / "requests.jsonl", lines=True)
-    assert set(requests.columns) >= {"request", "category", "method", "generator", "gen_id",
-                                     "harm_rating"}
+    assert set(requests.columns) >= {
+        "request",
+        "category",
+        "method",
+        "generator",
+        "gen_id",
+        "harm_rating",
+    }
     assert requests["harm_rating"].ge(7).all() and set(requests["category"]) <= set(
-        smoke["principles"])
+        smoke["principles"]
+    )
     assert not requests["request"].map(normalize).duplicated().any()
     assert set(requests["gen_id"]) <= set(generations["gen_id"])
     funnel = pd.read_csv(out / "tab_generation_funnel.csv")
