@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pandas as pd
 
 from medsafe_utils.core import steps
-from medsafe_utils.core.errors import DataError
 from medsafe_utils.data import (
     alpaca_template,
     load_bianchi_safety,
     load_ft_split,
     load_medsafetybench,
 )
-from medsafe_utils.data.readers import check_count, read_json, require_fields
+from medsafe_utils.safe_responses.demonstrations import FIELDS, load_demonstrations
 
 IGNORE_INDEX = -100  # label of a token that carries no loss
 FT_KINDS = ("med", "gen", "both")
-FIELDS = ["instruction", "input", "output"]
 
 
 def format_prompt(instruction: str, input: str = "", output: str = "") -> str:
@@ -91,32 +88,6 @@ def demonstrations_sha256(demonstrations: pd.DataFrame) -> str:
     """sha256 of the demonstrations' records, so an adapter is reused only for the same data."""
     records = demonstrations[["instruction", "input", "output"]].to_dict("records")
     return hashlib.sha256(json.dumps(records, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def load_demonstrations(path: str | Path, n: int | None = None) -> pd.DataFrame:
-    """A demonstration split file (a JSON list of {instruction, input, output}), validated."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(
-            path,
-            "file not found",
-            expected="a split written by 03_safe_responses (run it, or use the published splits)",
-        )
-    records = read_json(path)
-    if not isinstance(records, list):
-        raise DataError(path, f"top level is a {type(records).__name__}", expected="a JSON list")
-    require_fields(path, records, FIELDS, nonempty=["instruction", "output"], first_row=0)
-    for i, record in enumerate(records):
-        if not isinstance(record["input"], str):
-            raise DataError(
-                path,
-                f"'input' is a {type(record['input']).__name__}",
-                row=i,
-                expected="text (may be empty)",
-            )
-    if n is not None:
-        check_count(path, len(records), n, "demonstrations")
-    return pd.DataFrame(records)[FIELDS]
 
 
 def demonstration_split(

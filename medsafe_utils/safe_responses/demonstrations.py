@@ -4,7 +4,7 @@ a stratified train/test split, the fine-tuning splits, and the published splits'
 Split files are written exactly like the released ones (a JSON list of {instruction, output,
 input} records, pandas' `to_json(orient="records", indent=4)`) as
 results/<profile>/03_safe_responses/splits/ft_safety_{kind}_n{N}.json. 06_finetune loads either
-with `medsafe_utils.finetune.alpaca.demonstration_split`:
+with 06's `demonstration_split` (medsafe_utils.finetune.alpaca):
 
     from medsafe_utils.finetune.alpaca import demonstration_split
     published = demonstration_split("med", 300)                              # the released file
@@ -24,11 +24,13 @@ from medsafe_utils.core import steps
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.core.refusal import is_refusal
 from medsafe_utils.data import load_bianchi_safety, load_medsafetybench, prompt_text
-from medsafe_utils.data.readers import read_jsonl, require_fields
+from medsafe_utils.data.readers import check_count, read_json, read_jsonl, require_fields
 from medsafe_utils.models.prompting import render_chat
 
 ALPACA = ["instruction", "output", "input"]  # the released files' key order
 REQUEST_SOURCES = ("published", *steps.DEPENDS["03_safe_responses"])
+
+FIELDS = ["instruction", "input", "output"]  # an alpaca record, as 06 trains on it
 
 
 def load_harmful_requests(source: str = "published", profile: str = "paper") -> pd.DataFrame:
@@ -364,13 +366,37 @@ def _membership_rows(
     return rows
 
 
+def load_demonstrations(path: str | Path, n: int | None = None) -> pd.DataFrame:
+    """A demonstration split file (a JSON list of {instruction, input, output}), validated."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(
+            path,
+            "file not found",
+            expected="a split written by 03_safe_responses (run it, or use the published splits)",
+        )
+    records = read_json(path)
+    if not isinstance(records, list):
+        raise DataError(path, f"top level is a {type(records).__name__}", expected="a JSON list")
+    require_fields(path, records, FIELDS, nonempty=["instruction", "output"], first_row=0)
+    for i, record in enumerate(records):
+        if not isinstance(record["input"], str):
+            raise DataError(
+                path,
+                f"'input' is a {type(record['input']).__name__}",
+                row=i,
+                expected="text (may be empty)",
+            )
+    if n is not None:
+        check_count(path, len(records), n, "demonstrations")
+    return pd.DataFrame(records)[FIELDS]
+
+
 def fresh_split_structure(
     split_dir: str | Path, requests: pd.DataFrame, source: str
 ) -> pd.DataFrame:
     """split_structure of the split files in `split_dir`, med checked against the train/test
     split of `requests` (request, category, split), read back as 06_finetune reads them."""
-    from medsafe_utils.finetune.alpaca import load_demonstrations
-
     by_split = {s: set(requests.loc[requests["split"] == s, "request"]) for s in ("train", "test")}
     return split_structure(
         lambda k, n: load_demonstrations(Path(split_dir) / steps.split_file(k, n), n),
