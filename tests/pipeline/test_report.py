@@ -83,23 +83,23 @@ def test_models_accumulate_without_recomputing(two_models):
     }
 
 
-def test_report_opens_with_every_figure_and_link(two_models, report_browser):
+def test_report_opens_with_every_figure_and_link(two_models, browser):
     out, first, _ = two_models
     report = out / "report.html"
-    report_browser.get(report.as_uri())
-    assert report_browser.title == "MedSafetyBench: smoke"
-    images = report_browser.execute_script(
+    browser.get(report.as_uri())
+    assert browser.title == "MedSafetyBench: smoke"
+    images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
     )
     figures = sorted(p.stem for p in out.glob("*/fig_*.png"))
     assert sorted(alt for alt, _, _ in images) == figures and len(figures) == 3
     assert all(done and width > 0 for _, done, width in images), images
-    links = report_browser.execute_script(
+    links = browser.execute_script(
         "return Array.from(document.links).map(a => a.getAttribute('href'))"
     )
     for href in links:
         if href.startswith("#"):
-            assert report_browser.execute_script(
+            assert browser.execute_script(
                 "return document.getElementById(arguments[0]) !== null", href[1:]
             ), href
         else:
@@ -107,17 +107,17 @@ def test_report_opens_with_every_figure_and_link(two_models, report_browser):
             assert target.is_file(), href
     executed = sorted(h for h in links if h.startswith("executed/"))
     assert executed == ["executed/04_prompt_models.html", "executed/05_judge.html"]
-    report_browser.get((out / executed[1]).as_uri())  # the notebook renders as a page
-    assert report_browser.title == "05_judge"
-    assert "Judge the responses" in report_browser.find_element("tag name", "body").text
+    browser.get((out / executed[1]).as_uri())  # the notebook renders as a page
+    assert browser.title == "05_judge"
+    assert "Judge the responses" in browser.find_element("tag name", "body").text
 
-    report_browser.get(report.as_uri())
-    text = report_browser.find_element("tag name", "body").text
+    browser.get(report.as_uri())
+    text = browser.find_element("tag name", "body").text
     for step in ("04_prompt_models", "05_judge"):  # each step's wall time from its manifest
         manifest = json.loads((out / step / "manifest.json").read_text())
         assert f"{manifest['wall_s']:.1f}" in text
     assert B in text and A in text and WARNING not in text
-    page = html.unescape(report_browser.page_source)
+    page = html.unescape(browser.page_source)
     for record in first["responses"] + _records(out / "04_prompt_models" / "responses.jsonl"):
         assert record["request"] not in page
         assert len(record["response"]) < 20 or record["response"] not in page
