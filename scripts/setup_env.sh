@@ -35,8 +35,8 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The test extras drive the expert-review form in the system's headless Chromium.
-if [ "$extras" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+# The test extras drive the expert-review form and report.html in the system's headless Chromium.
+if [ "$extras" = "test" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
   echo "==> installing chromium and chromium-driver (apt) for the browser tests"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
