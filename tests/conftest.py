@@ -83,6 +83,47 @@ def smoke_results(tmp_path_factory):
     return run
 
 
+PAPER_SHAPED = REPO / "tests" / "paper_shaped"
+
+
+@pytest.fixture(scope="session")
+def paper_shaped(tmp_path_factory):
+    """Run notebooks with the `paper` profile's parameters except model names and sizes, so that
+    every code path the paper takes runs on the small models: `paper_shaped("05_judge")`.
+
+    A step's overrides live in tests/paper_shaped/<step>.yaml (only models, item counts, step
+    counts and token budgets, each with a comment saying why); the earlier steps a step needs run
+    first, with their own overrides. Returns the step's results folder."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("paper-shaped")
+    from medsafe_utils.core.steps import DEPENDS
+    from medsafe_utils.pipeline.run import notebooks, run_notebook
+
+    done: dict[str, Path] = {}
+
+    def run(step: str) -> Path:
+        for prerequisite in DEPENDS.get(step, ()):
+            run(prerequisite)
+        if step not in done:
+            overrides = yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
+            notebook = next(nb for nb in notebooks() if nb.stem == step)
+            # its own results root only while it runs: the smoke chain keeps its own
+            before = os.environ.get(paths.RESULTS_ENV)
+            os.environ[paths.RESULTS_ENV] = str(root)
+            try:
+                run_notebook(notebook, "paper", overrides)
+            finally:
+                if before is None:
+                    os.environ.pop(paths.RESULTS_ENV)
+                else:
+                    os.environ[paths.RESULTS_ENV] = before
+            done[step] = root / "paper" / step
+        return done[step]
+
+    return run
+
+
 def _free_port() -> int:
     import socket
 
