@@ -3,7 +3,8 @@
 Figures are embedded (PNG data URIs), tables rendered from their CSVs, the INDEX map to the
 paper's figures, each step's manifest summary (wall time, overrides, parameters) and links to the
 executed notebooks rendered as HTML (results/<profile>/executed/*.html). Requests and responses
-(harmful text) appear only with harmful_text=True, under the research-use warning.
+(harmful text) appear only with harmful_text=True, under the research-use warning: in the page's
+tables and samples, and in the notebooks' outputs of the cells tagged "harmful-text".
 
     python -m medsafe_utils.pipeline.report smoke [--show-harmful-text]
 """
@@ -85,16 +86,41 @@ code,pre{font-size:12px;white-space:pre-wrap} section{border-top:2px solid #ddd;
 """
 
 
-def render_notebooks(profile_dir: Path) -> dict[str, Path]:
-    """executed/<NN_name>.html for each executed notebook (rendered again when it is newer)."""
+HARMFUL_TAG = "harmful-text"  # the notebook cells whose outputs show requests or responses
+HIDDEN_NOTE = (
+    "[Output hidden: it shows harmful requests or model responses. Write the report with "
+    "--show-harmful-text to see it.]\n"
+)
+
+
+def _hide_harmful_outputs(notebook) -> None:
+    """Replace the outputs of the cells tagged HARMFUL_TAG by a note saying why."""
+    import nbformat
+
+    for cell in notebook.cells:
+        if HARMFUL_TAG in cell.get("metadata", {}).get("tags", []) and cell.get("outputs"):
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=HIDDEN_NOTE)]
+
+
+def render_notebooks(profile_dir: Path, harmful_text: bool = False) -> dict[str, Path]:
+    """executed/<NN_name>.html for each executed notebook, its harmful-text outputs hidden, or
+    executed/<NN_name>.harmful-text.html with them shown (each rendered again when older than
+    its notebook)."""
+    import nbformat
     from nbconvert import HTMLExporter
 
     exporter, rendered = HTMLExporter(), {}
+    suffix = ".harmful-text.html" if harmful_text else ".html"
     for notebook in sorted((profile_dir / "executed").glob("*.ipynb")):
-        html = notebook.with_suffix(".html")
+        html = notebook.with_name(notebook.stem + suffix)
         if not html.exists() or html.stat().st_mtime < notebook.stat().st_mtime:
             try:
-                body, _ = exporter.from_filename(str(notebook))
+                node = nbformat.read(notebook, as_version=4)
+                if not harmful_text:
+                    _hide_harmful_outputs(node)
+                body, _ = exporter.from_notebook_node(
+                    node, resources={"metadata": {"name": notebook.stem}}
+                )
             except Exception as err:  # noqa: BLE001 - a report without this link, not no report
                 log.warning("%s: not rendered as HTML (%s)", notebook, err)
                 continue
@@ -260,14 +286,14 @@ def write_report(
 ) -> Path:
     """Write results/<profile>/report.html (and the executed notebooks as HTML); its path."""
     steps = sorted(p for p in profile_dir.iterdir() if p.is_dir() and p.name[:2].isdigit())
-    notebooks = render_notebooks(profile_dir)
+    notebooks = render_notebooks(profile_dir, harmful_text)
     commits = {(_manifest(s).get("git_commit") or "")[:10] for s in steps} - {""}
     text_note = (
         f'<p class="warning">{escape(WARNING)}</p>'
         if harmful_text
         else '<p class="note">Requests and responses are not shown here (run with '
-        "--show-harmful-text to show a few). The executed notebooks show a few, as the "
-        "notebooks print them: research use only.</p>"
+        "--show-harmful-text to show a few); the executed notebooks linked below hide the "
+        "outputs that show them.</p>"
     )
     index_link = ' (<a href="INDEX.md">INDEX.md</a>)' if (profile_dir / "INDEX.md").exists() else ""
     body = [

@@ -3,7 +3,7 @@
 04 and 05 run (on 3 general-harm requests, the keyword judge) with tiny-random, then with
 SmolLM2 given by -p: the tables hold both, tiny-random is not recomputed, a third identical run
 skips both steps. The report opens, every figure loads, every link resolves, and it holds no
-request or response unless asked."""
+request or response unless asked, neither do the executed notebooks it links."""
 
 import contextlib
 import html
@@ -19,7 +19,13 @@ import yaml
 
 from medsafe_utils.core import paths
 from medsafe_utils.pipeline import run as pipeline
-from medsafe_utils.pipeline.report import WARNING, write_report
+from medsafe_utils.pipeline.report import (
+    HIDDEN_NOTE,
+    TEXT_COLUMNS,
+    WARNING,
+    render_notebooks,
+    write_report,
+)
 
 pytestmark = pytest.mark.slow
 TINY = {
@@ -110,6 +116,12 @@ def test_report_opens_with_every_figure_and_link(two_models, browser):
     browser.get((out / executed[1]).as_uri())  # the notebook renders as a page
     assert browser.title == "05_judge"
     assert "Judge the responses" in browser.find_element("tag name", "body").text
+    responses = _records(out / "04_prompt_models" / "responses.jsonl")
+    for notebook in executed:  # the cells that show requests and responses say they are hidden
+        browser.get((out / notebook).as_uri())
+        assert HIDDEN_NOTE.strip() in browser.find_element("tag name", "body").text, notebook
+        shown = _page_text(browser)
+        assert not any(" ".join(r["request"].split()) in shown for r in responses), notebook
 
     browser.get(report.as_uri())
     text = browser.find_element("tag name", "body").text
@@ -123,7 +135,12 @@ def test_report_opens_with_every_figure_and_link(two_models, browser):
         assert len(record["response"]) < 20 or record["response"] not in page
 
 
-def test_harmful_text_only_when_asked(two_models, tmp_path, monkeypatch):
+def _page_text(browser) -> str:
+    """What the page shows, whitespace folded (a table cell may wrap a request)."""
+    return " ".join(browser.find_element("tag name", "body").text.split())
+
+
+def test_harmful_text_only_when_asked(two_models, tmp_path, monkeypatch, browser):
     out, _, _ = two_models
     copy = tmp_path / "smoke"
     shutil.copytree(out, copy)
@@ -137,6 +154,52 @@ def test_harmful_text_only_when_asked(two_models, tmp_path, monkeypatch):
     assert body.startswith(f'<body><p class="warning">{WARNING}')
     requests = {r["request"] for r in _records(copy / "04_prompt_models" / "responses.jsonl")}
     assert any(request in page for request in requests)
+    browser.get((copy / "report.html").as_uri())  # its notebooks show them too, on request
+    links = browser.execute_script(
+        "return Array.from(document.links).map(a => a.getAttribute('href'))"
+    )
+    notebook = "executed/04_prompt_models.harmful-text.html"
+    assert notebook in links
+    browser.get((copy / notebook).as_uri())
+    assert HIDDEN_NOTE.strip() not in _page_text(browser)
+    assert any(" ".join(request.split()) in _page_text(browser) for request in requests)
     write_report(copy)  # the default again: none
     page = html.unescape((copy / "report.html").read_text(encoding="utf-8"))
     assert WARNING not in page and not any(request in page for request in requests)
+
+
+def _texts(step_dir: Path, chars: int = 60) -> set[str]:
+    """The first `chars` characters (whitespace folded) of each long text in a step's JSONL."""
+    texts = set()
+    for path in step_dir.glob("*.jsonl"):
+        for record in _records(path):
+            for key, value in record.items():
+                if key in TEXT_COLUMNS | {"safe_response"} and isinstance(value, str):
+                    folded = " ".join(value.split())
+                    if len(folded) >= chars:
+                        texts.add(folded[:chars])
+    return texts
+
+
+def _shown(page: Path) -> str:
+    return " ".join(html.unescape(page.read_text(encoding="utf-8")).split())
+
+
+def test_every_executed_notebook_hides_harmful_text(smoke_results):
+    """Over the smoke chain of the suite, no rendered notebook shows a request, response or
+    generation of any step, unless asked: then the tagged cells show them again."""
+    steps = ["01_generate", "02_jailbreak", "03_safe_responses", "04_prompt_models", "05_judge"]
+    steps += ["06_finetune"]
+    folders = [
+        smoke_results(step, needs=("04_prompt_models",) * (step == "05_judge")) for step in steps
+    ]
+    profile_dir = folders[0].parent
+    texts = set().union(*(_texts(folder) for folder in folders))
+    hidden, shown = render_notebooks(profile_dir), render_notebooks(profile_dir, True)
+    assert sorted(hidden) == sorted(shown) and set(steps) <= set(hidden)
+    revealed = []
+    for step in hidden:
+        assert not [t for t in texts if t in _shown(hidden[step])], step
+        revealed += [step] * any(t in _shown(shown[step]) for t in texts)
+    # the comparison can fail: each step that prints texts of its own shows them when asked
+    assert set(steps) - {"02_jailbreak"} <= set(revealed), revealed
