@@ -2,7 +2,8 @@
 
 Layers, later wins: the profile's file, each -f file in order, each -p in order. A name applies
 to every selected notebook whose parameters cell has it; a top-level key of a -f file that names
-a notebook (`04_prompt_models: {batch_size: 32}`) holds parameters for that notebook only.
+a notebook (`04_prompt_models: {batch_size: 32}`) holds parameters for that notebook only, and so
+does a name prefixed by the notebook (`-p 05_judge.batch_size 1`).
 VALUE is read as YAML (`-p models '["org/name"]'` is a list); a str parameter keeps it verbatim.
 Unknown names, bad YAML and values whose type differs from the parameters cell's annotation are
 errors (SystemExit naming the parameter and where it came from), raised before anything runs.
@@ -153,7 +154,16 @@ def resolve(
         for path in files
         for scope, name, value in _file_layers(path, params)
     ]
-    layers += [(f"-p {name}", "", name, text, True) for name, text in pairs]
+    for name, text in pairs:
+        scope, _, short = name.rpartition(".")
+        if not scope:
+            layers.append((f"-p {name}", "", name, text, True))
+        elif not (
+            NOTEBOOK_KEY.fullmatch(scope) and (paths.NOTEBOOKS_DIR / f"{scope}.ipynb").exists()
+        ):
+            raise SystemExit(f"-p {name}: {scope!r} names no notebook in {paths.NOTEBOOKS_DIR}")
+        elif scope in params:  # a notebook this run did not select is left alone
+            layers.append((f"-p {name}", scope, short, text, True))
     for where, scope, name, value, is_text in layers:
         if name == "profile":
             raise SystemExit(f"{where}: the profile is the first argument (./run_all.sh PROFILE)")

@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar=("NAME", "VALUE"),
-        help="set a parameter of every selected "
-        "notebook that has it; VALUE is YAML: -p models '[\"org/name\"]'",
+        help="set a parameter of every selected notebook that has it (NN_name.NAME: of that "
+        "notebook only); VALUE is YAML: -p models '[\"org/name\"]'",
     )
     parser.add_argument(
         "-f",

@@ -44,6 +44,16 @@ def test_a_name_applies_to_every_selected_notebook_that_has_it():
     }
 
 
+def test_a_name_prefixed_by_a_notebook_applies_to_that_notebook_only():
+    pairs = [("batch_size", "16"), ("05_judge.batch_size", "1"), ("07_medical_eval.seeds", "[0]")]
+    chosen = resolve([NB04, NB05], [], pairs)  # 07 is not selected: its entry is unused
+    assert chosen == {"04_prompt_models": {"batch_size": 16}, "05_judge": {"batch_size": 1}}
+    with pytest.raises(SystemExit, match=r"-p 99_nothing.batch_size: '99_nothing' names no"):
+        resolve([NB04], [], [("99_nothing.batch_size", "1")])
+    with pytest.raises(SystemExit, match=r"-p 05_judge.modles: no selected notebook \(05_judge"):
+        resolve([NB04, NB05], [], [("05_judge.modles", "[]")])
+
+
 def test_unknown_names_wrong_types_and_the_profile_are_errors():
     with pytest.raises(
         SystemExit,
