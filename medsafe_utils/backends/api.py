@@ -10,6 +10,7 @@ import logging
 import os
 import random
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 import openai
 
@@ -17,12 +18,6 @@ from medsafe_utils.backends.config import GenerationConfig
 from medsafe_utils.models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
-RETRYABLE = (
-    openai.RateLimitError,
-    openai.APITimeoutError,
-    openai.APIConnectionError,
-    openai.InternalServerError,
-)
 
 
 class GenerationError(RuntimeError):
@@ -40,45 +35,38 @@ def run_sync(coro):
 
 
 def _retryable(err: Exception) -> bool:
-    if isinstance(err, RETRYABLE):
+    """429, any 5xx, timeouts and dropped connections (APITimeoutError is an APIConnectionError)."""
+    if isinstance(err, (openai.RateLimitError, openai.APIConnectionError)):
         return True
     return isinstance(err, openai.APIStatusError) and err.status_code >= 500
 
 
+@dataclass(eq=False)
 class OpenAIBackend:
     """Chat (messages) or completion (text) requests to one model at one endpoint."""
 
     is_api = True
     tokenizer = None  # prompts are rendered by the server (chat) or by the caller (completions)
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        max_retries: int = 6,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        timeout: float = 120.0,
-        model_id: str | None = None,
-        prompt_format: str = "paper",
-        spec: ModelSpec | None = None,
-        rejected_prefix: str = "",
-    ):
-        self.model = model
-        self.base_url = base_url
-        self.api_key_env = api_key_env  # the variable's name, never its value, is kept
-        self.max_retries = max_retries
-        self.backoff_base, self.backoff_max, self.timeout = backoff_base, backoff_max, timeout
-        self.model_id = model_id or model
-        self.revision = f"api:{base_url or 'https://api.openai.com/v1'}"
-        self.prompt_format = prompt_format  # recorded in cache keys
-        self.spec = spec  # the registry entry, when the model was named by one
-        # Non-empty: a rejected request (HTTP 400, e.g. a content filter) is answered with this
-        # prefix + the error instead of stopping the run (a judge counts it unscored).
-        self.rejected_prefix = rejected_prefix
-        self.retries = 0  # retried requests, for reports
+    model: str
+    _: KW_ONLY
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"  # the variable's name, never its value, is kept
+    max_retries: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    timeout: float = 120.0
+    model_id: str | None = None  # default: `model`
+    prompt_format: str = "paper"  # recorded in cache keys
+    spec: ModelSpec | None = None  # the registry entry, when the model was named by one
+    # Non-empty: a rejected request (HTTP 400, e.g. a content filter) is answered with this
+    # prefix + the error instead of stopping the run (a judge counts it unscored).
+    rejected_prefix: str = ""
+    retries: int = field(default=0, init=False)  # retried requests, for reports
+
+    def __post_init__(self):
+        self.model_id = self.model_id or self.model
+        self.revision = f"api:{self.base_url or 'https://api.openai.com/v1'}"
 
     def _client(self) -> openai.AsyncOpenAI:
         key = os.environ.get(self.api_key_env)

@@ -46,6 +46,11 @@ def padded_after_prefix(rows: list[list[int]], n: int, pad_id: int) -> tuple[lis
     return ids, mask
 
 
+def adds_bos(tokenizer, texts: list[str]) -> bool:
+    """Whether to add special tokens: not when a chat template already wrote the BOS token."""
+    return not (bool(tokenizer.bos_token) and all(t.startswith(tokenizer.bos_token) for t in texts))
+
+
 class HFBackend:
     """Generates with a loaded model; returns only the new text."""
 
@@ -56,22 +61,8 @@ class HFBackend:
         self.model_id = lm.model_id
         self.revision = lm.revision
         self.prompt_format = prompt_format or lm.spec.format  # recorded in cache keys
-
-    @property
-    def tokenizer(self):
-        """The model's tokenizer (left padding, a pad token)."""
-        return self.lm.tokenizer
-
-    @property
-    def spec(self) -> ModelSpec:
-        """The registry entry (or hub id / path entry) of the model."""
-        return self.lm.spec
-
-    def _encode(self, prompts: list[str]):
-        tok = self.lm.tokenizer
-        # A chat template already wrote the BOS token: do not add a second one.
-        has_bos = bool(tok.bos_token) and all(p.startswith(tok.bos_token) for p in prompts)
-        return tok(prompts, return_tensors="pt", padding=True, add_special_tokens=not has_bos)
+        self.spec: ModelSpec = lm.spec  # the registry entry (or hub id / path entry)
+        self.tokenizer = lm.tokenizer  # left padding, a pad token
 
     def _with_shared_prefix(self, encoded):
         """The encoded batch laid out as shared prefix + left padding + each prompt's own tokens,
@@ -98,7 +89,9 @@ class HFBackend:
     def generate_batch(self, prompts: list[str], config: GenerationConfig) -> list[str]:
         """One padded batch through model.generate."""
         tok, model = self.lm.tokenizer, self.lm.model
-        encoded = self._encode(prompts)
+        encoded = tok(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=adds_bos(tok, prompts)
+        )
         shared = self._with_shared_prefix(encoded) if config.share_prefix else None
         inputs, cache = shared or (encoded.to(model.device), None)
         if config.do_sample:
@@ -120,9 +113,8 @@ class HFBackend:
         self, prompts: list[str], config: GenerationConfig, on_result: Callable[[int, str], None]
     ) -> None:
         """Generate all prompts, longest first in batches; report each result by its index."""
-        for p in prompts:
-            if not isinstance(p, str):
-                raise TypeError("the local backend takes rendered text prompts, not messages")
+        if not all(isinstance(p, str) for p in prompts):
+            raise TypeError("the local backend takes rendered text prompts, not messages")
         lengths = [len(self.lm.tokenizer(p).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
         for start in range(0, len(order), config.batch_size):

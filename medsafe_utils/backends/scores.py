@@ -17,7 +17,12 @@ from collections.abc import Iterator
 
 import torch
 
-from medsafe_utils.backends.hf import padded_after_prefix, prefix_cache, shared_prefix_length
+from medsafe_utils.backends.hf import (
+    adds_bos,
+    padded_after_prefix,
+    prefix_cache,
+    shared_prefix_length,
+)
 from medsafe_utils.models.loading import LoadedModel
 
 
@@ -31,12 +36,6 @@ def label_tokens(tokenizer, context: str, labels: list[str]) -> list[list[int]]:
             raise ValueError(f"tokenizer merges {label!r} into the context's last token")
         out.append(ids[len(base) :])
     return out
-
-
-def _ids(tokenizer, context: str) -> list[int]:
-    # A chat template already wrote the BOS token: do not add a second one.
-    has_bos = bool(tokenizer.bos_token) and context.startswith(tokenizer.bos_token)
-    return tokenizer(context, add_special_tokens=not has_bos).input_ids
 
 
 def _next_probs(model, ids: torch.Tensor, cache, mask, positions) -> torch.Tensor:
@@ -96,7 +95,7 @@ def label_probs(
     if prefixes and continuing is None:
         raise ValueError(f"labels {prefixes} begin other labels: give the continuing token ids")
     model, tok = lm.model, lm.tokenizer
-    rows = [_ids(tok, c) for c in contexts]
+    rows = [tok(c, add_special_tokens=adds_bos(tok, [c])).input_ids for c in contexts]
     n = shared_prefix_length(rows)
     prefix = prefix_cache(model, rows[0][:n])
     for start in range(0, len(rows), batch_size):

@@ -161,21 +161,14 @@ class StepRun:
         return path
 
 
-def notebook_parameters(step: str) -> list[str]:
-    """The names in a notebook's `parameters` cell (empty when there is no such notebook)."""
-    notebook = paths.NOTEBOOKS_DIR / f"{step}.ipynb"
-    if not notebook.exists():
-        return []
-    import papermill as pm
-
-    return list(pm.inspect_notebook(str(notebook)))
-
-
 def start_step(profile: str, step: str, params: dict) -> StepRun:
     """Begin a step: its results folder and the parameters to record.
 
     `params` may be the notebook's globals(): only the names of its parameters cell are kept."""
-    names = notebook_parameters(step)
-    if names:
-        params = {k: params[k] for k in names if k in params and k != "profile"}
+    notebook = paths.NOTEBOOKS_DIR / f"{step}.ipynb"
+    if notebook.exists():
+        import papermill as pm
+
+        if names := list(pm.inspect_notebook(str(notebook))):
+            params = {k: params[k] for k in names if k in params and k != "profile"}
     return StepRun(profile, step, dict(params))

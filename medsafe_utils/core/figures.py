@@ -58,17 +58,8 @@ def facets(
     for ri, r in enumerate(rows):
         for ci, c in enumerate(cols):
             keep = (table[col] == c) & ((table[row] == r) if row else True)
-            panels.append(
-                Panel(
-                    axes[ri][ci],
-                    table[keep],
-                    r,
-                    c,
-                    ci == 0,
-                    ci == len(cols) - 1,
-                    ri == len(rows) - 1,
-                )
-            )
+            first_col, last_col, last_row = ci == 0, ci == len(cols) - 1, ri == len(rows) - 1
+            panels.append(Panel(axes[ri][ci], table[keep], r, c, first_col, last_col, last_row))
     return fig, panels
 
 

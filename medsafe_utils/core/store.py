@@ -56,21 +56,20 @@ class Store:
 
     def _load(self) -> None:
         raw = self.path.read_bytes()
-        good, bad = [], []
+        good, damaged = [], False
         for lineno, line in enumerate(raw.splitlines(keepends=True), start=1):
             try:
                 record = json.loads(line)
                 self._records.setdefault(record["key"], record)
                 good.append(line if line.endswith(b"\n") else line + b"\n")
             except (ValueError, KeyError, TypeError):  # ValueError: bad JSON or UTF-8
-                bad.append(lineno)
-        for lineno in bad:
-            log.warning(
-                "%s:%d: dropping a torn or damaged line (the item is computed again)",
-                self.path,
-                lineno,
-            )
-        if bad or (raw and not raw.endswith(b"\n")):  # rewrite so that appends stay aligned
+                log.warning(
+                    "%s:%d: dropping a torn or damaged line (the item is computed again)",
+                    self.path,
+                    lineno,
+                )
+                damaged = True
+        if damaged or (raw and not raw.endswith(b"\n")):  # rewrite so that appends stay aligned
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_bytes(b"".join(good))
             os.replace(tmp, self.path)

@@ -8,44 +8,32 @@ from __future__ import annotations
 
 MSB_COMMIT = "191aa7954b82458079425292730d6cb28a89565d"
 MSB_RAW = f"https://raw.githubusercontent.com/AI4LIFE-GROUP/med-safety-bench/{MSB_COMMIT}"
+MSB_HOME = "https://github.com/AI4LIFE-GROUP/med-safety-bench"
+MSB_LICENSE = "MIT (research use only)"
+
+
+def _msb(path: str, rows: int, upstream: str | None = None, license: str = MSB_LICENSE) -> dict:
+    """A dataset of the original repository, mirrored under medsafetybench/<path>."""
+    return {
+        "prefix": f"medsafetybench/{path}",
+        "url": f"{MSB_RAW}/{upstream or path}",  # upstream: its path there, if not `path`
+        "license": license,
+        "canonical": MSB_HOME,
+        "rows": rows,
+    }
+
 
 # dataset -> mirror prefix, URL of the prefix (None: no byte-identical download), licence, home.
 SOURCES: dict[str, dict] = {
-    "medsafetybench_train": {
-        "prefix": "medsafetybench/datasets/train/",
-        "url": f"{MSB_RAW}/datasets/train/",
-        "license": "MIT (research use only)",
-        "canonical": "https://github.com/AI4LIFE-GROUP/med-safety-bench",
-        "rows": 900,
-    },
-    "medsafetybench_test": {
-        "prefix": "medsafetybench/datasets/test/",
-        "url": f"{MSB_RAW}/datasets/test/",
-        "license": "MIT (research use only)",
-        "canonical": "https://github.com/AI4LIFE-GROUP/med-safety-bench",
-        "rows": 900,
-    },
-    "medsafetybench_ft_splits": {
-        "prefix": "medsafetybench/datasets/train-splits-used-for-ft/",
-        "url": f"{MSB_RAW}/datasets/train-splits-used-for-ft/",
-        "license": "MIT (research use only); gen demonstrations from Bianchi et al. (CC BY-NC 4.0)",
-        "canonical": "https://github.com/AI4LIFE-GROUP/med-safety-bench",
-        "rows": 26100,  # all published splits together
-    },
-    "medsafetybench_llama3": {
-        "prefix": "medsafetybench/datasets/med_harm_llama3/",
-        "url": f"{MSB_RAW}/datasets/med_harm_llama3/",
-        "license": "MIT (research use only)",
-        "canonical": "https://github.com/AI4LIFE-GROUP/med-safety-bench",
-        "rows": 74374,
-    },
-    "adv_ama_prompts": {
-        "prefix": "medsafetybench/adv_ama_prompts/",
-        "url": f"{MSB_RAW}/exps/adv_attack/adv_ama_prompts/",
-        "license": "MIT",
-        "canonical": "https://github.com/AI4LIFE-GROUP/med-safety-bench",
-        "rows": 28,
-    },
+    "medsafetybench_train": _msb("datasets/train/", 900),
+    "medsafetybench_test": _msb("datasets/test/", 900),
+    "medsafetybench_ft_splits": _msb(
+        "datasets/train-splits-used-for-ft/",
+        26100,  # all published splits together
+        license=f"{MSB_LICENSE}; gen demonstrations from Bianchi et al. (CC BY-NC 4.0)",
+    ),
+    "medsafetybench_llama3": _msb("datasets/med_harm_llama3/", 74374),
+    "adv_ama_prompts": _msb("adv_ama_prompts/", 28, "exps/adv_attack/adv_ama_prompts/", "MIT"),
     "prompts": {
         "prefix": "medsafetybench/prompts/",
         # Extracted from the original Python sources by variable name (prompts/SOURCES.md):
@@ -53,7 +41,7 @@ SOURCES: dict[str, dict] = {
         "url": None,
         "file_urls": {"alpaca.json": f"{MSB_RAW}/training/templates/alpaca.json"},
         "license": "MIT",
-        "canonical": f"https://github.com/AI4LIFE-GROUP/med-safety-bench/tree/{MSB_COMMIT}/exps",
+        "canonical": f"{MSB_HOME}/tree/{MSB_COMMIT}/exps",
         "rows": 18,
     },
     "advbench": {
@@ -110,16 +98,11 @@ SOURCES: dict[str, dict] = {
 # How each prompt text is rebuilt from the original source (prompts/SOURCES.md, checked by sha256):
 # file -> source file in the repository at MSB_COMMIT, and the recipe of source_extract.extract.
 _EXP01, _GCG = "exps/exp01_prompt_models.py", "exps/adv_attack/gcg.py"
+_EVAL = "exps/text_for_gpt_eval.py"
 PROMPT_RECIPES: dict[str, dict] = {
-    "usage_policy_general.txt": {
-        "file": "exps/text_for_gpt_eval.py",
-        "assign": "usage_policy_gen_harm",
-    },
-    "usage_policy_medical.txt": {
-        "file": "exps/text_for_gpt_eval.py",
-        "assign": "usage_policy_med_harm",
-    },
-    "judge_rubric.txt": {"file": "exps/text_for_gpt_eval.py", "assign": "rubric"},
+    "usage_policy_general.txt": {"file": _EVAL, "assign": "usage_policy_gen_harm"},
+    "usage_policy_medical.txt": {"file": _EVAL, "assign": "usage_policy_med_harm"},
+    "judge_rubric.txt": {"file": _EVAL, "assign": "rubric"},
     "judge_template.txt": {
         "file": "exps/exp02_eval_responses.py",
         "assign": "eval_prompt",

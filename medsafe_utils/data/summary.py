@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medsafe_utils.data.manifest import load_manifest
+from medsafe_utils.data.manifest import ensure_file, load_manifest
 from medsafe_utils.data.medical import BENCHMARKS, load_medical_benchmark
 from medsafe_utils.data.prompts import PROMPTS_PREFIX
 from medsafe_utils.data.safety import (
@@ -57,7 +57,5 @@ def summarize() -> list[dict]:
 
 
 def _count_prompt_files() -> int:
-    from medsafe_utils.data.manifest import ensure_file
-
     entries = load_manifest()["datasets"]["prompts"]["files"]
     return len([ensure_file(e["path"]) for e in entries if e["path"].startswith(PROMPTS_PREFIX)])

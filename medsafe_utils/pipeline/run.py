@@ -64,22 +64,12 @@ def step_hash(notebook: Path, profile: str, params: dict) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(params, sort_keys=True).encode())
     library = paths.REPO_ROOT / "medsafe_utils"
-    _hash_files(
-        digest,
-        [
-            notebook,
-            paths.MANIFEST_PATH,
-            *sorted(library.rglob("*.py")),
-            *sorted(library.rglob("*.yaml")),
-        ],
-    )
+    code = sorted(library.rglob("*.py")) + sorted(library.rglob("*.yaml"))
+    _hash_files(digest, [notebook, paths.MANIFEST_PATH, *code])
     for upstream in DEPENDS.get(notebook.stem, []):
         folder = paths.results_root() / profile / upstream
-        if folder.is_dir():
-            _hash_files(
-                digest,
-                sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"),
-            )
+        files = folder.rglob("*") if folder.is_dir() else []
+        _hash_files(digest, sorted(p for p in files if p.is_file() and p.name != "manifest.json"))
     return digest.hexdigest()
 
 
