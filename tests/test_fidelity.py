@@ -1,10 +1,10 @@
 """The `paper` profile pinned to the released code (FIDELITY.md's "released code" column).
 
 Each entry names a FIDELITY row (number and name), the step and parameter, the value the released
-code used and where it says so. The `paper` value (params/paper/<step>.yaml over the notebook's
-default) must equal it, unless the entry records a deliberate deviation: then it must equal the
-deviation's value, whose reason the entry gives (and README's "Deviations from the released code"
-explains). A change that drifts from the original fails with the row's name.
+code used and where it says so. The notebook's default and the `paper` value (params/paper/<step>
+.yaml over that default) must both equal it, unless the entry records a deliberate deviation: then
+they must equal the deviation's value, whose reason the entry gives (README's "Deviations from the
+released code" explains it). A change that drifts from the original fails with the row's name.
 Add a row's entries to PINS; `view` turns the parameter's value into what is compared.
 """
 
@@ -129,23 +129,31 @@ PINS = [
 
 
 @cache
-def paper_params(step: str) -> dict:
-    """A notebook's parameters under the `paper` profile: its defaults, then the profile file."""
+def notebook_defaults(step: str) -> dict:
+    """A notebook's parameters cell: the paper's settings as its defaults."""
     notebook = next(nb for nb in notebooks() if nb.stem == step)
     found = pm.inspect_notebook(str(notebook))
-    defaults = {name: ast.literal_eval(p["default"]) for name, p in found.items()}
-    return defaults | profile_params("paper", notebook)
+    return {name: ast.literal_eval(p["default"]) for name, p in found.items()}
+
+
+def paper_profile(step: str) -> dict:
+    """A notebook's parameters under the `paper` profile: its defaults, then the profile file."""
+    notebook = next(nb for nb in notebooks() if nb.stem == step)
+    return notebook_defaults(step) | profile_params("paper", notebook)
 
 
 @pytest.mark.parametrize("pin", PINS, ids=lambda p: f"row{p.row}-{p.step}-{p.param}")
 def test_paper_profile_is_the_released_code(pin):
-    params = paper_params(pin.step)
-    assert pin.param in params, (
-        f"FIDELITY row {pin.row} ({pin.name}): {pin.step} has no {pin.param}"
-    )
-    value = pin.view(params[pin.param]) if pin.view else params[pin.param]
+    defaults = notebook_defaults(pin.step)
+    where = f"FIDELITY row {pin.row} ({pin.name}): {pin.step}"
+    assert pin.param in defaults, f"{where} has no parameter {pin.param} in its parameters cell"
     why = f", a deliberate deviation: {pin.deviation[1]}" if pin.deviation else ""
-    assert value == pin.expected, (
-        f"FIDELITY row {pin.row} ({pin.name}): {pin.step} {pin.param} is {value!r} in the paper "
-        f"profile, the released code ({pin.source}) has {pin.released!r}{why}"
-    )
+    for label, params in (
+        ("notebook default", defaults),
+        ("paper profile", paper_profile(pin.step)),
+    ):
+        value = pin.view(params[pin.param]) if pin.view else params[pin.param]
+        assert value == pin.expected, (
+            f"{where} {pin.param} is {value!r} in the {label}, the released code "
+            f"({pin.source}) has {pin.released!r}{why}"
+        )
