@@ -167,6 +167,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# llama_cpp.server with llama.cpp's extra buffer types off (use_extra_bufts): on CPUs with AMX
+# their repacked q4_1 weights crash llama-cpp-python 0.3.36 on any prompt of two or more tokens.
+SERVER_WITHOUT_EXTRA_BUFFERS = """
+import runpy, llama_cpp.llama_cpp as low
+default = low.llama_model_default_params
+def without_extra_buffers():
+    params = default()
+    params.use_extra_bufts = False
+    return params
+low.llama_model_default_params = without_extra_buffers
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
 @pytest.fixture(scope="session")
 def llama_server():
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1 serving the SmolLM2 GGUF.
@@ -185,8 +199,8 @@ def llama_server():
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "llama_cpp.server",
+            "-c",
+            SERVER_WITHOUT_EXTRA_BUFFERS,
             "--model",
             str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf"),
             "--model_alias",
