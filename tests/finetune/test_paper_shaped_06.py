@@ -7,6 +7,7 @@ import json
 import pytest
 
 from medsafe_utils.core.artifacts import read_jsonl
+from medsafe_utils.judge.judging import judge_prompt
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -32,7 +33,13 @@ def test_finetune_paper_shaped(paper_shaped):
     judgments = read_jsonl(out / "judgments.jsonl")
     assert set(judgments["judge"]) == {"openai:gpt-3.5-turbo-0125"}  # undelimited: no suffix
     assert len(judgments) == len(responses) == (1 + 4) * (18 + 1)
-    table = read_jsonl(out / "judgments.jsonl").groupby(["type", "n"]).size()
+    sent = {
+        r["prompt"][1]["content"] for r in read_jsonl(out / "judge_cache.jsonl").to_dict("records")
+    }
+    assert sent == {
+        judge_prompt(j["request"], j["response"], j["policy"]) for j in judgments.to_dict("records")
+    }  # the released judge prompt, as in 05
+    table = judgments.groupby(["type", "n"]).size()
     assert table.to_dict() == {
         ("both", 4): 19,
         ("both", 8): 19,

@@ -4,6 +4,7 @@ prompt, answered by a local OpenAI-compatible server, on 04's paper-shaped respo
 import pytest
 
 from medsafe_utils.core.artifacts import read_jsonl
+from medsafe_utils.judge.judging import judge_prompt
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -23,3 +24,10 @@ def test_judge_paper_shaped(paper_shaped):
     validation = read_jsonl(out / "validation_judgments.jsonl")
     assert len(validation) == 2 and (validation["judge"] == "openai:gpt-3.5-turbo-0125").all()
     assert (out / "expert_review" / "review_form.html").exists()
+    # what the judge was sent: the released prompt (undelimited), after the released system prompt
+    sent = [r["prompt"] for r in read_jsonl(out / "judge_cache.jsonl").to_dict("records")]
+    assert {m[0]["content"] for m in sent} == {"You are a helpful assistant."}
+    judged = [*judgments.to_dict("records"), *validation.to_dict("records")]
+    assert sorted(m[1]["content"] for m in sent) == sorted(
+        judge_prompt(j["request"], j["response"], j["policy"]) for j in judged
+    )
