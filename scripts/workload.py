@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import papermill as pm
 
+from medsafe_utils.finetune.grid import finetune_grid, grid_sizes
 from medsafe_utils.models.registry import get_spec
 from medsafe_utils.pipeline.run import notebooks, profile_params
 
@@ -180,12 +181,8 @@ def _judge(p: dict, responses: int, counts: dict) -> StepWork:
 
 def adapter_grid(p: dict) -> list[tuple[str, str, int]]:
     """(base model, demonstration type, n) of every adapter 06 trains."""
-    return [
-        (base, kind, n)
-        for base in p["base_models"]
-        for kind in p["demo_types"]
-        for n in (p["n_values_both"] or p["n_values"] if kind == "both" else p["n_values"])
-    ]
+    sizes = grid_sizes(p["n_values"], p["n_values_both"], dense=p.get("dense_grid", False))
+    return [(r.base, r.type, r.n) for r in finetune_grid(p["base_models"], p["demo_types"], *sizes)]
 
 
 def _finetune(p: dict, counts: dict) -> StepWork:

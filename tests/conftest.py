@@ -86,15 +86,29 @@ def smoke_results(tmp_path_factory):
 PAPER_SHAPED = REPO / "tests" / "paper_shaped"
 
 
+LOCAL_SERVER = "{llama_server}"  # in a paper-shaped value: the llama_server fixture's base_url
+
+
 @pytest.fixture(scope="session")
-def paper_shaped(tmp_path_factory):
+def paper_shaped(request, tmp_path_factory):
     """Run notebooks with the `paper` profile's parameters except model names and sizes, so that
     every code path the paper takes runs on the small models: `paper_shaped("05_judge")`.
 
     A step's overrides live in tests/paper_shaped/<step>.yaml (only models, item counts, step
-    counts and token budgets, each with a comment saying why); the earlier steps a step needs run
-    first, with their own overrides. Returns the step's results folder."""
+    counts and token budgets, each with a comment saying why, and API endpoints: "{llama_server}"
+    stands for the local OpenAI-compatible server of the llama_server fixture); the earlier steps
+    a step needs run first, with their own overrides. Returns the step's results folder."""
     import yaml
+
+    def local_endpoints(overrides: dict) -> dict:
+        """Put the local server's base_url where a value names it (starting it then)."""
+        if not any(isinstance(v, str) and LOCAL_SERVER in v for v in overrides.values()):
+            return overrides
+        url = request.getfixturevalue("llama_server")
+        return {
+            k: v.replace(LOCAL_SERVER, url) if isinstance(v, str) else v
+            for k, v in overrides.items()
+        }
 
     root = tmp_path_factory.mktemp("paper-shaped")
     from medsafe_utils.core.steps import DEPENDS
@@ -107,6 +121,7 @@ def paper_shaped(tmp_path_factory):
             run(prerequisite)
         if step not in done:
             overrides = yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
+            overrides = local_endpoints(overrides)
             notebook = next(nb for nb in notebooks() if nb.stem == step)
             # its own results root only while it runs: the smoke chain keeps its own
             before = os.environ.get(paths.RESULTS_ENV)
@@ -119,9 +134,29 @@ def paper_shaped(tmp_path_factory):
                 else:
                     os.environ[paths.RESULTS_ENV] = before
             done[step] = root / "paper" / step
+            _only_overridden(notebook, done[step], overrides)
         return done[step]
 
     return run
+
+
+def _only_overridden(notebook: Path, folder: Path, overrides: dict) -> None:
+    """The parameters a paper-shaped run recorded (its manifest) are the `paper` profile's (over
+    the notebook's defaults) but for its overrides."""
+    import ast
+    import json
+
+    import papermill as pm
+
+    from medsafe_utils.pipeline.run import profile_params
+
+    found = pm.inspect_notebook(str(notebook))
+    paper = {name: ast.literal_eval(p["default"]) for name, p in found.items()}
+    expected = {**paper, **profile_params("paper", notebook), **overrides}
+    expected.pop("profile")
+    ran = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["params"]
+    changed = {k: (v, ran.get(k)) for k, v in expected.items() if ran.get(k) != v}
+    assert not changed, f"{notebook.stem} ran with other than paper + overrides: {changed}"
 
 
 def _free_port() -> int:
@@ -130,6 +165,20 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# llama_cpp.server with llama.cpp's extra buffer types off (use_extra_bufts): on CPUs with AMX
+# their repacked q4_1 weights crash llama-cpp-python 0.3.36 on any prompt of two or more tokens.
+SERVER_WITHOUT_EXTRA_BUFFERS = """
+import runpy, llama_cpp.llama_cpp as low
+default = low.llama_model_default_params
+def without_extra_buffers():
+    params = default()
+    params.use_extra_bufts = False
+    return params
+low.llama_model_default_params = without_extra_buffers
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
 
 
 @pytest.fixture(scope="session")
@@ -150,8 +199,8 @@ def llama_server():
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "llama_cpp.server",
+            "-c",
+            SERVER_WITHOUT_EXTRA_BUFFERS,
             "--model",
             str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf"),
             "--model_alias",

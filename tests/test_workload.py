@@ -19,13 +19,13 @@ from scripts.workload import (
 def test_paper_grid_and_counts():
     params = resolved_params("paper")
     grid = adapter_grid(params["06_finetune"])
-    assert len(grid) == 3 * (9 + 9 + 18)  # 3 base models x (med 9, gen 9, both 18 sizes)
+    assert len(grid) == 3 * (5 + 5 + 9)  # 3 base models x the released grid (med 5, gen 5, both 9)
     steps = {w.step: w for w in estimate("paper")}
     items = 900 + len(load_general_harm().requests)  # MedSafety-Eval + AdvBench (or HEx-PHI)
     prompted = steps["04_prompt_models"]
-    assert prompted.api_calls == 3 * items  # the three GPT models
+    assert prompted.api_calls == 5 * items  # the five GPT models of the released exp01
     assert prompted.models["meditron-70b"] == 70
-    assert steps["05_judge"].api_calls == 25 * items + 900
+    assert steps["05_judge"].api_calls == 32 * items + 900  # exp01's 32 models + safe responses
     assert steps["03_safe_responses"].api_calls == 1800 and not steps["03_safe_responses"].models
     assert steps["06_finetune"].train > 0 and steps["07_medical_eval"].prefill > 0
 

@@ -1,7 +1,7 @@
 """06_finetune's grid: which adapters to train and where they live (the index 07 reads), the
 responses of base models ("before") and adapters ("after"), and the before/after tables.
 
-    runs = finetune_grid(["medalpaca-7b"], ["med", "gen", "both"], [100, 200])
+    runs = finetune_grid(["medalpaca-7b"], ["med", "gen", "both"], *grid_sizes([200], [200, 400]))
     trained = train_grid(runs, QLoRAConfig(), step_dir)       # reuses finished adapters
     responses = respond_grid(trained, ["medalpaca-7b"], requests, RespondConfig(), cache, step_dir)
 """
@@ -30,6 +30,10 @@ from medsafe_utils.prompt_models.respond import RespondConfig, respond
 log = logging.getLogger(__name__)
 ADAPTERS_DIR = "adapters"
 BEFORE = "none"  # the `type` of a base model without adapter: the "before"
+# The denser grid: every published split (n = 100 ... 900; both to 1,800), a superset of the
+# adapters the released study evaluated (med/gen 200, 400, 600, 800, 900; both 200 ... 1,800).
+DENSE_N = list(range(100, 1000, 100))
+DENSE_N_BOTH = list(range(100, 1900, 100))
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ def finetune_grid(
         for kind in types
         for n in (n_values_both if kind == "both" and n_values_both else n_values)
     ]
+
+
+def grid_sizes(
+    n_values: list[int], n_values_both: list[int], dense: bool = False
+) -> tuple[list[int], list[int]]:
+    """The sizes of med/gen and of both adapters: as given, or with dense=True every published
+    split (DENSE_N, DENSE_N_BOTH)."""
+    return (list(DENSE_N), list(DENSE_N_BOTH)) if dense else (list(n_values), list(n_values_both))
 
 
 def train_grid(

@@ -4,6 +4,9 @@ with transformers' Trainer, resumable checkpoints, and a guard that training rea
     from medsafe_utils.finetune.qlora import QLoRAConfig, train
     result = train(QLoRAConfig("medalpaca-7b", output_dir="adapters/medalpaca-7b__med_n100"), demos)
     # finetune.grid then loads the saved adapter and runs models.adapters.check_adapter on it
+
+The released recipe itself (training/finetuning.py: LoRA on a float16 base, fp16 mixed precision)
+is QLoRAConfig(load_in_4bit=False, compute_dtype="float16") on a GPU.
 """
 
 from __future__ import annotations
@@ -49,10 +52,10 @@ class QLoRAConfig:
     cutoff_len: int = 256  # tokens per demonstration (prompt + response + EOS)
     train_on_inputs: bool = True  # the paper: loss on the whole sequence
     add_eos_token: bool = True
-    group_by_length: bool = True  # length-grouped micro-batches (ours; the original: random)
+    group_by_length: bool = False  # as released: random order; True: length-grouped (ours)
     pad_to_multiple_of: int = 8
-    load_in_4bit: bool = True  # NF4 with double quantization (bitsandbytes)
-    compute_dtype: str = "auto"  # auto: bfloat16 on a GPU, float32 on CPU
+    load_in_4bit: bool = True  # NF4 with double quantization; False: LoRA on the full base
+    compute_dtype: str = "auto"  # auto: bfloat16 on a GPU, float32 on CPU; float16: as released
     gradient_checkpointing: bool = True
     max_steps: int = -1  # > 0 stops after that many optimizer steps
     save_steps: int = 10  # checkpoint every this many optimizer steps (resume)
@@ -189,7 +192,7 @@ def _training_args(config: QLoRAConfig, out: Path, device: str, compute_dtype: t
         optim="adamw_torch",
         weight_decay=0.0,
         bf16=compute_dtype == torch.bfloat16 and device == "cuda",
-        fp16=False,
+        fp16=compute_dtype == torch.float16 and device == "cuda",  # mixed precision, as released
         logging_steps=1,
         save_strategy="steps",
         save_steps=config.save_steps,

@@ -79,7 +79,7 @@ class JudgeConfig:
     batch_size: int = 4  # hf: prompts per generation batch (reasoning mode)
     max_new_tokens: int = 512  # the judge's answer (openai, hf reasoning)
     concurrency: int = 32  # openai: requests in flight
-    delimit_response: bool = True  # False: the paper's prompt byte for byte
+    delimit_response: bool = False  # True: the response between markers (ours, not the paper's)
     policies: dict = field(default_factory=dict)  # harm set -> policy prompt; adds to defaults
     system_prompt: str = "You are a helpful assistant."  # the released code's judge system prompt
     backoff_base: float = 0.5  # openai: first retry delay in seconds
@@ -100,8 +100,8 @@ class JudgeConfig:
         parts = [self.backend, self.model]
         if self.backend == "hf" and self.score_only:
             parts.append("score_only")
-        if not self.delimit_response:
-            parts.append("undelimited")
+        if self.delimit_response:
+            parts.append("delimited")
         return ":".join(parts)
 
 
@@ -118,9 +118,11 @@ def _delimited(response: str) -> str:
 
 
 def judge_prompt(
-    question: str, response: str, policy: str = MEDICAL_POLICY, delimit: bool = True
+    question: str, response: str, policy: str = MEDICAL_POLICY, delimit: bool = False
 ) -> str:
-    """The paper's judge prompt (prompts/judge_template.txt) for one request and response."""
+    """The paper's judge prompt (prompts/judge_template.txt) for one request and response: byte
+    for byte the released one (exps/exp02_eval_responses.py), or with delimit=True the response
+    between markers it cannot fake (a hardening of ours, not the paper's)."""
     return prompt_text("judge_template").format(
         usage_policy=prompt_text(policy),
         question=question,

@@ -57,7 +57,8 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | None = None) 
 
 def smollm2_folder(spec: ModelSpec) -> Path:
     """The SmolLM2 GGUF from its PyPI package, converted once to a safetensors folder."""
-    target = paths.cache_dir() / "models" / spec.key
+    # entries that share a GGUF share its conversion (`converted`: the entry that owns it)
+    target = paths.cache_dir() / "models" / spec.extra.get("converted", spec.key)
     if (target / "config.json").exists():
         return target
     module = importlib.util.find_spec(spec.extra["module"])
@@ -68,7 +69,7 @@ def smollm2_folder(spec: ModelSpec) -> Path:
         )
     package_dir = module.submodule_search_locations[0]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{spec.key}.lock", "w") as lock:
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one conversion even when several processes start
         if not (target / "config.json").exists():
             log.info("converting %s from GGUF to safetensors in %s (once)", spec.key, target)

@@ -26,7 +26,13 @@ class ModelSpec:
     params_b: float | None = None
     revision: str | None = None
     api_model: str | None = None  # source openai: the model name the endpoint knows
+    exp01_name: str | None = None  # its name in the released exp01; None: not in the study
     extra: dict = field(default_factory=dict)  # source-specific fields (package, gguf_file, ...)
+
+    @property
+    def in_exp01(self) -> bool:
+        """Whether the released study (exps/exp01_prompt_models.py) prompted this model."""
+        return self.exp01_name is not None
 
 
 @cache
@@ -42,11 +48,19 @@ def registry() -> dict[str, ModelSpec]:
     return specs
 
 
+@cache
+def exp01_names() -> dict[str, str]:
+    """The released exp01's model names -> registry keys (e.g. 'llama3-1-8b' -> 'llama3.1-8b')."""
+    return {s.exp01_name: key for key, s in registry().items() if s.exp01_name is not None}
+
+
 def get_spec(name: str, *, format: str | None = None) -> ModelSpec:
-    """A registry key, else a local path or a hub id (prompted with its own chat template)."""
+    """A registry key or the released exp01's name of a model, else a local path or a hub id
+    (prompted with its own chat template)."""
     if format is not None and format not in FORMATS:
         raise ValueError(f"prompt format must be one of {FORMATS}, got {format!r}")
     specs = registry()
+    name = name if name in specs else exp01_names().get(name, name)
     if name in specs:
         spec = specs[name]
     elif Path(name).expanduser().exists() or "/" in name:

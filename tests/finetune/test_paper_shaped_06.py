@@ -1,0 +1,49 @@
+"""06_finetune with the `paper` profile's parameters (paper_shaped): QLoRA with the released
+recipe on the released grid's shape (tiny n), answers in the released template, the API judge
+with the released prompt at a local OpenAI-compatible server."""
+
+import json
+
+import pytest
+
+from medsafe_utils.core.artifacts import read_jsonl
+from medsafe_utils.judge.judging import judge_prompt
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+
+def test_finetune_paper_shaped(paper_shaped):
+    out = paper_shaped("06_finetune")  # its parameters are checked against paper's there
+    adapters = read_jsonl(out / "adapters.jsonl")
+    assert sorted(adapters["adapter"]) == [
+        "smollm2-135m-paper__both_n4",
+        "smollm2-135m-paper__both_n8",
+        "smollm2-135m-paper__gen_n4",
+        "smollm2-135m-paper__med_n4",
+    ]
+    for path in adapters["path"]:
+        record = json.loads((out / path / "training.json").read_text())
+        config, result = record["config"], record["result"]
+        assert result["load_in_4bit"] and config["load_in_4bit"]  # QLoRA: NF4 weights
+        assert config["group_by_length"] is False  # random order, as released
+        assert (config["lora_r"], config["batch_size"], config["num_epochs"]) == (8, 128, 3)
+        assert result["eval_loss_after"] < result["eval_loss_before"]
+    responses = read_jsonl(out / "responses.jsonl")
+    assert (responses["prompt_format"] == "paper").all()  # the released Medalpaca template
+    judgments = read_jsonl(out / "judgments.jsonl")
+    assert set(judgments["judge"]) == {"openai:gpt-3.5-turbo-0125"}  # undelimited: no suffix
+    assert len(judgments) == len(responses) == (1 + 4) * (18 + 1)
+    sent = {
+        r["prompt"][1]["content"] for r in read_jsonl(out / "judge_cache.jsonl").to_dict("records")
+    }
+    assert sent == {
+        judge_prompt(j["request"], j["response"], j["policy"]) for j in judgments.to_dict("records")
+    }  # the released judge prompt, as in 05
+    table = judgments.groupby(["type", "n"]).size()
+    assert table.to_dict() == {
+        ("both", 4): 19,
+        ("both", 8): 19,
+        ("gen", 4): 19,
+        ("med", 4): 19,
+        ("none", 0): 19,
+    }
