@@ -171,7 +171,7 @@ class StopAt(TrainerCallback):
 
 def test_interrupted_run_resumes_from_checkpoint(tmp_path, demos):
     config = tiny_config(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step 3"):
         train(config, demos, callbacks=[StopAt(3)])
     assert (tmp_path / "adapter" / "checkpoints" / "checkpoint-2").is_dir()
     assert not (tmp_path / "adapter" / "training.json").exists()
