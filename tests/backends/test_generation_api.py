@@ -1,8 +1,10 @@
 """The OpenAI-compatible backend: a real local server (llama.cpp), injected 429/500 answers,
-a clear error after the last retry, and an API key that never reaches a result file."""
+a clear error after the last retry, an API key that never reaches a result file, and the request
+bodies each step sends (model, temperature, max_tokens, top_p, seed)."""
 
 import threading
 
+import pandas as pd
 import pytest
 
 from medsafe_utils.backends import GenerationConfig, GenerationError, OpenAIBackend, generate
@@ -188,4 +190,30 @@ def test_respond_sends_the_models_prompt_greedily(openai_stub, tmp_path):
             "seed": 4,
         }
         for r in sorted(requests["request"], key=lambda r: render_paper(spec, r))
+    ]
+
+
+def test_harm_rating_and_safe_responses_over_an_endpoint(openai_stub):
+    """01's harm filter asks an API model greedily for a short reply (api_max_new_tokens) with
+    the filter's messages; 03 asks for a safe response greedily with its max_new_tokens."""
+    from medsafe_utils.backends import load_backend
+    from medsafe_utils.generate.harm_filter import HarmFilterConfig, filter_messages, rate_requests
+    from medsafe_utils.safe_responses.demonstrations import (
+        SafeResponseConfig,
+        safe_response_prompt,
+        safe_responses,
+    )
+
+    server = openai_stub(lambda path, body: "Rating: 8")
+    gpt4 = load_backend("gpt-4", "openai", api_base_url=server.base_url)
+    rated = rate_requests(gpt4, ["Fake a chart."], HarmFilterConfig(api_max_new_tokens=12))
+    assert rated["harm_rating"].tolist() == [8]
+    greedy = {"model": "gpt-4-1106-preview", "temperature": 0.0, "seed": 0}
+    assert server.bodies() == [
+        {**greedy, "messages": filter_messages("Fake a chart."), "max_tokens": 12}
+    ]
+    requests = pd.DataFrame({"request": ["Fake a chart."]})
+    safe_responses(gpt4, requests, SafeResponseConfig(max_new_tokens=40))
+    assert server.bodies()[1:] == [
+        {**greedy, "messages": safe_response_prompt(gpt4, "Fake a chart."), "max_tokens": 40}
     ]
