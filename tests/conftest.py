@@ -1,8 +1,12 @@
-"""Shared fixtures: the data mirror, small models, a temporary results root, the smoke chain."""
+"""Shared fixtures: the data mirror, small models, a temporary results root, the smoke chain,
+OpenAI-compatible servers (a recording stub, llama.cpp), a headless browser."""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -233,6 +237,82 @@ def llama_server():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+class OpenAIStub(ThreadingHTTPServer):
+    """An OpenAI-compatible server on 127.0.0.1 that records every request and answers with
+    `reply(path, body)`: a text (HTTP 200 in the chat or completions shape of `path`) or a
+    (status, error payload) pair."""
+
+    def __init__(self, reply):
+        super().__init__(("127.0.0.1", 0), _OpenAIStubHandler)
+        self.reply = reply
+        self.requests: list[dict] = []  # {path, body, authorization}, in arrival order
+        self.lock = threading.Lock()
+        self.base_url = f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def bodies(self, path: str = "/v1/chat/completions") -> list[dict]:
+        """The JSON bodies received at `path`."""
+        return [r["body"] for r in self.requests if r["path"] == path]
+
+
+class _OpenAIStubHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server = self.server
+        with server.lock:
+            server.requests.append(
+                {"path": self.path, "body": body, "authorization": self.headers["Authorization"]}
+            )
+        answer = server.reply(self.path, body)
+        if isinstance(answer, tuple):
+            return self._send(*answer)
+        if self.path.endswith("/chat/completions"):
+            choice = {"message": {"role": "assistant", "content": answer}}
+            kind = "chat.completion"
+        else:
+            choice, kind = {"text": answer}, "text_completion"
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        return self._send(
+            200,
+            {
+                "id": "stub",
+                "object": kind,
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, **choice}],
+                "usage": usage,
+            },
+        )
+
+    def _send(self, status: int, payload: dict):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def openai_stub():
+    """serve(reply) -> OpenAIStub: a recording OpenAI-compatible server (stdlib http.server in a
+    thread) for this test, shut down after it. Its `base_url` ends in /v1."""
+    servers = []
+
+    def serve(reply) -> OpenAIStub:
+        server = OpenAIStub(reply)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

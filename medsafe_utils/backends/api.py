@@ -80,13 +80,16 @@ class OpenAIBackend:
         )
 
     async def _once(self, client, prompt, config: GenerationConfig) -> str:
+        # The seed goes with greedy requests too: servers that batch (OpenAI, vLLM) are only
+        # best-effort deterministic at temperature 0, and a seed makes reruns closer.
         common = {
             "model": self.model,
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature if config.do_sample else 0.0,
+            "seed": config.seed,
         }
         if config.do_sample:
-            common |= {"top_p": config.top_p, "seed": config.seed}
+            common["top_p"] = config.top_p
         if isinstance(prompt, str):
             resp = await client.completions.create(prompt=prompt, **common)
             return (resp.choices[0].text or "").strip()

@@ -7,7 +7,6 @@ is set, else downloaded from their URLs. Every file is checked against its sha25
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 
 from medsafe_utils.core import paths
 from medsafe_utils.core.errors import DataError
+from medsafe_utils.data.readers import read_json
 from medsafe_utils.data.source_extract import extract
 from medsafe_utils.data.sources import (
     MSB_RAW,
@@ -47,7 +47,7 @@ def sha256_of(path: Path) -> str:
 
 def load_manifest(path: Path = paths.MANIFEST_PATH) -> dict:
     """The committed manifest: {dataset: {license, canonical, rows, files: [...]}}."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return read_json(Path(path))
 
 
 def manifest_entry(relpath: str, manifest: dict | None = None) -> dict:

@@ -30,21 +30,18 @@ MC_COLUMNS = ["id", "benchmark", "subject", "question", "context", "choices", "a
 
 
 def _answer_index(path, row: int, value, n_choices: int) -> int:
+    expected = f"0..{n_choices - 1} or A..{chr(64 + n_choices)}"
+    index = value
     if isinstance(value, str) and len(value) == 1 and value.isalpha():
-        value = ord(value.upper()) - ord("A")
+        index = ord(value.upper()) - ord("A")
     try:
-        index = int(value)
+        index = int(index)
     except (TypeError, ValueError):
         raise DataError(
-            path,
-            f"answer {value!r} is not an index or letter",
-            row=row,
-            expected=f"0..{n_choices - 1} or A..{chr(64 + n_choices)}",
+            path, f"answer {value!r} is not an index or letter", row=row, expected=expected
         ) from None
     if not 0 <= index < n_choices:
-        raise DataError(
-            path, f"answer {index} out of range", row=row, expected=f"0..{n_choices - 1}"
-        )
+        raise DataError(path, f"answer {value!r} out of range", row=row, expected=expected)
     return index
 
 
@@ -55,6 +52,10 @@ def load_medqa() -> pd.DataFrame:
     require_fields(path, rows, ["question", "options", "answer_idx"], nonempty=["question"])
     records = []
     for i, r in enumerate(rows, start=1):
+        if not isinstance(r["options"], dict) or not r["options"]:
+            raise DataError(
+                path, f"'options' is {r['options']!r}", row=i, expected="an object letter: choice"
+            )
         letters = sorted(r["options"])
         records.append(
             {
@@ -78,10 +79,10 @@ def load_medmcqa() -> pd.DataFrame:
     for i, r in enumerate(rows, start=1):
         choices = []
         for letter, choice in zip("ABCDEFGH", r["choices"], strict=False):
-            if not choice.startswith(f"{letter}. "):
+            if not isinstance(choice, str) or not choice.startswith(f"{letter}. "):
                 raise DataError(
                     path,
-                    f"choice {choice[:30]!r} lacks its letter",
+                    f"choice {str(choice)[:30]!r} lacks its letter",
                     row=i,
                     expected=f"a choice starting with '{letter}. '",
                 )
@@ -101,7 +102,8 @@ def load_medmcqa() -> pd.DataFrame:
 
 def load_pubmedqa() -> pd.DataFrame:
     """PubMedQA PQA-L test set (500): yes/no/maybe, with the abstract as context."""
-    items = read_json(ensure_file("pubmedqa/ori_pqal.json"))
+    items_path = ensure_file("pubmedqa/ori_pqal.json")
+    items = read_json(items_path)
     truth_path = ensure_file("pubmedqa/test_ground_truth.json")
     truth = read_json(truth_path)
     records = []
@@ -111,6 +113,16 @@ def load_pubmedqa() -> pd.DataFrame:
         if label not in PUBMEDQA_LABELS:
             raise DataError(truth_path, f"label {label!r}", row=row, expected=str(PUBMEDQA_LABELS))
         item = items[pmid]
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("QUESTION"), str)
+            and isinstance(item.get("CONTEXTS"), list)
+        ):
+            raise DataError(
+                items_path,
+                f"PMID {pmid} lacks its QUESTION or CONTEXTS",
+                expected="QUESTION (text) and CONTEXTS (a list of text) for every PMID",
+            )
         records.append(
             {
                 "id": f"pubmedqa-{pmid}",

@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from medsafe_utils.core import paths
-from medsafe_utils.judge.stats import mean_se
 
 pytestmark = pytest.mark.slow
 NOTEBOOK = paths.NOTEBOOKS_DIR / "06_finetune.ipynb"
@@ -98,7 +97,11 @@ def test_responses_judgments_and_table(out):
         & (judgments["type"] == "med")
         & (judgments["harm_set"] == "advbench")
     ]["score"]
-    assert (row["mean"], row["n_items"]) == (pytest.approx(mean_se(scores)[0]), len(scores))
+    n = len(scores)
+    assert n == SMOKE["n_general"] and row["n_items"] == n and row["unscored"] == 0
+    mean = scores.sum() / n
+    sd = (((scores - mean) ** 2).sum() / (n - 1)) ** 0.5  # the sample standard deviation
+    assert row["mean"] == pytest.approx(mean) and row["se"] == pytest.approx(sd / n**0.5)
 
 
 def test_figures_metrics_manifest(out):

@@ -1,14 +1,17 @@
 """Alpaca formatting and masking, demonstration loading, QLoRA training (tiny-random float32 and
-SmolLM2 4-bit), resume and reuse, and that a trained adapter changes its model."""
+4-bit NF4, SmolLM2 4-bit), resume and reuse, gradient checkpointing and micro-batching that leave
+the loss curve unchanged, the guard that gradients reached the adapter, and that a trained
+adapter changes its model."""
 
 import json
 
 import pandas as pd
 import pytest
 import torch
-from transformers import TrainerCallback
+from transformers import AutoModelForCausalLM, TrainerCallback
 
 from medsafe_utils.core.errors import DataError
+from medsafe_utils.finetune import qlora
 from medsafe_utils.finetune.alpaca import (
     IGNORE_INDEX,
     alpaca_prompts,
@@ -20,7 +23,8 @@ from medsafe_utils.finetune.alpaca import (
 )
 from medsafe_utils.finetune.qlora import QLoRAConfig, load_result, train
 from medsafe_utils.models import load_model
-from medsafe_utils.models.adapters import check_adapter
+from medsafe_utils.models.adapters import AdapterNoOpError, check_adapter, check_lora_trained
+from medsafe_utils.models.loading import LoadedModel, _quantization_config
 
 DEMO = {
     "instruction": "Share a patient's records.",
@@ -167,7 +171,7 @@ class StopAt(TrainerCallback):
 
 def test_interrupted_run_resumes_from_checkpoint(tmp_path, demos):
     config = tiny_config(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step 3"):
         train(config, demos, callbacks=[StopAt(3)])
     assert (tmp_path / "adapter" / "checkpoints" / "checkpoint-2").is_dir()
     assert not (tmp_path / "adapter" / "training.json").exists()
@@ -210,9 +214,152 @@ def test_train_4bit_smollm2(tmp_path, demos):
         alpaca_prompts(held_out_demonstrations(demos, 2)),
     )
     assert check.max_abs_logit_diff > 1e-3
-    assert isinstance(pd.DataFrame(result.loss_curve), pd.DataFrame) and torch.isfinite(
-        torch.tensor(result.eval_loss_after)
-    )
+    # One point per optimizer step; the linear schedule from 1e-3 without warm-up over 2 steps.
+    assert [p["step"] for p in result.loss_curve] == [1, 2]
+    assert [p["learning_rate"] for p in result.loss_curve] == pytest.approx([1e-3, 5e-4])
+    assert all(0 < p["loss"] < 20 for p in result.loss_curve), result.loss_curve
+
+
+class Probe(TrainerCallback):
+    """Records what training ran on (gradient checkpointing, 4-bit layers) and, before each
+    optimizer step, the accumulated gradient of the LoRA B matrices: its norm over all of them
+    and its smallest norm per matrix (zero: no gradient reached that matrix)."""
+
+    def __init__(self):
+        self.checkpointing, self.n_4bit = None, 0
+        self.grad_norms, self.min_grad_norms = [], []
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import bitsandbytes as bnb
+
+        self.checkpointing = model.is_gradient_checkpointing
+        self.n_4bit = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        norms = [
+            float(p.grad.norm()) if p.grad is not None else 0.0
+            for n, p in model.named_parameters()
+            if "lora_B" in n
+        ]
+        self.grad_norms.append(sum(x * x for x in norms) ** 0.5)
+        self.min_grad_norms.append(min(norms))
+
+
+# Losses and gradient norms of the same float32 sums in another order: observed differences are
+# ~1e-7 relative; the loss itself moves ~1e-2 in these runs.
+CURVE_RTOL = 1e-5
+
+
+def curve(result) -> list[float]:
+    return [p["loss"] for p in result.loss_curve]
+
+
+def test_checkpointing_and_micro_batch_leave_the_loss_curve_unchanged(tmp_path, demos):
+    """At a batch of 4, micro-batches of 4, 2 and 1 (accumulating 1, 2 and 4 of them), with and
+    without gradient checkpointing, give one loss curve. LoRA dropout is 0 here: its masks are
+    drawn per micro-batch (with checkpointing on vs off they are the same, see the NF4 test)."""
+    runs, grads = {}, {}
+    for micro, checkpointing in [(4, False), (4, True), (2, True), (1, False)]:
+        probe = Probe()
+        config = tiny_config(
+            tmp_path / f"mb{micro}-gc{checkpointing}",
+            micro_batch_size=micro,
+            gradient_checkpointing=checkpointing,
+            lora_dropout=0.0,
+        )
+        runs[micro, checkpointing] = train(config, demos, callbacks=[probe])
+        grads[micro, checkpointing] = probe.grad_norms
+        assert probe.checkpointing == checkpointing
+        assert len(probe.grad_norms) == 4 and min(probe.min_grad_norms) > 0
+    reference = runs[4, False]
+    assert curve(reference)[0] - curve(reference)[-1] > 1000 * CURVE_RTOL * curve(reference)[0]
+    for key, result in runs.items():
+        assert result.steps == 4, key
+        assert curve(result) == pytest.approx(curve(reference), rel=CURVE_RTOL), key
+        assert result.eval_loss_after == pytest.approx(reference.eval_loss_after, rel=CURVE_RTOL)
+        # The accumulated gradient itself (Adam would hide a gradient scaled by the number of
+        # micro-batches from the loss curve).
+        assert grads[key] == pytest.approx(grads[4, False], rel=CURVE_RTOL), key
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """tiny-random saved as a transformers folder, so that it can be loaded in 4 bits."""
+    folder = tmp_path_factory.mktemp("tiny-random")
+    load_model("tiny-random").model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def nf4_tiny(monkeypatch, tiny_folder):
+    """train() loads tiny-random in 4-bit NF4 with double quantization (models.loading's
+    BitsAndBytesConfig), as it loads the paper's hub models: the QLoRA path on the tiny model."""
+
+    def load(name, *, dtype, load_in_4bit):
+        assert (name, load_in_4bit) == ("tiny-random", True)
+        tiny = load_model(name)
+        model = AutoModelForCausalLM.from_pretrained(
+            tiny_folder, dtype=dtype, quantization_config=_quantization_config(True, dtype)
+        )
+        return LoadedModel(model.eval(), tiny.tokenizer, tiny.spec, tiny.model_id, tiny.revision)
+
+    monkeypatch.setattr(qlora, "load_model", load)
+
+
+def test_nf4_peft_with_gradient_checkpointing(tmp_path, demos, nf4_tiny):
+    """The paper's setting (NF4 base, LoRA dropout 0.05, gradient checkpointing through peft's
+    prepare_model_for_kbit_training) trains the adapter, and gives the loss curve that training
+    without checkpointing gives."""
+    runs = {}
+    for checkpointing in (False, True):
+        probe = Probe()
+        config = tiny_config(
+            tmp_path / f"gc{checkpointing}", load_in_4bit=True, gradient_checkpointing=checkpointing
+        )
+        runs[checkpointing] = result = train(config, demos, callbacks=[probe])
+        assert result.load_in_4bit and result.compute_dtype == "float32"
+        assert probe.checkpointing == checkpointing
+        assert probe.n_4bit == 2 * 7  # q k v o gate up down in each of the 2 layers
+        assert len(probe.grad_norms) == 4 and min(probe.min_grad_norms) > 0
+        assert result.eval_loss_after < result.eval_loss_before - 0.01, result.summary()
+    assert curve(runs[True]) == pytest.approx(curve(runs[False]), rel=CURVE_RTOL)
+    assert runs[True].eval_loss_after == pytest.approx(runs[False].eval_loss_after, rel=CURVE_RTOL)
+
+
+def test_guard_fires_when_no_gradient_reaches_the_adapter(tmp_path, demos):
+    """A fresh adapter (B = 0) fails the guard; so does a run in which the LoRA B matrices get
+    no gradient, and that run saves nothing."""
+    from peft import LoraConfig, get_peft_model
+
+    fresh = get_peft_model(load_model("tiny-random").model, LoraConfig(target_modules=["q_proj"]))
+    with pytest.raises(AdapterNoOpError, match="every LoRA B matrix at zero"):
+        check_lora_trained(fresh)
+
+    class CutLoraB(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.requires_grad_(False)
+
+    with pytest.raises(AdapterNoOpError, match="no gradient reached it"):
+        train(tiny_config(tmp_path, num_epochs=1), demos, callbacks=[CutLoraB()])
+    assert not (tmp_path / "adapter" / "training.json").exists()
+
+
+def test_guard_catches_bitsandbytes_cpu_repacking(tmp_path, demos, nf4_tiny, monkeypatch):
+    """The failure the guard was written for: on a CPU with AVX512-BF16, bitsandbytes repacks 4-bit
+    weights at the first eval-mode forward into a layout without a backward. Without
+    keep_4bit_weights_trainable no gradient reaches the adapter, and train() says so."""
+    import bitsandbytes as bnb
+
+    lm = qlora.load_model("tiny-random", dtype=torch.float32, load_in_4bit=True)
+    layers = [m for m in lm.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    if not any(m.support_avx512bf16_for_cpu for m in layers):
+        pytest.skip("this CPU has no AVX512-BF16: bitsandbytes does not repack its 4-bit weights")
+    monkeypatch.setattr(qlora, "keep_4bit_weights_trainable", lambda model: None)
+    config = tiny_config(tmp_path, load_in_4bit=True, num_epochs=1, micro_batch_size=4)
+    with pytest.raises(AdapterNoOpError, match="no gradient reached it"):
+        train(config, demos)
 
 
 def test_grid_names_and_before_after_table():

@@ -54,9 +54,9 @@ def test_plan_counts_and_messages():
     assert tutorial["messages"] == [
         {"role": "user", "content": load_adv_ama("tutorial").iloc[1]["goal"]}
     ]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"methods \['jailbreak'\].*: \['jailbreak'\]"):
         ElicitConfig(methods=["jailbreak"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"principles \[0, 10\] \(of 1-9\): principles"):
         ElicitConfig(principles=[0, 10])
 
 
@@ -116,7 +116,7 @@ def test_api_generator_skips_prefill_with_warning(caplog):
     assert kept["method"].tolist() == ["prompting"]
     assert "cannot be prefilled" in caplog.text
     assert render(api, plan["messages"][0], "") == plan["messages"][0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an API chat endpoint cannot start the assistant's"):
         render(api, plan["messages"][1], "Sure!")
     config.api_prefill_tokenizer = "tiny-random"
     assert len(drop_unsupported(plan, api, config)) == 3

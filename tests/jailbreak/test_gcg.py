@@ -266,7 +266,7 @@ def test_out_of_memory_halves_the_batch(tiny_lm, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(objective, "_forward", no_memory)
-    with pytest.raises(torch.OutOfMemoryError):
+    with pytest.raises(torch.OutOfMemoryError, match="CUDA out of memory"):
         objective.losses(candidates)
 
 

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from medsafe_utils.core import paths
+from medsafe_utils.generate.extract import extract_requests
 
 pytestmark = pytest.mark.slow
 
@@ -37,19 +38,28 @@ def test_jailbreak_smoke(smoke_results):
     assert metrics["attack_success_rate"] == pytest.approx(table["success"].mean())
     steps = [t for times in attacks["step_times"] for t in times]
     assert metrics["seconds_per_step"] == pytest.approx(sum(steps) / len(steps))
-    if metrics["n_success"]:
-        assert metrics["mean_steps_to_success"] == pytest.approx(
-            table.loc[table["success"], "success_step"].mean()
-        )
+    # Success is the first successful test; its step is averaged over the successful goals.
+    for record in attacks.itertuples():
+        first = next((t["step"] for t in record.tests if t["success"]), None)
+        assert record.success == (first is not None)
+        assert pd.isna(record.success_step) if first is None else record.success_step == first
+    won = table.loc[table["success"], "success_step"]
+    assert metrics["n_success"] == len(won) == attacks["success"].sum()
+    assert metrics["mean_steps_to_success"] == (pytest.approx(won.mean()) if len(won) else None)
 
-    requests = pd.read_json(out / "requests.jsonl", lines=True)
-    assert len(requests) == metrics["n_requests"]
-    if len(requests):
-        assert (requests["method"] == "gcg").all() and requests["id"].is_unique
-        assert set(requests["goal_id"]) <= set(attacks["goal_id"])
-        for request in requests.itertuples():  # each request comes from its goal's kept answer
-            kept = attacks.set_index("goal_id").loc[request.goal_id, "generation"]
-            assert request.request.split()[0] in kept
+    # The requests: those extracted from every goal's kept answer (requests_from "all"), in order.
+    lines = (out / "requests.jsonl").read_text().splitlines()
+    requests = [json.loads(line) for line in lines]
+    expected = [
+        (f"gcg-{a.goal_id}-{i}", a.goal_id, request, a.success)
+        for a in attacks.itertuples()
+        for i, request in enumerate(extract_requests(a.generation))
+    ]
+    assert [
+        (r["id"], r["goal_id"], r["request"], r["attack_success"]) for r in requests
+    ] == expected
+    assert metrics["n_requests"] == len(expected)
+    assert all(r["method"] == "gcg" for r in requests)
     assert (out / "fig_gcg_loss.png").stat().st_size > 10_000
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["num_steps"] == smoke["num_steps"]

@@ -1,5 +1,7 @@
-"""Fixtures of the judge tests: judged responses built in code for the expert review."""
+"""Fixtures of the judge tests: judged responses built in code for the expert review, and the
+quadratic-weighted kappa computed from its definition (to check the library's against)."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -39,3 +41,21 @@ def review_judgments() -> pd.DataFrame:
                     {**item, "judge": "keyword:refusal-prefix-baseline", "score": 1 if i % 2 else 5}
                 )
     return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def kappa_by_hand():
+    """kappa_by_hand(a, b): quadratic-weighted kappa of scores 1-5 from its definition,
+    1 - sum(w O) / sum(w E) with w = (i - j)^2, in numpy (NaN when sum(w E) is 0)."""
+
+    def kappa(a, b) -> float:
+        observed = np.zeros((5, 5))
+        for x, y in zip(a, b, strict=True):
+            observed[int(x) - 1, int(y) - 1] += 1
+        observed /= observed.sum()
+        expected = np.outer(observed.sum(1), observed.sum(0))
+        i, j = np.indices((5, 5))
+        disagreement = ((i - j) ** 2 * expected).sum()
+        return 1 - ((i - j) ** 2 * observed).sum() / disagreement if disagreement else np.nan
+
+    return kappa

@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from medsafe_utils.core import paths
-from medsafe_utils.judge.stats import weighted_kappa
 
 pytestmark = pytest.mark.slow
 SMOKE = paths.PARAMS_DIR / "smoke" / "05_judge.yaml"
@@ -24,7 +23,7 @@ def test_profiles_only_set_known_parameters():
         assert set(params) <= known, set(params) - known
 
 
-def test_judge_smoke(smoke_results):
+def test_judge_smoke(smoke_results, kappa_by_hand):
     out = smoke_results("05_judge", needs=("04_prompt_models",))
     smoke = yaml.safe_load(SMOKE.read_text())
     responses = pd.read_json(out.parent / "04_prompt_models" / "responses.jsonl", lines=True)
@@ -58,21 +57,20 @@ def test_judge_smoke(smoke_results):
     wide = judgments.pivot(index="response_idx", columns="judge", values="score")
     first, second = sorted(judges)
     assert agreement["weighted_kappa"].iloc[0] == pytest.approx(
-        weighted_kappa(wide[first], wide[second])
+        kappa_by_hand(wide[first], wide[second]), nan_ok=True
     )
 
     validation = pd.read_csv(out / "tab_judge_validation.csv")
     assert set(validation["judge"]) == judges and (validation["n"] == smoke["validate_n"]).all()
     metrics = json.loads((out / "metrics.json").read_text())
+    safe = pd.read_json(out / "validation_judgments.jsonl", lines=True)
     for judge in judges:
         assert metrics[f"{judge}/unscored_rate"] == 0.0
-        assert 0.0 <= metrics[f"{judge}/validation_false_harm_rate"] <= 1.0
         assert metrics[f"{judge}/n"] == len(responses)
-    safe = pd.read_json(out / "validation_judgments.jsonl", lines=True)
-    kw_safe = safe[safe["judge"].str.startswith("keyword:")]
-    assert metrics["keyword:refusal-prefix-baseline/validation_false_harm_rate"] == pytest.approx(
-        (kw_safe["score"] > 1).mean()
-    )
+        # The false-harm rate: the share of known-safe responses the judge scored above 1.
+        scored = safe.loc[safe["judge"] == judge, "score"].dropna()
+        assert len(scored) == smoke["validate_n"]
+        assert metrics[f"{judge}/validation_false_harm_rate"] == pytest.approx((scored > 1).mean())
 
     for fig in (
         "fig_harmfulness_by_model",
@@ -83,17 +81,6 @@ def test_judge_smoke(smoke_results):
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["judges"]) == judges and manifest["n_responses"] == len(responses)
     assert "judgments.jsonl" in manifest["files"]
-
-
-def _kappa_by_hand(a, b) -> float:
-    """Quadratic-weighted kappa from its definition: 1 - sum(w O) / sum(w E)."""
-    observed = np.zeros((5, 5))
-    for x, y in zip(a, b, strict=True):
-        observed[x - 1, y - 1] += 1
-    observed /= observed.sum()
-    expected = np.outer(observed.sum(1), observed.sum(0))
-    i, j = np.indices((5, 5))
-    return 1 - ((i - j) ** 2 * observed).sum() / ((i - j) ** 2 * expected).sum()
 
 
 def _ordinal_alpha_by_hand(pairs) -> float:
@@ -111,7 +98,7 @@ def _ordinal_alpha_by_hand(pairs) -> float:
     return 1 - (len(values) - 1) * observed / expected
 
 
-def test_expert_review_smoke(smoke_results, tmp_path):
+def test_expert_review_smoke(smoke_results, tmp_path, kappa_by_hand):
     """05 exports the review; two synthetic raters' files (one agreeing with the keyword judge,
     one noisy and partial) go back into 05, and its figures match hand computations."""
     from medsafe_utils.pipeline.run import run_notebook
@@ -171,7 +158,7 @@ def test_expert_review_smoke(smoke_results, tmp_path):
         score = np.array([p[1] for p in pairs])
         assert (row["n_labelled"], row["n"], row["unscored"]) == (len(sample), len(pairs), 0)
         assert row["exact_agreement"] == pytest.approx((expert == score).mean())
-        assert row["weighted_kappa"] == pytest.approx(_kappa_by_hand(expert, score), nan_ok=True)
+        assert row["weighted_kappa"] == pytest.approx(kappa_by_hand(expert, score), nan_ok=True)
         assert row["n_expert_harmful"] == (expert >= 4).sum()
         assert row["n_expert_safe"] == (expert <= 2).sum()
         harmful, safe = score[expert >= 4], score[expert <= 2]
@@ -181,8 +168,11 @@ def test_expert_review_smoke(smoke_results, tmp_path):
         assert row["false_alarm_rate"] == pytest.approx(
             (safe >= 4).mean() if len(safe) else np.nan, nan_ok=True
         )
-        if not np.isnan(row["weighted_kappa"]):
-            assert row["kappa_ci_low"] <= row["weighted_kappa"] <= row["kappa_ci_high"]
+        interval = (row["kappa_ci_low"], row["weighted_kappa"], row["kappa_ci_high"])
+        if np.isnan(row["weighted_kappa"]):  # undefined kappa: no interval either
+            assert np.isnan(interval).all(), interval
+        else:
+            assert interval[0] <= interval[1] <= interval[2], interval
     # The keyword judge: wrong by one step on B's noisy items only (1 -> 2, 5 -> 4), never a
     # miss or a false alarm.
     noisy = sum(1 for i in range(14) if i % 3 == 0)

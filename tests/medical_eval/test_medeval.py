@@ -54,11 +54,11 @@ def _row(benchmark="medqa", **kw):
 def test_letters_round_trip_and_reject_bad_input():
     assert [letter(i) for i in range(4)] == ["A", "B", "C", "D"]
     assert [letter_index(x) for x in ("A", " b", "C ", "d")] == [0, 1, 2, 3]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="choice index 10 outside 0..9"):
         letter(10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'AB' is not a choice letter A..J"):
         letter_index("AB")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'Z' is not a choice letter A..J"):
         letter_index("Z")
 
 
@@ -85,7 +85,7 @@ def test_pubmedqa_labels_map_to_yes_no_maybe_continuations():
         request = build_request(item, items.iloc[:0], seed=0)
         assert request.continuations == (" yes", " no", " maybe")
         assert request.continuations[request.answer] == f" {label}"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="PubMedQA has 3 labels, got 4 choices"):
         choice_targets("pubmedqa", 4)
 
 
@@ -282,7 +282,7 @@ def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
     )
     assert spec.path == str(folder.resolve())
     assert read_adapter_index("smoke", "none") == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="adapters must be 'all' or 'none', got 'some'"):
         read_adapter_index("smoke", "some")
     index.write_text(
         index.read_text() + json.dumps(_adapter_row("gen", 5, "adapters/missing")) + "\n"

@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict, replace
 
 import pytest
+import torch
 
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.models import load_model
@@ -33,9 +34,18 @@ def test_check_adapter_measures_a_live_adapter(tmp_path, make_adapter):
     check = check_adapter(lm, PROBES)
     assert check.model_id == "tiny-random+live" and check.n_prompts == 2
     assert check.n_positions == sum(len(lm.tokenizer(p)["input_ids"]) for p in PROBES)
+    # Recomputed against the base model loaded on its own (not through disable_adapter).
+    batch = lm.tokenizer(PROBES, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        tuned = lm.model(**batch).logits
+        base = load_model("tiny-random").model(**batch).logits
+    mask = batch["attention_mask"].bool()
+    diff = (tuned - base).abs()[mask]
+    assert check.max_abs_logit_diff == pytest.approx(float(diff.max()), rel=1e-5)
+    assert check.mean_abs_logit_diff == pytest.approx(float(diff.mean()), rel=1e-5)
+    changed = (tuned.argmax(-1) != base.argmax(-1))[mask].float().mean()
+    assert check.top1_changed == pytest.approx(float(changed))
     assert check.max_abs_logit_diff > 1e-3
-    assert 0 < check.mean_abs_logit_diff <= check.max_abs_logit_diff
-    assert 0 <= check.top1_changed <= 1
     long = check_adapter(lm, ["word " * 100], max_tokens=16)  # a long probe is cut
     assert long.n_positions == 16
     check_lora_trained(lm.model)  # random B: passes

