@@ -20,17 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from medsafe_utils.backends import HFBackend
 from medsafe_utils.core import steps
 from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.data import BENCHMARKS, MMLU_MEDITRON, load_meditron_instructions, scored_items
-from medsafe_utils.medical_eval.generation import (
-    PROMPT_FORMAT,
-    generate_answers,
-    generation_settings,
-    max_new_tokens,
-    reading,
-)
+from medsafe_utils.medical_eval.generation import generate_predictions, generation_settings
 from medsafe_utils.medical_eval.instructed import GenRequest, build_gen_requests
 from medsafe_utils.medical_eval.prompts import (
     PROMPT_VERSION,
@@ -195,60 +188,6 @@ def _score_loglikelihood(lm, adapter, requests: list[McRequest], config: MedEval
     return pd.DataFrame(todo.values()).assign(protocol="loglikelihood", unreadable=False)
 
 
-def _generate(lm, adapter, requests: list[GenRequest], config: MedEvalConfig, path):
-    """Greedy answers to every request, read and scored; finished requests come from the file."""
-    settings = generation_settings(config.read_maybe, config.dtype, config.load_in_4bit)
-    budgets = [max_new_tokens(lm.tokenizer, r) for r in requests]
-    keys = [
-        item_key(
-            lm.model_id,
-            lm.revision,
-            "mc-generation",
-            [r.benchmark, r.item_id, r.num_fewshot, r.seed, r.prompt, n],
-            settings,
-        )
-        for r, n in zip(requests, budgets, strict=True)
-    ]
-    context = getattr(lm.model.config, "max_position_embeddings", 0) or 0
-    with Store(path).resume(keys, f"{lm.model_id} generation") as todo:
-
-        def save(j: int, text: str) -> None:
-            i = todo.indices[j]
-            r = requests[i]
-            n_prompt = len(lm.tokenizer(r.prompt)["input_ids"])
-            todo.save(
-                i,
-                {
-                    **_identity(lm, adapter),
-                    "protocol": "generation",
-                    "benchmark": r.benchmark,
-                    "subject": r.subject,
-                    "item_id": r.item_id,
-                    "num_fewshot": r.num_fewshot,
-                    "seed": r.seed,
-                    "shot_ids": list(r.shot_ids),
-                    "gold": r.gold,
-                    "answer": r.answer,
-                    **reading(r, text, config.read_maybe),
-                    "max_new_tokens": budgets[i],
-                    "prompt_tokens": n_prompt,
-                    "truncated": bool(context) and n_prompt + budgets[i] > context,
-                    "settings": settings,
-                },
-            )
-
-        if todo:
-            backend = HFBackend(lm, prompt_format=PROMPT_FORMAT)
-            generate_answers(
-                backend,
-                [requests[i] for i in todo],
-                [budgets[i] for i in todo],
-                config.batch_size,
-                save,
-            )
-    return pd.DataFrame(todo.values())
-
-
 def evaluate_model(
     base: str,
     adapter: AdapterRecord | None,
@@ -278,7 +217,18 @@ def evaluate_model(
         if scored:
             frames.append(_score_loglikelihood(lm, adapter, scored, config, predictions_path))
         if generated:
-            frames.append(_generate(lm, adapter, generated, config, predictions_path))
+            settings = generation_settings(config.read_maybe, config.dtype, config.load_in_4bit)
+            frames.append(
+                generate_predictions(
+                    lm,
+                    generated,
+                    identity=_identity(lm, adapter),
+                    settings=settings,
+                    read_maybe=config.read_maybe,
+                    batch_size=config.batch_size,
+                    path=predictions_path,
+                )
+            )
         return pd.concat(frames, ignore_index=True)
     finally:
         release(lm)

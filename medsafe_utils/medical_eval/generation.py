@@ -6,8 +6,12 @@ the text (medical_eval.answers), and an unreadable one is scored wrong and flagg
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
 
 from medsafe_utils.backends import GenerationConfig, HFBackend
+from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.medical_eval.answers import answer_index, read_answer
 from medsafe_utils.medical_eval.instructed import PROMPT_VERSION, GenRequest
 
@@ -75,3 +79,65 @@ def reading(request: GenRequest, output: str, read_maybe: bool) -> dict:
         "unreadable": answer is None,
         "correct": int(answer is not None and answer == request.gold.lower()),
     }
+
+
+def generate_predictions(
+    lm,
+    requests: Sequence[GenRequest],
+    *,
+    identity: dict,
+    settings: dict,
+    read_maybe: bool,
+    batch_size: int,
+    path: str | Path | None,
+) -> pd.DataFrame:
+    """Greedy answers of one loaded model to every request, read and scored, one record each
+    (`identity`: model, adapter, revision columns); finished requests come from the store."""
+    budgets = [max_new_tokens(lm.tokenizer, r) for r in requests]
+    keys = [
+        item_key(
+            lm.model_id,
+            lm.revision,
+            "mc-generation",
+            [r.benchmark, r.item_id, r.num_fewshot, r.seed, r.prompt, n],
+            settings,
+        )
+        for r, n in zip(requests, budgets, strict=True)
+    ]
+    context = getattr(lm.model.config, "max_position_embeddings", 0) or 0
+    with Store(path).resume(keys, f"{lm.model_id} generation") as todo:
+
+        def save(j: int, text: str) -> None:
+            i = todo.indices[j]
+            r = requests[i]
+            n_prompt = len(lm.tokenizer(r.prompt)["input_ids"])
+            record = {
+                **identity,
+                "protocol": "generation",
+                "benchmark": r.benchmark,
+                "subject": r.subject,
+                "item_id": r.item_id,
+                "num_fewshot": r.num_fewshot,
+                "seed": r.seed,
+                "shot_ids": list(r.shot_ids),
+                "gold": r.gold,
+                "answer": r.answer,
+                **reading(r, text, read_maybe),
+                "max_new_tokens": budgets[i],
+                "prompt_tokens": n_prompt,
+                "truncated": bool(context) and n_prompt + budgets[i] > context,
+                "settings": settings,
+            }
+            todo.save(i, record)
+
+        if todo:
+            backend = HFBackend(lm, prompt_format=PROMPT_FORMAT)
+            pending = list(todo)
+            generate_answers(
+                backend,
+                [requests[i] for i in pending],
+                [budgets[i] for i in pending],
+                batch_size,
+                save,
+            )
+    return pd.DataFrame(todo.values())

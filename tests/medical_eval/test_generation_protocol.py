@@ -289,7 +289,7 @@ def test_backend_frequency_penalty_matches_a_greedy_loop(tiny_lm):
 
 
 def test_generation_run_records_resumes_and_reports_unreadable(tmp_path, monkeypatch):
-    import medsafe_utils.medical_eval.evaluate as medeval
+    import medsafe_utils.medical_eval.generation as generation
 
     items = eval_items(["medqa", "pubmedqa"], 2, seed=1)
     config = MedEvalConfig(
@@ -316,7 +316,7 @@ def test_generation_run_records_resumes_and_reports_unreadable(tmp_path, monkeyp
     assert preds["correct"].tolist() == [int(p == g) for p, g in zip(parsed, gold, strict=True)]
 
     calls = []
-    monkeypatch.setattr(medeval, "generate_answers", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(generation, "generate_answers", lambda *a, **k: calls.append(a))
     again = evaluate_model("tiny-random", None, requests, config, path)
     assert calls == [] and again["output"].tolist() == preds["output"].tolist()
 
