@@ -90,11 +90,17 @@ class OpenAIBackend:
         }
         if config.do_sample:
             common["top_p"] = config.top_p
+        if config.frequency_penalty:
+            common["frequency_penalty"] = config.frequency_penalty
+        if config.stop:
+            common["stop"] = list(config.stop)
         if isinstance(prompt, str):
             resp = await client.completions.create(prompt=prompt, **common)
-            return (resp.choices[0].text or "").strip()
-        resp = await client.chat.completions.create(messages=prompt, **common)
-        return (resp.choices[0].message.content or "").strip()
+            text = resp.choices[0].text or ""
+        else:
+            resp = await client.chat.completions.create(messages=prompt, **common)
+            text = resp.choices[0].message.content or ""
+        return text.strip() if config.strip else text
 
     async def complete(self, client, prompt, config: GenerationConfig) -> str:
         """One request, retried on 429, 5xx, timeouts and dropped connections."""

@@ -17,10 +17,29 @@ class GenerationConfig:
     batch_size: int = 8  # local backend: prompts per forward pass
     share_prefix: bool = True  # local backend: encode the prefix all prompts of a batch share once
     concurrency: int = 16  # API backend: requests in flight
+    # vLLM's / OpenAI's frequency_penalty: each logit minus penalty x its token's count so far in
+    # the output (not the prompt); 0 leaves the logits alone
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()  # the output ends before the first of these strings
+    strip: bool = True  # strip white space around the output (False: as generated)
 
     def cache_settings(self) -> dict:
-        """The settings that change an output (batching and concurrency do not)."""
+        """The settings that change an output (batching and concurrency do not).
+
+        Settings left at their defaults are not listed, so older cache keys stay valid."""
         settings = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
         if self.do_sample:
             settings |= {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
+        if self.frequency_penalty:
+            settings["frequency_penalty"] = self.frequency_penalty
+        if self.stop:
+            settings["stop"] = list(self.stop)
+        if not self.strip:
+            settings["strip"] = False
         return settings
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """The text before the first occurrence of any stop string (all of it if none occurs)."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=len(text))
+    return text[:cut]

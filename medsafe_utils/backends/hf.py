@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
-from medsafe_utils.backends.config import GenerationConfig
+from medsafe_utils.backends.config import GenerationConfig, cut_at_stop
 from medsafe_utils.models.loading import LoadedModel
 from medsafe_utils.models.registry import ModelSpec
 
@@ -49,6 +49,25 @@ def padded_after_prefix(rows: list[list[int]], n: int, pad_id: int) -> tuple[lis
 def adds_bos(tokenizer, texts: list[str]) -> bool:
     """Whether to add special tokens: not when a chat template already wrote the BOS token."""
     return not (bool(tokenizer.bos_token) and all(t.startswith(tokenizer.bos_token) for t in texts))
+
+
+class FrequencyPenalty(LogitsProcessor):
+    """vLLM's frequency_penalty: subtract penalty x (times each token occurs in the output so
+    far) from its logit. Only tokens after `prompt_width` (the padded prompt) are counted."""
+
+    def __init__(self, penalty: float, prompt_width: int):
+        self.penalty = penalty
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """input_ids: (batch, prompt_width + generated); scores: (batch, vocab)."""
+        generated = input_ids[:, self.prompt_width :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(
+            1, generated, torch.ones_like(generated, dtype=scores.dtype)
+        )
+        return scores - self.penalty * counts
 
 
 class HFBackend:
@@ -96,6 +115,14 @@ class HFBackend:
         inputs, cache = shared or (encoded.to(model.device), None)
         if config.do_sample:
             torch.manual_seed(config.seed)
+        width = inputs["input_ids"].shape[1]
+        extra = {}
+        if config.frequency_penalty:
+            extra["logits_processor"] = LogitsProcessorList(
+                [FrequencyPenalty(config.frequency_penalty, width)]
+            )
+        if config.stop:
+            extra |= {"stop_strings": list(config.stop), "tokenizer": tok}
         out = model.generate(
             **inputs,
             max_new_tokens=config.max_new_tokens,
@@ -105,9 +132,12 @@ class HFBackend:
             top_k=None,
             pad_token_id=tok.pad_token_id,
             past_key_values=cache,
+            **extra,
         )
-        new_tokens = out[:, inputs["input_ids"].shape[1] :]  # (batch, new) after left padding
-        return [t.strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True)]
+        new_tokens = out[:, width:]  # (batch, new) after left padding
+        decoded = tok.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = [cut_at_stop(t, config.stop) for t in decoded]
+        return [t.strip() for t in texts] if config.strip else texts
 
     def run(
         self, prompts: list[str], config: GenerationConfig, on_result: Callable[[int, str], None]

@@ -8,8 +8,12 @@ from medsafe_utils.data.manifest import ensure_file, fetch, load_manifest
 from medsafe_utils.data.medical import (
     BENCHMARKS,
     MMLU_MEDICAL,
+    MMLU_MEDITRON,
+    fewshot_pool,
     load_medical_benchmark,
+    load_meditron_instructions,
     load_mmlu_medical,
+    scored_items,
 )
 from medsafe_utils.data.prompts import alpaca_template, prompt_text, refusal_prefixes
 from medsafe_utils.data.safety import (
@@ -30,12 +34,14 @@ __all__ = [
     "BENCHMARKS",
     "CATEGORIES",
     "MMLU_MEDICAL",
+    "MMLU_MEDITRON",
     "ORIGINS",
     "GeneralHarmSet",
     "alpaca_template",
     "available_ft_splits",
     "ensure_file",
     "fetch",
+    "fewshot_pool",
     "load_adv_ama",
     "load_bianchi_safety",
     "load_ft_split",
@@ -43,9 +49,11 @@ __all__ = [
     "load_llama3_requests",
     "load_manifest",
     "load_medical_benchmark",
+    "load_meditron_instructions",
     "load_medsafetybench",
     "load_mmlu_medical",
     "prompt_text",
     "refusal_prefixes",
     "sample_per_group",
+    "scored_items",
 ]

@@ -1,7 +1,14 @@
 """Medical multiple-choice benchmarks in one schema:
-id, benchmark, subject, question, context, choices (list of str), answer (0-based index)."""
+id, benchmark, subject, question, context, choices (list of str), answer (0-based index).
+
+Besides the scored items, each benchmark has a few-shot pool disjoint from them
+(`fewshot_pool`): MMLU's dev set, PubMedQA's PQA-L items outside its test set, and for MedQA and
+MedMCQA, which have no other split in the data, a fixed held-out part of the file that is never
+scored (`scored_items` leaves it out)."""
 
 from __future__ import annotations
+
+import functools
 
 import pandas as pd
 
@@ -23,8 +30,41 @@ MMLU_MEDICAL = [
     "medical_genetics",
     "professional_medicine",
 ]
+# meditron's MMLU-medical (evaluation/benchmarks.py, in its order, which sets its few-shot draws)
+MMLU_MEDITRON = [
+    "anatomy",
+    "college_biology",
+    "college_medicine",
+    "professional_medicine",
+    "medical_genetics",
+    "virology",
+    "clinical_knowledge",
+    "high_school_biology",
+    "high_school_chemistry",
+    "nutrition",
+    "college_chemistry",
+]
+MMLU_TEST_ROWS = {
+    "anatomy": 135,
+    "clinical_knowledge": 265,
+    "college_biology": 144,
+    "college_medicine": 173,
+    "medical_genetics": 100,
+    "professional_medicine": 272,
+    "virology": 166,
+    "high_school_biology": 310,
+    "high_school_chemistry": 203,
+    "nutrition": 306,
+    "college_chemistry": 100,
+}
+MMLU_DEV_ROWS = 5  # per subject
 BENCHMARKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
 EXPECTED_ROWS = {"medqa": 1273, "medmcqa": 4183, "pubmedqa": 500, "mmlu_medical": 1089}
+PUBMEDQA_POOL_ROWS = 500  # PQA-L items outside the test set
+# MedQA and MedMCQA have no train split in the data: this many items of each, a fixed draw, are
+# the few-shot pool and are never scored.
+HELD_OUT_SHOTS = 50
+HELD_OUT_SEED = 0
 PUBMEDQA_LABELS = ["yes", "no", "maybe"]
 MC_COLUMNS = ["id", "benchmark", "subject", "question", "context", "choices", "answer"]
 
@@ -136,13 +176,24 @@ def load_pubmedqa() -> pd.DataFrame:
     return _finish(truth_path, records, "pubmedqa")
 
 
-def load_mmlu_medical(split: str = "test") -> pd.DataFrame:
-    """The six MMLU medical subjects (test: 1,089; dev: 5 per subject for few-shot)."""
+def load_mmlu_medical(split: str = "test", subjects: list[str] | None = None) -> pd.DataFrame:
+    """MMLU medical subjects (default: the six usual ones, 1,089 test items; dev: 5 per subject).
+
+    `subjects` picks others among MMLU_TEST_ROWS, e.g. MMLU_MEDITRON (meditron's eleven, 2,174)."""
+    subjects = list(subjects or MMLU_MEDICAL)
+    unknown = [s for s in subjects if s not in MMLU_TEST_ROWS]
+    if unknown or not subjects:
+        raise ValueError(f"MMLU subjects must be among {list(MMLU_TEST_ROWS)}, got {unknown}")
+    if split not in ("test", "dev"):
+        raise ValueError(f"MMLU split must be 'test' or 'dev', got {split!r}")
     records = []
-    for subject in MMLU_MEDICAL:
+    for subject in subjects:
         path = ensure_file(f"mmlu/{split}/{subject}_{split}.csv")
         columns = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
-        for i, r in enumerate(read_csv_rows(path, columns), start=1):
+        rows = read_csv_rows(path, columns)
+        expected = MMLU_TEST_ROWS[subject] if split == "test" else MMLU_DEV_ROWS
+        check_count(path, len(rows), expected, "items")
+        for i, r in enumerate(rows, start=1):
             choices = [r[f"choice{k}"] for k in range(4)]
             records.append(
                 {
@@ -154,9 +205,85 @@ def load_mmlu_medical(split: str = "test") -> pd.DataFrame:
                     "answer": _answer_index(path, i, r["answer"], 4),
                 }
             )
-    if split != "test":
-        return pd.DataFrame(records).assign(benchmark="mmlu_medical")[MC_COLUMNS]
-    return _finish("mmlu/test", records, "mmlu_medical")
+    return pd.DataFrame(records).assign(benchmark="mmlu_medical")[MC_COLUMNS]
+
+
+def load_pubmedqa_pool() -> pd.DataFrame:
+    """The 500 PQA-L items outside PubMedQA's test set (few-shot examples, never scored)."""
+    path = ensure_file("pubmedqa/ori_pqal.json")
+    items = read_json(path)
+    test = read_json(ensure_file("pubmedqa/test_ground_truth.json"))
+    records = []
+    for row, (pmid, item) in enumerate(items.items(), start=1):
+        if pmid in test:
+            continue
+        label = item.get("final_decision")
+        if label not in PUBMEDQA_LABELS:
+            raise DataError(
+                path, f"final_decision {label!r}", row=row, expected=str(PUBMEDQA_LABELS)
+            )
+        records.append(
+            {
+                "id": f"pubmedqa-{pmid}",
+                "subject": "",
+                "question": item["QUESTION"],
+                "context": "\n".join(item["CONTEXTS"]),
+                "choices": list(PUBMEDQA_LABELS),
+                "answer": PUBMEDQA_LABELS.index(label),
+            }
+        )
+    check_count(path, len(records), PUBMEDQA_POOL_ROWS, "non-test items")
+    return pd.DataFrame(records).assign(benchmark="pubmedqa")[MC_COLUMNS]
+
+
+@functools.cache
+def held_out_ids(name: str) -> frozenset[str]:
+    """Ids of the items of MedQA / MedMCQA kept out of scoring as their few-shot pool."""
+    if name not in ("medqa", "medmcqa"):
+        return frozenset()
+    items = load_medical_benchmark(name)
+    return frozenset(items["id"].sample(HELD_OUT_SHOTS, random_state=HELD_OUT_SEED))
+
+
+def fewshot_pool(name: str, mmlu_subjects: list[str] | None = None) -> pd.DataFrame:
+    """Few-shot examples for a benchmark, disjoint from `scored_items` by id and by content.
+
+    MMLU's dev set repeats five test questions of other subjects (clinical_knowledge and
+    college_medicine share some): an example that is also a scored question is left out."""
+    if name == "mmlu_medical":
+        pool = load_mmlu_medical("dev", mmlu_subjects)
+    elif name == "pubmedqa":
+        pool = load_pubmedqa_pool()
+    else:
+        items = load_medical_benchmark(name)
+        pool = items[items["id"].isin(held_out_ids(name))]
+    scored = scored_items(name, mmlu_subjects)
+    seen = set(zip(scored["question"], scored["choices"].map(tuple), strict=True))
+    repeated = [
+        (q, tuple(c)) in seen for q, c in zip(pool["question"], pool["choices"], strict=True)
+    ]
+    return pool[[not r for r in repeated]].reset_index(drop=True)
+
+
+def scored_items(name: str, mmlu_subjects: list[str] | None = None) -> pd.DataFrame:
+    """The items a benchmark scores: its test (dev for MedMCQA) set less any held-out pool."""
+    items = load_medical_benchmark(name, mmlu_subjects)
+    held_out = held_out_ids(name)
+    return items[~items["id"].isin(held_out)].reset_index(drop=True)
+
+
+def load_meditron_instructions() -> dict[str, dict]:
+    """meditron's evaluation instructions by name: {'system': ..., 'user': 'The answer is:'}."""
+    path = ensure_file("meditron/instructions.json")
+    instructions = read_json(path)
+    if not isinstance(instructions, dict):
+        raise DataError(path, "not an object", expected="{name: {system, user}}")
+    for row, (name, entry) in enumerate(instructions.items(), start=1):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) for k in ("system", "user")
+        ):
+            raise DataError(path, f"{name!r} lacks system/user text", row=row)
+    return instructions
 
 
 def _finish(path, records: list[dict], benchmark: str) -> pd.DataFrame:
@@ -164,13 +291,13 @@ def _finish(path, records: list[dict], benchmark: str) -> pd.DataFrame:
     return pd.DataFrame(records).assign(benchmark=benchmark)[MC_COLUMNS]
 
 
-def load_medical_benchmark(name: str) -> pd.DataFrame:
-    """One benchmark by name: medqa, medmcqa, pubmedqa or mmlu_medical."""
+def load_medical_benchmark(name: str, mmlu_subjects: list[str] | None = None) -> pd.DataFrame:
+    """One benchmark by name: medqa, medmcqa, pubmedqa or mmlu_medical (of `mmlu_subjects`)."""
     loaders = {
         "medqa": load_medqa,
         "medmcqa": load_medmcqa,
         "pubmedqa": load_pubmedqa,
-        "mmlu_medical": load_mmlu_medical,
+        "mmlu_medical": lambda: load_mmlu_medical("test", mmlu_subjects),
     }
     if name not in loaders:
         raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {name!r}")

@@ -91,7 +91,16 @@ SOURCES: dict[str, dict] = {
         "d92730e8bacd7b3a61e551e015e40588e10234b4/data/mmlu/",
         "license": "MIT",
         "canonical": "https://people.eecs.berkeley.edu/~hendrycks/data.tar",
-        "rows": 1089,
+        "rows": 2174,  # meditron's eleven subjects (the usual six: 1,089)
+    },
+    "meditron_instructions": {
+        "prefix": "meditron/",
+        # the fork MedSafetyBench pins as its meditron submodule
+        "url": "https://raw.githubusercontent.com/th789/meditron/"
+        "a4c22cbbf767e487e304417a02daa28b0a7daca1/evaluation/",
+        "license": "Apache-2.0",
+        "canonical": "https://github.com/th789/meditron (evaluation/instructions.json)",
+        "rows": 19,  # named instructions
     },
 }
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from medsafe_utils.data.manifest import ensure_file, load_manifest
-from medsafe_utils.data.medical import BENCHMARKS, load_medical_benchmark
+from medsafe_utils.data.medical import (
+    BENCHMARKS,
+    MMLU_MEDITRON,
+    load_medical_benchmark,
+    load_meditron_instructions,
+)
 from medsafe_utils.data.prompts import PROMPTS_PREFIX
 from medsafe_utils.data.safety import (
     available_ft_splits,
@@ -32,7 +37,8 @@ def summarize() -> list[dict]:
         "prompts": _count_prompt_files(),
         "advbench": len(general.requests) if general.name == "advbench" else None,
         "bianchi_safety": len(load_bianchi_safety()),
-    } | {name: len(load_medical_benchmark(name)) for name in BENCHMARKS}
+    } | {name: len(load_medical_benchmark(name, MMLU_MEDITRON)) for name in BENCHMARKS}
+    counts["meditron_instructions"] = len(load_meditron_instructions())
     rows = [
         {
             "dataset": name,

@@ -1,12 +1,16 @@
 """Medical evaluation (07): base models and their safety adapters on MedQA, MedMCQA, PubMedQA and
-the six MMLU medical subjects, by log-likelihood of each choice (lm-eval's HFLM as engine).
+MMLU-medical, by one or both of two protocols:
 
-    from medsafe_utils.medical_eval.evaluate import MedEvalConfig, eval_items, evaluate_model
+- generation (the paper's, from meditron's evaluation): the model completes an instruction
+  prompt ending in "The answer is:" and the answer is read from its text (medical_eval.generation);
+- loglikelihood: the most likely choice as a continuation of lm-eval's prompt (lm-eval's HFLM).
+
+    from medsafe_utils.medical_eval.evaluate import MedEvalConfig, eval_items, evaluate_all
     items = eval_items(["medqa"], n_per_benchmark=20)
-    preds = evaluate_model("smollm2-135m-instruct", None, items, MedEvalConfig(), "preds.jsonl")
+    preds = evaluate_all(["smollm2-135m-instruct"], [], items, MedEvalConfig(), "preds.jsonl")
 
-Predictions are appended per batch to a JSONL keyed by model, revision (with the adapter's
-weights hash), prompt and settings, so a rerun skips what is finished."""
+Predictions are appended as they finish to a JSONL keyed by model, revision (with the adapter's
+weights hash), protocol, prompt and settings, so a rerun skips what is finished."""
 
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ import pandas as pd
 
 from medsafe_utils.core import steps
 from medsafe_utils.core.store import Store, item_key
-from medsafe_utils.data import BENCHMARKS, load_medical_benchmark
+from medsafe_utils.data import BENCHMARKS, MMLU_MEDITRON, load_meditron_instructions, scored_items
+from medsafe_utils.medical_eval.generation import generate_predictions, generation_settings
+from medsafe_utils.medical_eval.instructed import GenRequest, build_gen_requests
 from medsafe_utils.medical_eval.prompts import (
     PROMPT_VERSION,
     McRequest,
@@ -35,16 +41,30 @@ from medsafe_utils.models import load_model, release
 from medsafe_utils.models.adapters import AdapterRecord, check_adapter, read_adapter_records
 
 log = logging.getLogger(__name__)
+PROTOCOLS = ("generation", "loglikelihood")
+CHECK_COLUMNS = [
+    "model",
+    "protocol",
+    "n_prompts",
+    "ll_max_abs_diff",
+    "ll_mean_abs_diff",
+    "output_changed",
+    "pred_changed",
+]
 
 
 @dataclass
 class MedEvalConfig:
-    """What is evaluated and how (defaults: full sets, zero-shot and 3-shot over 3 seeds)."""
+    """What is evaluated and how (defaults: the paper's generation protocol on full sets,
+    zero-shot and 3-shot over meditron's 3 seeds)."""
 
     benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
+    protocols: list[str] = field(default_factory=lambda: ["generation"])
+    mmlu_subjects: list[str] = field(default_factory=lambda: list(MMLU_MEDITRON))
     num_fewshot: list[int] = field(default_factory=lambda: [0, 3])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # few-shot draws, averaged
-    batch_size: int = 8  # contexts per forward pass (HFLM)
+    seeds: list[int] = field(default_factory=lambda: [1234, 432, 32])  # few-shot draws, averaged
+    read_maybe: bool = False  # generation: accept "maybe" for PubMedQA (meditron does not)
+    batch_size: int = 8  # contexts per forward pass (HFLM) or prompts per generate call
     max_length: int = 0  # tokens; 0: the model's; longer prompts lose their start (flagged)
     max_context_chars: int = 0  # PubMedQA abstracts cut to this many characters; 0 keeps all
     save_every: int = 64  # requests scored between appends to the predictions file
@@ -59,6 +79,11 @@ class MedEvalConfig:
             "dtype": self.dtype,
             "load_in_4bit": self.load_in_4bit,
         }
+
+    def __post_init__(self):
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        if unknown or not self.protocols:
+            raise ValueError(f"protocols must be among {PROTOCOLS}, got {self.protocols}")
 
 
 def read_adapter_index(profile: str, which: str = "all") -> list[AdapterRecord]:
@@ -78,15 +103,32 @@ def read_adapter_index(profile: str, which: str = "all") -> list[AdapterRecord]:
     return read_adapter_records(index)
 
 
-def eval_items(benchmarks: list[str], n_per_benchmark: int = 0, seed: int = 0) -> pd.DataFrame:
-    """The evaluation items: every benchmark in full, or a fixed random subset of each."""
+def eval_items(
+    benchmarks: list[str],
+    n_per_benchmark: int = 0,
+    seed: int = 0,
+    mmlu_subjects: list[str] | None = None,
+) -> pd.DataFrame:
+    """The scored items (data.scored_items: never a few-shot pool's), all or a fixed random
+    subset of each benchmark; MMLU of `mmlu_subjects` (default: the usual six)."""
     frames = []
     for name in benchmarks:
-        items = load_medical_benchmark(name)
+        items = scored_items(name, mmlu_subjects)
         if n_per_benchmark and n_per_benchmark < len(items):
             items = items.sample(n_per_benchmark, random_state=seed).sort_index()
         frames.append(items)
     return pd.concat(frames, ignore_index=True)
+
+
+def _identity(lm, adapter: AdapterRecord | None) -> dict:
+    return {
+        "model": lm.model_id,
+        "base_model": lm.spec.key,
+        "adapter": adapter.adapter if adapter else "",
+        "adapter_type": adapter.type if adapter else "",
+        "adapter_n": adapter.n if adapter else 0,
+        "model_revision": lm.revision,
+    }
 
 
 def _record(
@@ -100,12 +142,8 @@ def _record(
 ) -> dict:
     pred = max(range(len(lls)), key=lls.__getitem__)
     return {
-        "model": lm.model_id,
-        "base_model": lm.spec.key,
-        "adapter": adapter.adapter if adapter else "",
-        "adapter_type": adapter.type if adapter else "",
-        "adapter_n": adapter.n if adapter else 0,
-        "model_revision": lm.revision,
+        **_identity(lm, adapter),
+        "protocol": "loglikelihood",
         "benchmark": req.benchmark,
         "subject": req.subject,
         "item_id": req.item_id,
@@ -116,22 +154,55 @@ def _record(
         "pred": pred,
         "answer": req.answer,
         "correct": int(pred == req.answer),
+        "unreadable": False,
         "prompt_tokens": n_tokens,
         "truncated": n_tokens - 1 > max_length,
         "settings": settings,
     }
 
 
+def _score_loglikelihood(lm, adapter, requests: list[McRequest], config: MedEvalConfig, path):
+    """Log-likelihood of every choice of every request; finished requests come from the file."""
+    settings = config.settings()
+    # Seeds can draw the same shots: the key names the run as well as the prompt.
+    keys = [
+        item_key(
+            lm.model_id,
+            lm.revision,
+            "mc-loglikelihood",
+            [r.benchmark, r.item_id, r.num_fewshot, r.seed, r.context, list(r.continuations)],
+            settings,
+        )
+        for r in requests
+    ]
+    with Store(path).resume(keys, f"{lm.model_id} loglikelihood") as todo:
+        if todo:  # loading the engine only when there is something to score
+            engine = make_engine(lm, batch_size=config.batch_size, max_length=config.max_length)
+        for rows in todo.batches(config.save_every):
+            chunk = [requests[i] for i in rows]
+            scores = loglikelihoods(engine, chunk)
+            lengths = prompt_lengths(lm.tokenizer, chunk)
+            for i, s, n in zip(rows, scores, lengths, strict=True):
+                todo.save(i, _record(lm, adapter, requests[i], s, n, engine.max_length, settings))
+    # records cached before the protocol column existed are log-likelihood ones
+    return pd.DataFrame(todo.values()).assign(protocol="loglikelihood", unreadable=False)
+
+
 def evaluate_model(
     base: str,
     adapter: AdapterRecord | None,
-    requests: list[McRequest],
+    requests: list[McRequest | GenRequest],
     config: MedEvalConfig,
     predictions_path: str | Path,
 ) -> pd.DataFrame:
-    """Score every request with one model (+ adapter); finished requests come from the file."""
+    """Every request with one model (+ adapter), loaded once: McRequests by log-likelihood,
+    GenRequests by generation; finished requests come from the predictions file."""
     if not requests:
         raise ValueError("no requests to score: check benchmarks, n_per_benchmark, num_fewshot")
+    scored = [r for r in requests if isinstance(r, McRequest)]
+    generated = [r for r in requests if isinstance(r, GenRequest)]
+    if len(scored) + len(generated) != len(requests):
+        raise TypeError("requests must be McRequest (loglikelihood) or GenRequest (generation)")
     lm = load_model(
         base,
         dtype=config.dtype,
@@ -139,34 +210,44 @@ def evaluate_model(
         adapter_path=adapter.path if adapter else None,
     )
     try:
-        if adapter is not None:
-            check_adapter(lm, [requests[0].context])  # raises when the adapter changes nothing
-        settings = config.settings()
-        # Seeds can draw the same shots: the key names the run as well as the prompt.
-        keys = [
-            item_key(
-                lm.model_id,
-                lm.revision,
-                "mc-loglikelihood",
-                [r.benchmark, r.item_id, r.num_fewshot, r.seed, r.context, list(r.continuations)],
-                settings,
+        if adapter is not None:  # raises when the adapter changes nothing
+            first = requests[0]
+            check_adapter(lm, [first.context if isinstance(first, McRequest) else first.prompt])
+        frames = []
+        if scored:
+            frames.append(_score_loglikelihood(lm, adapter, scored, config, predictions_path))
+        if generated:
+            settings = generation_settings(config.read_maybe, config.dtype, config.load_in_4bit)
+            frames.append(
+                generate_predictions(
+                    lm,
+                    generated,
+                    identity=_identity(lm, adapter),
+                    settings=settings,
+                    read_maybe=config.read_maybe,
+                    batch_size=config.batch_size,
+                    path=predictions_path,
+                )
             )
-            for r in requests
-        ]
-        with Store(predictions_path).resume(keys, lm.model_id) as todo:
-            if todo:  # loading the engine only when there is something to score
-                engine = make_engine(lm, batch_size=config.batch_size, max_length=config.max_length)
-            for rows in todo.batches(config.save_every):
-                chunk = [requests[i] for i in rows]
-                scores = loglikelihoods(engine, chunk)
-                lengths = prompt_lengths(lm.tokenizer, chunk)
-                for i, s, n in zip(rows, scores, lengths, strict=True):
-                    todo.save(
-                        i, _record(lm, adapter, requests[i], s, n, engine.max_length, settings)
-                    )
-        return pd.DataFrame(todo.values())
+        return pd.concat(frames, ignore_index=True)
     finally:
         release(lm)
+
+
+def build_all_requests(items: pd.DataFrame, config: MedEvalConfig) -> list[McRequest | GenRequest]:
+    """The requests of every protocol, item and (shots, seed) setting; shots from the disjoint
+    few-shot pools (data.fewshot_pool)."""
+    settings = fewshot_settings(config.num_fewshot, config.seeds)
+    pools = shot_pools(sorted(set(items["benchmark"])), config.mmlu_subjects)
+    requests: list[McRequest | GenRequest] = []
+    if "generation" in config.protocols:
+        instructions = load_meditron_instructions()
+        requests += build_gen_requests(
+            items, settings, pools, instructions, config.max_context_chars
+        )
+    if "loglikelihood" in config.protocols:
+        requests += build_requests(items, settings, pools, config.max_context_chars)
+    return requests
 
 
 def evaluate_all(
@@ -177,10 +258,7 @@ def evaluate_all(
     predictions_path: str | Path,
 ) -> pd.DataFrame:
     """Every base model (those listed and every adapter's base), then every adapter."""
-    settings = fewshot_settings(config.num_fewshot, config.seeds)
-    requests = build_requests(
-        items, settings, shot_pools(sorted(set(items["benchmark"]))), config.max_context_chars
-    )
+    requests = build_all_requests(items, config)
     bases = list(dict.fromkeys([*models, *(a.base_model for a in adapters)]))
     frames = [evaluate_model(b, None, requests, config, predictions_path) for b in bases]
     frames += [
@@ -190,39 +268,67 @@ def evaluate_all(
     truncated = int(predictions["truncated"].sum())
     if truncated:
         log.warning(
-            "%d of %d prompts were longer than the model's max length and lost their "
-            "start (lm-eval truncates from the left)",
+            "%d of %d prompts were longer than the model's context: log-likelihood prompts "
+            "lost their start (lm-eval truncates from the left), generated ones ran past it",
             truncated,
             len(predictions),
+        )
+    unreadable = predictions["unreadable"].astype(bool)
+    if unreadable.any():
+        log.warning(
+            "%d of %d generated answers could not be read (scored as wrong; see the table's "
+            "unreadable column)",
+            int(unreadable.sum()),
+            int((predictions["protocol"] == "generation").sum()),
         )
     return predictions
 
 
+def engine_versions(protocols: list[str]) -> dict[str, str]:
+    """What computed each protocol's answers, with versions (for the manifest)."""
+    import lm_eval
+    import transformers
+
+    engines = {
+        "generation": f"transformers {transformers.__version__} generate (greedy, "
+        "frequency_penalty 1.0, stop '###')",
+        "loglikelihood": f"lm-eval HFLM {lm_eval.__version__}",
+    }
+    return {p: engines[p] for p in protocols}
+
+
 def adapter_differences(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per adapter: how far its log-likelihoods and predictions are from its base's on the same
-    prompts (evaluate_model's check_adapter already refused an adapter that changes nothing)."""
-    keys = ["benchmark", "item_id", "num_fewshot", "seed"]
+    """Per adapter and protocol: how far its answers are from its base's on the same prompts
+    (log-likelihoods where scored, generated texts where generated; evaluate_model's
+    check_adapter already refused an adapter whose logits equal its base's)."""
+    keys = ["protocol", "benchmark", "item_id", "num_fewshot", "seed"]
     base = predictions[predictions["adapter"] == ""]
     rows = []
-    for model, group in predictions[predictions["adapter"] != ""].groupby("model", sort=False):
+    tuned = predictions[predictions["adapter"] != ""]
+    for (model, protocol), group in tuned.groupby(["model", "protocol"], sort=False):
         ref = base[base["model"] == group["base_model"].iloc[0]]
         merged = group.merge(ref, on=keys, suffixes=("", "_base"))
         if merged.empty:
             raise ValueError(f"{model}: no base-model predictions on the same prompts")
-        diffs = [
-            abs(a - b)
-            for x, y in zip(merged["loglikelihoods"], merged["loglikelihoods_base"], strict=True)
-            for a, b in zip(x, y, strict=True)
-        ]
-        rows.append(
-            {
-                "model": model,
-                "n_prompts": len(merged),
-                "ll_max_abs_diff": max(diffs),
-                "ll_mean_abs_diff": sum(diffs) / len(diffs),
-                "pred_changed": float((merged["pred"] != merged["pred_base"]).mean()),
-            }
-        )
-    return pd.DataFrame(
-        rows, columns=["model", "n_prompts", "ll_max_abs_diff", "ll_mean_abs_diff", "pred_changed"]
-    )
+        row = {
+            "model": model,
+            "protocol": protocol,
+            "n_prompts": len(merged),
+            "ll_max_abs_diff": float("nan"),
+            "ll_mean_abs_diff": float("nan"),
+            "output_changed": float("nan"),
+            "pred_changed": float((merged["pred"] != merged["pred_base"]).mean()),
+        }
+        if protocol == "loglikelihood":
+            diffs = [
+                abs(a - b)
+                for x, y in zip(
+                    merged["loglikelihoods"], merged["loglikelihoods_base"], strict=True
+                )
+                for a, b in zip(x, y, strict=True)
+            ]
+            row.update(ll_max_abs_diff=max(diffs), ll_mean_abs_diff=sum(diffs) / len(diffs))
+        else:
+            row["output_changed"] = float((merged["output"] != merged["output_base"]).mean())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)

@@ -1,7 +1,8 @@
 """Figure of 07_medical_eval, named after the file it makes: medical accuracy before and after
 safety fine-tuning.
 
-`table`: accuracy_table(predictions), one row per model x benchmark x shot count."""
+`table`: accuracy_table(predictions), one row per protocol x model x benchmark x shot count; one
+panel per protocol and shot count, titled with both."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import pandas as pd
 
 
 def fig_medical_before_after(table: pd.DataFrame) -> plt.Figure:
-    """Adapter vs base accuracy (± SE) per benchmark, one panel per shot count; bars without
-    adapters."""
-    shots = sorted(table["num_fewshot"].unique())
-    fig, axes = plt.subplots(1, len(shots), figsize=(5 * len(shots), 4.4), squeeze=False)
+    """Adapter vs base accuracy (± SE) per benchmark, one panel per protocol and shot count; bars
+    without adapters."""
+    panels = sorted(set(zip(table["protocol"], table["num_fewshot"], strict=True)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
     tuned = table[table["adapter"] != ""]
     colors = dict(zip(sorted(table["benchmark"].unique()), plt.cm.tab10.colors, strict=False))
     markers = dict(zip(sorted(tuned["adapter_type"].unique()), "osD^v<>", strict=False))
-    for ax, k in zip(axes[0], shots, strict=True):
-        panel = table[table["num_fewshot"] == k]
+    for ax, (protocol, k) in zip(axes[0], panels, strict=True):
+        panel = table[(table["protocol"] == protocol) & (table["num_fewshot"] == k)]
         if tuned.empty:
             pivot = panel.pivot_table(index="benchmark", columns="model", values="accuracy")
             errors = panel.pivot_table(index="benchmark", columns="model", values="se")
@@ -51,7 +52,7 @@ def fig_medical_before_after(table: pd.DataFrame) -> plt.Figure:
             for name, marker in markers.items():
                 ax.plot([], [], marker, color="black", label=f"adapter: {name}")
             ax.legend(fontsize=7, loc="upper left")
-        ax.set_title(f"{k}-shot" if k else "zero-shot")
+        ax.set_title(f"{protocol}: " + (f"{k}-shot" if k else "zero-shot"))
     fig.suptitle(
         "Medical accuracy before and after safety fine-tuning (± SE)"
         if len(tuned)

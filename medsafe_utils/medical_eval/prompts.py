@@ -1,12 +1,12 @@
-"""Multiple-choice prompts for the medical benchmarks, in lm-evaluation-harness's own formats
+"""Multiple-choice prompts of the log-likelihood protocol, in lm-evaluation-harness's own formats
 (tasks medqa_4options, medmcqa, pubmedqa, mmlu_<subject>), with seeded few-shot examples.
 
 A prompt is `description + shot_1 + "\\n\\n" + ... + shot_k + "\\n\\n" + query`, each shot being
 `query(shot) + " " + target(shot)`; every choice is scored as the continuation `" " + target`.
-Few-shot examples: MMLU's dev set (5 per subject) for MMLU; for MedQA, MedMCQA and PubMedQA,
-which have no train split here, the other items of the same benchmark (never the item itself),
-drawn per item with `random.Random(f"{seed}:{item_id}")` so a subset or a resumed run sees the
-same shots."""
+Few-shot examples come from a pool disjoint from the scored items (data.fewshot_pool): MMLU's dev
+set (same subject, 5 each), PubMedQA's non-test PQA-L items, and a fixed held-out part of MedQA and
+MedMCQA (never scored); drawn per item with `random.Random(f"{seed}:{item_id}")` so a subset or a
+resumed run sees the same shots."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from medsafe_utils.data import load_medical_benchmark, load_mmlu_medical
+from medsafe_utils.data import fewshot_pool
 from medsafe_utils.data.medical import PUBMEDQA_LABELS
 
 LETTERS = "ABCDEFGHIJ"
@@ -91,24 +91,30 @@ def description(row) -> str:
     return f"The following are multiple choice questions (with answers) about {subject}.\n\n"
 
 
-def shot_pools(benchmarks: list[str]) -> dict[str, pd.DataFrame]:
-    """Where few-shot examples come from: MMLU dev, else the whole benchmark itself."""
-    return {
-        b: load_mmlu_medical("dev") if b == "mmlu_medical" else load_medical_benchmark(b)
-        for b in benchmarks
-    }
+def shot_pools(
+    benchmarks: list[str], mmlu_subjects: list[str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Where few-shot examples come from: each benchmark's pool, disjoint from its scored items."""
+    return {b: fewshot_pool(b, mmlu_subjects) for b in benchmarks}
 
 
 def select_shots(row, pool: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
-    """k examples for one item, drawn with the seed; never the item itself."""
+    """k examples for one item, drawn with the seed; never the item itself. MMLU: examples of
+    the item's subject first; a subject with fewer than k left (its dev questions that are also
+    scored test questions are out of the pool) is topped up from the other subjects."""
     if k == 0:
         return pool.iloc[:0]
     candidates = pool[pool["id"] != row["id"]]
-    if row["benchmark"] == "mmlu_medical":
-        candidates = candidates[candidates["subject"] == row["subject"]]
     if len(candidates) < k:
         raise ValueError(f"{row['id']}: {k} shots asked, {len(candidates)} available")
     rng = random.Random(f"{seed}:{row['id']}")
+    if row["benchmark"] == "mmlu_medical":
+        same = candidates[candidates["subject"] == row["subject"]]
+        if len(same) >= k:
+            return same.iloc[rng.sample(range(len(same)), k)]
+        others = candidates[candidates["subject"] != row["subject"]]
+        extra = others.iloc[rng.sample(range(len(others)), k - len(same))]
+        return pd.concat([same.iloc[rng.sample(range(len(same)), len(same))], extra])
     return candidates.iloc[rng.sample(range(len(candidates)), k)]
 
 
@@ -142,7 +148,9 @@ def build_requests(
     max_context_chars: int = 0,
 ) -> list[McRequest]:
     """One request per item and (num_fewshot, seed) setting."""
-    pools = pools if pools is not None else shot_pools(sorted(set(items["benchmark"])))
+    if pools is None:
+        subjects = items.loc[items["benchmark"] == "mmlu_medical", "subject"]
+        pools = shot_pools(sorted(set(items["benchmark"])), list(dict.fromkeys(subjects)) or None)
     requests = []
     for _, row in items.iterrows():
         for k, seed in settings:

@@ -1,4 +1,6 @@
-"""Tables and metrics of the medical evaluation (07) from its per-item predictions."""
+"""Tables and metrics of the medical evaluation (07) from its per-item predictions: one row per
+protocol x model x benchmark x shot count, so every number says which protocol produced it, and
+how many generated answers could not be read (counted as wrong)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,16 @@ import pandas as pd
 
 from medsafe_utils.medical_eval.stats import paired_test, standard_error
 
-GROUP = ["model", "base_model", "adapter", "adapter_type", "adapter_n", "benchmark", "num_fewshot"]
+GROUP = [
+    "protocol",
+    "model",
+    "base_model",
+    "adapter",
+    "adapter_type",
+    "adapter_n",
+    "benchmark",
+    "num_fewshot",
+]
 COLUMNS = [
     *GROUP,
     "n_items",
@@ -15,6 +26,8 @@ COLUMNS = [
     "accuracy",
     "se",
     "seed_sd",
+    "n_unreadable",
+    "unreadable_rate",
     "base_accuracy",
     "delta",
     "delta_se",
@@ -41,6 +54,9 @@ def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None) -> dict:
         accuracy=per_item.mean(),
         se=standard_error(per_item),
         seed_sd=per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan,
+        # answers (item x seed) that could not be read, all scored as wrong
+        n_unreadable=int(group["unreadable"].astype(bool).sum()),
+        unreadable_rate=float(group["unreadable"].astype(bool).mean()),
     )
     if base is not None:
         if set(base.index) != set(per_item.index):
@@ -65,11 +81,12 @@ def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None) -> dict:
 
 
 def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy ± SE per model × benchmark × shots; adapters also: change from base, paired test."""
+    """Accuracy ± SE per protocol × model × benchmark × shots; adapters also: change from base
+    (same protocol, same items), paired test."""
     base_items = {
-        (m, b, k): item_correctness(g)
-        for (m, b, k), g in predictions[predictions["adapter"] == ""].groupby(
-            ["model", "benchmark", "num_fewshot"]
+        keys: item_correctness(g)
+        for keys, g in predictions[predictions["adapter"] == ""].groupby(
+            ["protocol", "model", "benchmark", "num_fewshot"]
         )
     }
     rows = []
@@ -77,40 +94,48 @@ def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
         key = dict(zip(GROUP, keys, strict=True))
         base = None
         if key["adapter"]:
-            base = base_items.get((key["base_model"], key["benchmark"], key["num_fewshot"]))
+            base = base_items.get(
+                (key["protocol"], key["base_model"], key["benchmark"], key["num_fewshot"])
+            )
             if base is None:
                 raise ValueError(
-                    f"{key['model']}: no base-model run of {key['benchmark']} "
-                    f"with {key['num_fewshot']} shots to compare with"
+                    f"{key['model']}: no base-model {key['protocol']} run of "
+                    f"{key['benchmark']} with {key['num_fewshot']} shots to compare with"
                 )
         rows.append(_row(keys, group, base))
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["test"] = table["test"].fillna("")
     return table.sort_values(
-        ["base_model", "adapter", "benchmark", "num_fewshot"], ignore_index=True
+        ["protocol", "base_model", "adapter", "benchmark", "num_fewshot"], ignore_index=True
     )
 
 
 def medeval_metrics(table: pd.DataFrame, checks: pd.DataFrame, predictions: pd.DataFrame) -> dict:
-    """Flat scalars: accuracy, SE, change and p-value per model/benchmark/shots; adapter checks."""
+    """Flat scalars per protocol/model/benchmark/shots: accuracy, SE, unreadable answers, change
+    and p-value; adapter checks."""
     metrics = {
         "n_predictions": len(predictions),
         "n_models": int(predictions["model"].nunique()),
         "n_adapters": int(predictions.loc[predictions["adapter"] != "", "model"].nunique()),
         "truncated_share": float(predictions["truncated"].mean()),
+        "unreadable_share": float(predictions["unreadable"].astype(bool).mean()),
     }
     for benchmark, group in predictions.groupby("benchmark"):
         metrics[f"n_items/{benchmark}"] = int(group["item_id"].nunique())
     for _, r in table.iterrows():
-        cell = f"{r['model']}/{r['benchmark']}/k{r['num_fewshot']}"
+        cell = f"{r['protocol']}/{r['model']}/{r['benchmark']}/k{r['num_fewshot']}"
         metrics[f"acc/{cell}"] = r["accuracy"]
         metrics[f"se/{cell}"] = r["se"]
+        metrics[f"unreadable/{cell}"] = r["unreadable_rate"]
         if r["adapter"]:
             metrics[f"delta/{cell}"] = r["delta"]
             metrics[f"p/{cell}"] = r["p_value"]
-    for (model, k), group in table.groupby(["model", "num_fewshot"]):
-        metrics[f"acc_mean/{model}/k{k}"] = group["accuracy"].mean()
+    for (protocol, model, k), group in table.groupby(["protocol", "model", "num_fewshot"]):
+        metrics[f"acc_mean/{protocol}/{model}/k{k}"] = group["accuracy"].mean()
     for _, r in checks.iterrows():
-        metrics[f"adapter_ll_max_abs_diff/{r['model']}"] = r["ll_max_abs_diff"]
-        metrics[f"adapter_pred_changed/{r['model']}"] = r["pred_changed"]
+        if r["protocol"] == "loglikelihood":
+            metrics[f"adapter_ll_max_abs_diff/{r['model']}"] = r["ll_max_abs_diff"]
+        else:
+            metrics[f"adapter_output_changed/{r['model']}"] = r["output_changed"]
+        metrics[f"adapter_pred_changed/{r['protocol']}/{r['model']}"] = r["pred_changed"]
     return metrics

@@ -193,6 +193,7 @@ def _predictions():
             for i, c in enumerate(correct):
                 rows.append(
                     {
+                        "protocol": "loglikelihood",
                         "model": model,
                         "base_model": "m",
                         "adapter": adapter,
@@ -203,6 +204,7 @@ def _predictions():
                         "seed": seed,
                         "item_id": f"i{i}",
                         "correct": c,
+                        "unreadable": False,
                         "loglikelihoods": [-1.0 - c, -2.0],
                         "pred": 1 - c,
                     }
@@ -214,6 +216,7 @@ def test_accuracy_table_by_hand():
     table = accuracy_table(_predictions()).set_index(["model", "num_fewshot"])
     zero_base, zero_tuned = table.loc[("m", 0)], table.loc[("m+a", 0)]
     assert zero_base["accuracy"] == 0.5 and zero_base["se"] == pytest.approx(math.sqrt(1 / 3) / 2)
+    assert zero_base["n_unreadable"] == 0 and zero_base["unreadable_rate"] == 0.0
     assert zero_tuned["delta"] == 0.5 and zero_tuned["test"] == "mcnemar_exact"
     assert zero_tuned["p_value"] == pytest.approx(0.5)  # b=2, c=0: 2 * (1/2)^2
     few = table.loc[("m+a", 2)]
@@ -226,7 +229,10 @@ def test_accuracy_table_by_hand():
 def test_medical_before_after_figure():
     predictions = _predictions()
     fig = fig_medical_before_after(accuracy_table(predictions))
-    assert [ax.get_title() for ax in fig.axes] == ["zero-shot", "2-shot"]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "loglikelihood: zero-shot",
+        "loglikelihood: 2-shot",
+    ]
     # one point per adapter x benchmark: (base accuracy, adapter accuracy), as in the table
     points = [ax.containers[0].lines[0].get_xydata().tolist() for ax in fig.axes]
     assert points == [[[0.5, 1.0]], [[0.5, 0.875]]]
@@ -239,8 +245,10 @@ def test_adapter_differences_per_adapter():
     preds = _predictions()
     [check] = adapter_differences(preds).to_dict("records")
     # 5 of 12 prompts change their prediction, each by 1 in the first choice's log-likelihood
+    assert math.isnan(check.pop("output_changed"))  # nothing generated
     assert check == {
         "model": "m+a",
+        "protocol": "loglikelihood",
         "n_prompts": 12,
         "ll_max_abs_diff": 1.0,
         "ll_mean_abs_diff": pytest.approx(5 / 24),

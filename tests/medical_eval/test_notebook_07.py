@@ -1,5 +1,5 @@
 """07_medical_eval run by papermill with the smoke profile (5 items per benchmark instead of
-10): the base model and 06's adapters."""
+10): the base model and 06's adapters, by both protocols (generation and log-likelihood)."""
 
 import json
 
@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from medsafe_utils.core import paths
+from medsafe_utils.medical_eval.answers import read_answer
 
 pytestmark = pytest.mark.slow
 
@@ -21,42 +22,59 @@ def test_medical_eval_smoke(smoke_results):
         "07_medical_eval", needs=("06_finetune",), overrides={"n_per_benchmark": N_PER}
     )
     smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "07_medical_eval.yaml").read_text())
+    assert smoke["protocols"] == ["generation", "loglikelihood"]
     n_items, n_per = 4 * N_PER, N_PER
     n_settings = 1 + len(smoke["seeds"]) * len([k for k in smoke["num_fewshot"] if k])
     preds = pd.read_json(out / "predictions.jsonl", lines=True)
     models = sorted(preds["model"].unique())
     assert "smollm2-135m-instruct" in models
-    assert len(preds) == len(models) * n_items * n_settings
-    assert preds.groupby(["model", "benchmark"])["item_id"].nunique().eq(n_per).all()
-
-    # Per-item records: the argmax choice, its correctness, the right number of choices.
-    lls = preds["loglikelihoods"]
-    assert (lls.map(len) == np.where(preds["benchmark"] == "pubmedqa", 3, 4)).all()
-    assert (preds["pred"] == lls.map(np.argmax)).all()
-    assert (preds["correct"] == (preds["pred"] == preds["answer"]).astype(int)).all()
+    assert len(preds) == 2 * len(models) * n_items * n_settings
+    assert preds.groupby(["protocol", "model", "benchmark"])["item_id"].nunique().eq(n_per).all()
     shots = preds[preds["num_fewshot"] > 0]
     assert (shots["shot_ids"].map(len) == shots["num_fewshot"]).all()
-    pairs = zip(shots["item_id"], shots["shot_ids"], strict=True)
-    assert not any(item in ids for item, ids in pairs)
-    mmlu = shots[shots["benchmark"] == "mmlu_medical"]
-    assert all(
-        s.startswith(f"mmlu-{subj}-dev-")
-        for subj, ids in zip(mmlu["subject"], mmlu["shot_ids"], strict=True)
-        for s in ids
-    )
+    assert not set().union(*shots["shot_ids"].map(set)) & set(preds["item_id"])
 
-    # The table agrees with the predictions it was computed from.
+    # Log-likelihood records: the argmax choice, its correctness, the right number of choices.
+    ll = preds[preds["protocol"] == "loglikelihood"]
+    lls = ll["loglikelihoods"]
+    assert (lls.map(len) == np.where(ll["benchmark"] == "pubmedqa", 3, 4)).all()
+    assert (ll["pred"] == lls.map(np.argmax)).all()
+    assert (ll["correct"] == (ll["pred"] == ll["answer"]).astype(int)).all()
+    assert not ll["unreadable"].any()
+    mmlu = ll[(ll["benchmark"] == "mmlu_medical") & (ll["num_fewshot"] > 0)]
+    assert all(s.startswith("mmlu-") and "-dev-" in s for ids in mmlu["shot_ids"] for s in ids)
+
+    # Generated records: the answer read from the text, wrong when unreadable; one shared draw
+    # of shots per benchmark and seed (meditron's way).
+    gen = preds[preds["protocol"] == "generation"]
+    parsed = [
+        read_answer(o, b, k > 0)
+        for o, b, k in zip(gen["output"], gen["benchmark"], gen["num_fewshot"], strict=True)
+    ]
+    assert gen["parsed"].where(gen["parsed"].notna(), None).tolist() == parsed
+    assert gen["unreadable"].tolist() == [p is None for p in parsed]
+    gold = gen["gold"].str.lower().tolist()
+    assert gen["correct"].tolist() == [int(p == g) for p, g in zip(parsed, gold, strict=True)]
+    budget = gen["max_new_tokens"] - np.where(gen["num_fewshot"] > 0, 8, 0)
+    assert budget.ge(1).all() and budget.le(3).all()
+    draws = gen[gen["num_fewshot"] > 0].groupby(["benchmark", "seed"])["shot_ids"]
+    assert draws.apply(lambda s: s.map(tuple).nunique()).eq(1).all()
+
+    # The table names each number's protocol and agrees with the predictions.
     table = pd.read_csv(out / "tab_medical_accuracy.csv")
-    assert len(table) == len(models) * 4 * len(smoke["num_fewshot"])
+    assert len(table) == 2 * len(models) * 4 * len(smoke["num_fewshot"])
+    assert set(table["protocol"]) == {"generation", "loglikelihood"}
     for _, row in table.iterrows():
         cell = preds[
-            (preds["model"] == row["model"])
+            (preds["protocol"] == row["protocol"])
+            & (preds["model"] == row["model"])
             & (preds["benchmark"] == row["benchmark"])
             & (preds["num_fewshot"] == row["num_fewshot"])
         ]
         per_item = cell.groupby("item_id")["correct"].mean()
         assert row["accuracy"] == pytest.approx(per_item.mean())
         assert row["se"] == pytest.approx(per_item.std(ddof=1) / np.sqrt(n_per))
+        assert row["n_unreadable"] == cell["unreadable"].sum()
     tuned = table[table["adapter"].notna()]
     assert tuned["test"].isin(["mcnemar_exact", "paired_t"]).all()
 
@@ -64,13 +82,16 @@ def test_medical_eval_smoke(smoke_results):
     assert metrics["n_items/medqa"] == n_per and metrics["n_models"] == len(models)
     adapters = pd.read_json(out.parent / "06_finetune" / "adapters.jsonl", lines=True)
     assert metrics["n_adapters"] == len(adapters) == len(models) - 1 > 0
-    first = table.iloc[0]
-    key = f"acc/{first['model']}/{first['benchmark']}/k{first['num_fewshot']}"
-    assert metrics[key] == pytest.approx(first["accuracy"])
+    assert metrics["unreadable_share"] == pytest.approx(preds["unreadable"].mean())
+    for _, first in table.groupby("protocol").head(1).iterrows():
+        cell = f"{first['protocol']}/{first['model']}/{first['benchmark']}/k{first['num_fewshot']}"
+        assert metrics[f"acc/{cell}"] == pytest.approx(first["accuracy"])
+        assert metrics[f"unreadable/{cell}"] == pytest.approx(first["unreadable_rate"])
     assert (out / "fig_medical_before_after.png").stat().st_size > 10_000
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["n_per_benchmark"] == n_per
-    assert manifest["engine"].startswith("lm-eval HFLM 0.4")
+    assert manifest["engines"]["loglikelihood"].startswith("lm-eval HFLM 0.4")
+    assert manifest["engines"]["generation"].startswith("transformers ")
     assert {"predictions.jsonl", "tab_medical_accuracy.csv", "metrics.json"} <= set(
         manifest["files"]
     )

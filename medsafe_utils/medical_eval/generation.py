@@ -1,0 +1,143 @@
+"""The generation protocol: the model completes each instruction prompt greedily, as meditron's
+vLLM call does (temperature 0, frequency_penalty 1.0, stop at "###" or the end-of-sequence
+token), for as many new tokens as the gold answer has (+8 with shots); the answer is read from
+the text (medical_eval.answers), and an unreadable one is scored wrong and flagged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from medsafe_utils.backends import GenerationConfig, HFBackend
+from medsafe_utils.core.store import Store, item_key
+from medsafe_utils.medical_eval.answers import answer_index, read_answer
+from medsafe_utils.medical_eval.instructed import PROMPT_VERSION, GenRequest
+
+FREQUENCY_PENALTY = 1.0
+STOP = ("###",)
+EXTRA_TOKENS_WITH_SHOTS = 8
+PROMPT_FORMAT = "meditron-instructions"  # raw text prompts, no chat template
+
+
+def max_new_tokens(tokenizer, request: GenRequest) -> int:
+    """Tokens of the gold answer text, + 8 with shots (meditron's budget for an MCQ answer)."""
+    n = len(tokenizer(request.gold, add_special_tokens=False)["input_ids"])
+    return n + (EXTRA_TOKENS_WITH_SHOTS if request.num_fewshot else 0)
+
+
+def generation_config(max_tokens: int, batch_size: int) -> GenerationConfig:
+    """Greedy with meditron's frequency penalty and stop string; the text kept as generated."""
+    return GenerationConfig(
+        max_new_tokens=max_tokens,
+        batch_size=batch_size,
+        frequency_penalty=FREQUENCY_PENALTY,
+        stop=STOP,
+        strip=False,
+    )
+
+
+def generation_settings(read_maybe: bool, dtype: str, load_in_4bit: bool) -> dict:
+    """What changes a generation or its reading besides the model and prompt (part of the key)."""
+    return {
+        "prompt_version": PROMPT_VERSION,
+        "frequency_penalty": FREQUENCY_PENALTY,
+        "stop": list(STOP),
+        "read_maybe": read_maybe,
+        "dtype": dtype,
+        "load_in_4bit": load_in_4bit,
+    }
+
+
+def generate_answers(
+    backend: HFBackend,
+    requests: Sequence[GenRequest],
+    budgets: Sequence[int],
+    batch_size: int,
+    on_result,
+) -> None:
+    """Generate every request, grouped by its token budget; on_result(j, text) for request j."""
+    groups: dict[int, list[int]] = {}
+    for j, budget in enumerate(budgets):
+        groups.setdefault(budget, []).append(j)
+    for budget, members in groups.items():
+        backend.run(
+            [requests[j].prompt for j in members],
+            generation_config(budget, batch_size),
+            lambda i, text, members=members: on_result(members[i], text),
+        )
+
+
+def reading(request: GenRequest, output: str, read_maybe: bool) -> dict:
+    """What the output answers: the read answer (None: unreadable), its index, correctness."""
+    answer = read_answer(output, request.benchmark, request.num_fewshot > 0, read_maybe)
+    return {
+        "output": output,
+        "parsed": answer,
+        "pred": answer_index(answer, request.benchmark),
+        "unreadable": answer is None,
+        "correct": int(answer is not None and answer == request.gold.lower()),
+    }
+
+
+def generate_predictions(
+    lm,
+    requests: Sequence[GenRequest],
+    *,
+    identity: dict,
+    settings: dict,
+    read_maybe: bool,
+    batch_size: int,
+    path: str | Path | None,
+) -> pd.DataFrame:
+    """Greedy answers of one loaded model to every request, read and scored, one record each
+    (`identity`: model, adapter, revision columns); finished requests come from the store."""
+    budgets = [max_new_tokens(lm.tokenizer, r) for r in requests]
+    keys = [
+        item_key(
+            lm.model_id,
+            lm.revision,
+            "mc-generation",
+            [r.benchmark, r.item_id, r.num_fewshot, r.seed, r.prompt, n],
+            settings,
+        )
+        for r, n in zip(requests, budgets, strict=True)
+    ]
+    context = getattr(lm.model.config, "max_position_embeddings", 0) or 0
+    with Store(path).resume(keys, f"{lm.model_id} generation") as todo:
+
+        def save(j: int, text: str) -> None:
+            i = todo.indices[j]
+            r = requests[i]
+            n_prompt = len(lm.tokenizer(r.prompt)["input_ids"])
+            record = {
+                **identity,
+                "protocol": "generation",
+                "benchmark": r.benchmark,
+                "subject": r.subject,
+                "item_id": r.item_id,
+                "num_fewshot": r.num_fewshot,
+                "seed": r.seed,
+                "shot_ids": list(r.shot_ids),
+                "gold": r.gold,
+                "answer": r.answer,
+                **reading(r, text, read_maybe),
+                "max_new_tokens": budgets[i],
+                "prompt_tokens": n_prompt,
+                "truncated": bool(context) and n_prompt + budgets[i] > context,
+                "settings": settings,
+            }
+            todo.save(i, record)
+
+        if todo:
+            backend = HFBackend(lm, prompt_format=PROMPT_FORMAT)
+            pending = list(todo)
+            generate_answers(
+                backend,
+                [requests[i] for i in pending],
+                [budgets[i] for i in pending],
+                batch_size,
+                save,
+            )
+    return pd.DataFrame(todo.values())
