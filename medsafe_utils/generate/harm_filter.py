@@ -11,9 +11,9 @@ own chat template. API chat models get the turns as messages (no answer start).
 Reading the rating (`method`):
 - `parse` (the original): the model continues the answer for up to 100 new tokens, decoded
   without special tokens; the first number in it (digits, optionally a decimal part) is the
-  rating, kept if >= 7.0. `generation` "model" decodes as the released call did (only
-  max_new_tokens given, so the model's generation config decides; see the module of 01's
-  notebook for the values), "greedy" decodes greedily. A continuation without a number is
+  rating, kept if >= 7.0. `generation` "model" decodes as the released call did (it gives only
+  max_new_tokens, so the model's generation config decides: Llama-3-8B-Instruct's samples at
+  temperature 0.6, top-p 0.9), "greedy" decodes greedily. A continuation without a number is
   unscored (the original script would stop with an error there). API chat replies, which do not
   continue a prefilled answer, are read with `parse_rating` (the first rating in 0-10 after
   'score', a leading number, or 'N/10').

@@ -35,7 +35,7 @@ def test_generate_paper_shaped(paper_shaped):
         assert row.prompt == released_llama3_prompt(system, goal, "Sure!")
         assert row.generation.startswith("Sure!")
     prompting = generations[generations["method"] == "prompting"]
-    assert len(prompting) == 2 and (prompting["generator"] == "smollm2").all()  # through the API
+    assert len(prompting) == 2 and (prompting["generator"] == "gpt-4").all()  # through the API
     assert manifest["decoding"]["prefill"].keys() >= {"do_sample", "temperature", "top_p"}
 
     cache = [

@@ -15,7 +15,7 @@ def test_safe_responses_paper_shaped(paper_shaped):
     out = paper_shaped("03_safe_responses")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["system_prompt"] == "llama2_default"
-    assert manifest["params"]["backend"] == "openai" and manifest["generator"] == "smollm2"
+    assert manifest["params"]["backend"] == "openai" and manifest["generator"] == "gpt-4"
     cache = [
         json.loads(line)
         for line in (out / "generation_cache.jsonl").read_text().split("\n")
