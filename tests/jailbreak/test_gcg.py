@@ -332,6 +332,7 @@ def test_llama2_paper_template(tiny_lm):
 def test_smollm2_attack_lowers_the_loss(smollm2):
     pair = load_adv_ama("prompts").iloc[0]
     config = GCGConfig(num_steps=2, search_width=8, topk=32, max_new_tokens=0, progress=False)
+    config.suffix_init, config.filter_ids, config.dedup_candidates = "spaced_x", True, True
     result = run(smollm2.model, smollm2.tokenizer, pair.goal, pair.target, config)
     assert len(smollm2.tokenizer(result.best_suffix, add_special_tokens=False)["input_ids"]) == 20
     assert result.best_loss < result.initial_loss < 5
