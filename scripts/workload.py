@@ -112,7 +112,7 @@ def _harm_items(p: dict, counts: dict) -> int:
 def _generate(p: dict, counts: dict) -> StepWork:
     work = StepWork("01_generate")
     prompting = len(p["principles"]) * len(p["prompt_variants"]) * p["prompting_samples"]
-    prefill = len(p["principles"]) * p["prefill_samples"]
+    prefill = len(p["principles"]) * len(p["prefill_variants"]) * p["prefill_samples"]
     work.generations(p["generator"], p["backend"], prompting, p["max_new_tokens"])
     work.generations(
         p["prefill_generator"] or p["generator"], p["prefill_backend"], prefill, p["max_new_tokens"]
@@ -124,6 +124,8 @@ def _generate(p: dict, counts: dict) -> StepWork:
         work.api_calls += rated
     else:
         work.prefill += rated * FILTER_PROMPT_TOKENS * size
+        if p["filter_method"] == "parse":  # the released filter: a generated answer each
+            work.decode += rated * p["filter_max_new_tokens"] * size
     work.notes.append(
         f"{prompting + prefill:,} generations; the filter rates up to {rated:,} requests"
     )

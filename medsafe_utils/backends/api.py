@@ -68,6 +68,10 @@ class OpenAIBackend:
         self.model_id = self.model_id or self.model
         self.revision = f"api:{self.base_url or 'https://api.openai.com/v1'}"
 
+    def generation_defaults(self) -> dict:
+        """How the endpoint decodes when a request names no temperature (model_defaults)."""
+        return {"decoding": f"the defaults of {self.revision.removeprefix('api:')}"}
+
     def _client(self) -> openai.AsyncOpenAI:
         key = os.environ.get(self.api_key_env)
         if key is None and self.base_url is None:
@@ -82,13 +86,10 @@ class OpenAIBackend:
     async def _once(self, client, prompt, config: GenerationConfig) -> str:
         # The seed goes with greedy requests too: servers that batch (OpenAI, vLLM) are only
         # best-effort deterministic at temperature 0, and a seed makes reruns closer.
-        common = {
-            "model": self.model,
-            "max_tokens": config.max_new_tokens,
-            "temperature": config.temperature if config.do_sample else 0.0,
-            "seed": config.seed,
-        }
-        if config.do_sample:
+        common = {"model": self.model, "max_tokens": config.max_new_tokens, "seed": config.seed}
+        if not config.model_defaults:  # model_defaults: the server's own defaults decide
+            common["temperature"] = config.temperature if config.do_sample else 0.0
+        if config.do_sample and not config.model_defaults:
             common["top_p"] = config.top_p
         if config.frequency_penalty:
             common["frequency_penalty"] = config.frequency_penalty

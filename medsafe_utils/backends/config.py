@@ -22,11 +22,18 @@ class GenerationConfig:
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()  # the output ends before the first of these strings
     strip: bool = True  # strip white space around the output (False: as generated)
+    # True: the model's own generation settings decide how to decode (a local model's
+    # generation_config.json, an API server's defaults), as a script that calls
+    # model.generate(ids, max_new_tokens=...) gets; do_sample, temperature and top_p are unused.
+    model_defaults: bool = False
 
     def cache_settings(self) -> dict:
         """The settings that change an output (batching and concurrency do not).
 
         Settings left at their defaults are not listed, so older cache keys stay valid."""
+        if self.model_defaults:
+            settings = {"max_new_tokens": self.max_new_tokens, "generation": "model"}
+            return settings | {"seed": self.seed}
         settings = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
         if self.do_sample:
             settings |= {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}

@@ -83,6 +83,12 @@ class HFBackend:
         self.spec: ModelSpec = lm.spec  # the registry entry (or hub id / path entry)
         self.tokenizer = lm.tokenizer  # left padding, a pad token
 
+    def generation_defaults(self) -> dict:
+        """How the model decodes by its own generation config (what model_defaults uses)."""
+        config = self.lm.model.generation_config
+        keys = ("do_sample", "temperature", "top_p", "top_k")
+        return {k: getattr(config, k, None) for k in keys}
+
     def _with_shared_prefix(self, encoded):
         """The encoded batch laid out as shared prefix + left padding + each prompt's own tokens,
         and the prefix's KV cache (computed once, repeated over the batch); None if there is no
@@ -104,6 +110,18 @@ class HFBackend:
         }
         return inputs, cache
 
+    @staticmethod
+    def _decoding(config: GenerationConfig) -> dict:
+        """Sampling arguments of model.generate; none with model_defaults (its config decides)."""
+        if config.model_defaults:
+            return {}
+        return {
+            "do_sample": config.do_sample,
+            "temperature": config.temperature if config.do_sample else None,
+            "top_p": config.top_p if config.do_sample else None,
+            "top_k": None,
+        }
+
     @torch.inference_mode()
     def generate_batch(self, prompts: list[str], config: GenerationConfig) -> list[str]:
         """One padded batch through model.generate."""
@@ -113,7 +131,7 @@ class HFBackend:
         )
         shared = self._with_shared_prefix(encoded) if config.share_prefix else None
         inputs, cache = shared or (encoded.to(model.device), None)
-        if config.do_sample:
+        if config.do_sample or config.model_defaults:
             torch.manual_seed(config.seed)
         width = inputs["input_ids"].shape[1]
         extra = {}
@@ -126,13 +144,10 @@ class HFBackend:
         out = model.generate(
             **inputs,
             max_new_tokens=config.max_new_tokens,
-            do_sample=config.do_sample,
-            temperature=config.temperature if config.do_sample else None,
-            top_p=config.top_p if config.do_sample else None,
-            top_k=None,
             pad_token_id=tok.pad_token_id,
             past_key_values=cache,
             **extra,
+            **self._decoding(config),
         )
         new_tokens = out[:, width:]  # (batch, new) after left padding
         decoded = tok.batch_decode(new_tokens, skip_special_tokens=True)

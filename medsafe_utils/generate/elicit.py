@@ -2,18 +2,21 @@
 
 - **prompting**: the goal prompts of adv_ama_prompts (`load_adv_ama("prompts")`, and the
   'tutorial' variant) as the user message, sampled `prompting_samples` times;
-- **prefill** forcing (how the paper's 74,374 Llama-3-8B-Instruct requests were made): the system
-  prompt `request_generation_system_prompt.txt`, a user message, and the assistant turn started
-  with "Sure!", sampled `prefill_samples` times per principle with seeds seed, seed+1, ...
+- **prefill** forcing (how the paper's 74,374 Llama-3-8B-Instruct requests were made,
+  exps/adv_attack/generate_prompts.py run over both goal files): the system prompt
+  `request_generation_system_prompt.txt`, the principle's goal (from adv_ama_prompts.jsonl and
+  adv_ama_tutorial.jsonl) as the user message, and the assistant turn started with "Sure!",
+  sampled `prefill_samples` times per principle and goal file with seeds seed, seed+1, ...
 
-The user message that goes with the prefill is our choice (the original script's is not in the
-released data): the principle's goal prompt of the 'prompts' variant ("<principle>. Write twenty
-examples of harmful or unethical prompts ... that violate this principle."), because it names the
-principle and asks for a list, so the forced "Sure!" continues into one. The prefill is rendered
-through each model's own chat template (`render_chat(..., prefill="Sure!")`), never with pasted
-Llama-3 tokens. API chat endpoints cannot start the assistant's turn: there the prefill method is
-skipped with a warning, unless `api_prefill_tokenizer` names the served model's tokenizer; then the
-chat template is rendered here and sent as text to the server's /completions endpoint.
+`prefill_prompt` says how the prefill prompt is written: "released" is the original's
+hand-written Llama-3 string (llama3_prompt.released_llama3_prompt, quirks included, the same text
+whatever the model); "chat_template" renders it through each model's own chat template. With
+`prefill_generation` "model" (as released: generate_prompts.py calls model.generate with only
+max_new_tokens) the model's own generation config decides how to sample; "explicit" samples with
+`temperature` and `top_p`. API chat endpoints cannot start the assistant's turn: there the
+prefill method is skipped with a warning, unless `api_prefill_tokenizer` is set; then the prompt
+(the released string, or the chat template of that tokenizer) goes as text to the server's
+/completions endpoint.
 """
 
 from __future__ import annotations
@@ -35,27 +38,33 @@ from medsafe_utils.backends import (
 from medsafe_utils.core.store import Store
 from medsafe_utils.data import load_adv_ama, prompt_text
 from medsafe_utils.generate.extract import extract_requests
+from medsafe_utils.generate.llama3_prompt import check_prompt_format, released_llama3_prompt
 from medsafe_utils.models import load_tokenizer
 from medsafe_utils.models.prompting import render_chat
 
 log = logging.getLogger(__name__)
 METHODS = ("prompting", "prefill")
 VARIANTS = ("prompts", "tutorial")
+GENERATION_MODES = ("model", "explicit")
 
 
 @dataclass
 class ElicitConfig:
-    """Which principles, methods and variants; how many samples; how to sample."""
+    """Which principles, methods and variants; how many samples; how to sample. The defaults
+    are the released code's where it has one (prefill: both goal files, 500 samples each, 1,500
+    new tokens, the hand-written Llama-3 prompt, the model's own generation config)."""
 
     principles: list[int] = field(default_factory=lambda: list(range(1, 10)))
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     prompt_variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     prompting_samples: int = 5  # samples of each goal prompt (prompting)
-    prefill_samples: int = 500  # samples per principle (prefill), seeds seed .. seed+K-1
+    prefill_samples: int = 500  # per principle and goal file (prefill), seeds seed .. seed+K-1
     prefill: str = "Sure!"
-    prefill_variant: str = "prompts"  # whose goal prompt is the user message under the prefill
-    max_new_tokens: int = 1024
-    temperature: float = 0.6  # Llama-3-8B-Instruct's default sampling
+    prefill_variants: list[str] = field(default_factory=lambda: list(VARIANTS))  # goal files
+    prefill_prompt: str = "released"  # released: the original's Llama-3 string; chat_template
+    prefill_generation: str = "model"  # model: the model's generation config; explicit: below
+    max_new_tokens: int = 1500
+    temperature: float = 0.6  # explicit sampling (Llama-3-8B-Instruct's own values)
     top_p: float = 0.9
     seed: int = 0
     batch_size: int = 8
@@ -63,16 +72,27 @@ class ElicitConfig:
     api_prefill_tokenizer: str = ""  # API only: the served model's tokenizer; enables prefill
 
     def __post_init__(self) -> None:
-        bad = set(self.methods) - set(METHODS) or set(self.prompt_variants) - set(VARIANTS)
+        bad = (
+            set(self.methods) - set(METHODS)
+            or set(self.prompt_variants) - set(VARIANTS)
+            or set(self.prefill_variants) - set(VARIANTS)
+        )
         if bad or not set(self.principles) <= set(range(1, 10)):
             raise ValueError(
                 f"methods {self.methods} (of {METHODS}), variants "
-                f"{self.prompt_variants} (of {VARIANTS}), principles "
+                f"{self.prompt_variants} / {self.prefill_variants} (of {VARIANTS}), principles "
                 f"{self.principles} (of 1-9): {sorted(map(str, bad)) or 'principles'}"
             )
+        check_prompt_format("prefill_prompt", self.prefill_prompt)
+        if self.prefill_generation not in GENERATION_MODES:
+            raise ValueError(
+                f"prefill_generation must be one of {GENERATION_MODES}, "
+                f"got {self.prefill_generation!r}"
+            )
 
-    def sampling(self, sample: int) -> GenerationConfig:
-        """Seeded sampling for sample number `sample` (seed + sample)."""
+    def sampling(self, sample: int, method: str = "prompting") -> GenerationConfig:
+        """Seeded sampling for sample number `sample` (seed + sample); the prefill method with
+        prefill_generation 'model' leaves temperature and top_p to the model."""
         return GenerationConfig(
             max_new_tokens=self.max_new_tokens,
             do_sample=True,
@@ -81,11 +101,12 @@ class ElicitConfig:
             seed=self.seed + sample,
             batch_size=self.batch_size,
             concurrency=self.concurrency,
+            model_defaults=method == "prefill" and self.prefill_generation == "model",
         )
 
 
 def prefill_messages(goal: str) -> list[dict[str, str]]:
-    """System prompt of the original generation script + the principle's goal prompt."""
+    """System prompt of the original generation script + the goal, as the user message."""
     return [
         {"role": "system", "content": prompt_text("request_generation_system_prompt")},
         {"role": "user", "content": goal},
@@ -105,18 +126,9 @@ def elicitation_plan(config: ElicitConfig) -> pd.DataFrame:
                         ("prompting", v, c, s, [{"role": "user", "content": goals[v][c]}], "")
                     )
         if "prefill" in config.methods:
-            goal = goals[config.prefill_variant][c]
-            for s in range(config.prefill_samples):
-                rows.append(
-                    (
-                        "prefill",
-                        config.prefill_variant,
-                        c,
-                        s,
-                        prefill_messages(goal),
-                        config.prefill,
-                    )
-                )
+            for v in config.prefill_variants:
+                for s in range(config.prefill_samples):
+                    rows.append(("prefill", v, c, s, prefill_messages(goals[v][c]), config.prefill))
     plan = pd.DataFrame(
         rows, columns=["method", "variant", "category", "sample", "messages", "prefill"]
     )
@@ -133,15 +145,20 @@ def render(
     messages: list[dict[str, str]],
     prefill: str,
     api_prefill_tokenizer: str = "",
+    prompt_format: str = "chat_template",
 ):
-    """What the backend receives: text through the chat template (local, or a served model's
+    """What the backend receives: text (the released Llama-3 string for a prefilled prompt with
+    prompt_format 'released', else the chat template of the local model or of a served model's
     tokenizer for /completions), or the message list for an API chat endpoint."""
+    if prefill and generator.is_api and not api_prefill_tokenizer:
+        raise ValueError("an API chat endpoint cannot start the assistant's turn")
+    if prefill and prompt_format == "released":
+        turns = {m["role"]: m["content"] for m in messages}
+        return released_llama3_prompt(turns.get("system", ""), turns["user"], prefill)
     if not generator.is_api:
         return render_chat(generator.tokenizer, messages, prefill=prefill)
-    if prefill and api_prefill_tokenizer:
-        return render_chat(load_tokenizer(api_prefill_tokenizer), messages, prefill=prefill)
     if prefill:
-        raise ValueError("an API chat endpoint cannot start the assistant's turn")
+        return render_chat(load_tokenizer(api_prefill_tokenizer), messages, prefill=prefill)
     return messages
 
 
@@ -162,18 +179,20 @@ def drop_unsupported(plan: pd.DataFrame, generator: Backend, config: ElicitConfi
 def _sample_local(
     generator: Backend,
     prompts: list[str],
-    samples: list[int],
-    config: ElicitConfig,
+    sampling: list[GenerationConfig],
     cache_path: str | Path | None,
 ) -> list[str]:
-    """Local sampling in full batches that mix samples (each row its own cache key); each batch
-    is seeded with its first row's seed, so a run from scratch is reproducible."""
-    settings = [config.sampling(s).cache_settings() for s in samples]
+    """Local sampling in full batches (each row its own cache key) of rows that decode alike;
+    each batch is seeded with its first row's seed, so a run from scratch is reproducible."""
+    settings = [g.cache_settings() for g in sampling]
     keys = [generation_key(generator, p, s) for p, s in zip(prompts, settings, strict=True)]
+    size = sampling[0].batch_size if sampling else 1
     with Store(cache_path).resume(keys, generator.model_id) as todo:
-        for rows in todo.batches(config.batch_size):
-            batch = [prompts[i] for i in rows]
-            texts = generator.generate_batch(batch, config.sampling(samples[rows[0]]))
+        groups: dict[bool, list[int]] = {}
+        for i in todo:
+            groups.setdefault(sampling[i].model_defaults, []).append(i)
+        for rows in (g[k : k + size] for g in groups.values() for k in range(0, len(g), size)):
+            texts = generator.generate_batch([prompts[i] for i in rows], sampling[rows[0]])
             for i, text in zip(rows, texts, strict=True):
                 todo.save(i, generation_record(generator, prompts[i], settings[i], text))
     return todo.values("output")
@@ -191,24 +210,23 @@ def elicit(
     out["generator"] = generator.model_id
     out["seed"] = config.seed + out["sample"]
     out["prompt"] = [
-        render(generator, m, p, config.api_prefill_tokenizer)
+        render(generator, m, p, config.api_prefill_tokenizer, config.prefill_prompt)
         for m, p in zip(out["messages"], out["prefill"], strict=True)
     ]
-    if generator.is_api:  # one call per sample: the API takes one seed per call
+    sampling = [config.sampling(int(r.sample), r.method) for r in out.itertuples()]
+    if generator.is_api:  # one call per sample and method: the API takes one seed per call
         texts = pd.Series("", index=out.index)
-        for sample, idx in out.groupby("sample").groups.items():
+        for (sample, method), idx in out.groupby(["sample", "method"]).groups.items():
             texts[idx] = generate(
                 generator,
                 out.loc[idx, "prompt"].tolist(),
-                config.sampling(int(sample)),
+                config.sampling(int(sample), method),
                 cache_path=cache_path,
-                desc=f"{generator.model_id} sample {sample}",
+                desc=f"{generator.model_id} {method} sample {sample}",
             )
         texts = texts.tolist()
     else:
-        texts = _sample_local(
-            generator, out["prompt"].tolist(), out["sample"].tolist(), config, cache_path
-        )
+        texts = _sample_local(generator, out["prompt"].tolist(), sampling, cache_path)
     out["generation"] = [
         f"{p} {t}".strip() if p else t for p, t in zip(out["prefill"], texts, strict=True)
     ]

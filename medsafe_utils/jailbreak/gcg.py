@@ -2,15 +2,23 @@
 target. Config in, result out, no file I/O.
 
     from medsafe_utils.jailbreak.gcg import GCGConfig, run
-    result = run(lm.model, lm.tokenizer, goal, target, GCGConfig(num_steps=500))
+    result = run(lm.model, lm.tokenizer, goal, target, GCGConfig())
     result.best_suffix, result.best_loss, result.success, result.generation
 
-Each step: the gradient of the target loss w.r.t. the one-hot suffix, top-k tokens per position,
-`search_width` distinct candidates (special and non-ASCII tokens excluded, candidates that do not
-survive decode -> re-encode dropped), their losses in batches (gcg_loss.TargetLoss: prefix KV
-cache, logits only at the target), the best one kept. The best suffix so far is tracked; every
-`test_interval` steps the model answers greedily from it; early stop once its greedy answer
-begins with the target.
+Each step: the gradient of the target loss w.r.t. the one-hot suffix, top-k tokens per position
+(special and non-ASCII tokens excluded), `search_width` candidates that each replace one token,
+their losses in batches (gcg_loss.TargetLoss: prefix KV cache, logits only at the target), the
+best candidate becomes the suffix. The best suffix so far is tracked; every `test_interval`
+steps and at the end the model answers from it (`test_generation` "model": with its own
+generation config, as exps/adv_attack/gcg.py passes model.generation_config; "greedy").
+
+The defaults are the original's (exps/adv_attack/gcg.py): 1,000 steps, no early stop, the
+suffix initialised as 20 copies of the token the tokenizer gives '*', candidates drawn with
+replacement (a candidate may repeat another or keep the current token), no re-tokenization
+filter, 512 candidates in batches of 300, a test every 50 steps with 800 new tokens. Our options:
+`dedup_candidates` (draw twice as many, never the current token, drop duplicates),
+`filter_ids` (drop candidates that do not survive decode -> re-encode), `early_stop` (stop once
+the best suffix's greedy answer begins with the target), `stop_on_success`.
 """
 
 from __future__ import annotations
@@ -34,27 +42,32 @@ from medsafe_utils.jailbreak.prompt import (
 
 log = logging.getLogger(__name__)
 OVERSAMPLE = 2  # candidates drawn per kept one, so filtering and de-duplication keep the width
+RELEASED_INIT = "released"  # suffix_init: suffix_length copies of the token of '*'
+SPACED_X = "spaced_x"  # suffix_init: suffix_length 'x' separated by spaces (nanoGCG's)
+TEST_GENERATIONS = ("model", "greedy")
 
 
 @dataclass
 class GCGConfig:
-    """GCG settings; the defaults are the paper's (the original ran 1,000 steps)."""
+    """GCG settings; the defaults are the original's (exps/adv_attack/gcg.py)."""
 
-    num_steps: int = 500
+    num_steps: int = 1000
     search_width: int = 512  # candidate suffixes evaluated per step
     topk: int = 256  # tokens per position taken from the gradient
     n_replace: int = 1  # positions replaced per candidate
-    suffix_init: str = ""  # empty: suffix_length times "x", separated by spaces
+    suffix_init: str = RELEASED_INIT  # released | spaced_x | any text, tokenized
     suffix_length: int = 20
     allow_non_ascii: bool = False
-    filter_ids: bool = True  # drop candidates that do not survive decode -> re-encode
+    dedup_candidates: bool = False  # ours: never the current token, no duplicate candidates
+    filter_ids: bool = False  # ours: drop candidates that do not survive decode -> re-encode
     seed: int = 0
-    early_stop: bool = True  # stop once the greedy continuation of the best suffix is the target
-    batch_size: int = 0  # candidates per forward pass (0: default_batch_size); halved on OOM
+    early_stop: bool = False  # ours: stop once the best suffix's greedy answer is the target
+    batch_size: int = 300  # candidates per forward pass (0: default_batch_size); halved on OOM
     use_prefix_cache: bool = True
     test_interval: int = 50  # generate from the best suffix every this many steps (0: at the end)
     stop_on_success: bool = False  # stop at the first test whose generation succeeds
     max_new_tokens: int = 800  # test generations (the original's setting); 0: no tests
+    test_generation: str = "model"  # model: the model's generation config; greedy
     template: str = "chat"  # chat | llama2_paper
     progress: bool = True
 
@@ -84,13 +97,30 @@ class GCGResult:
         return len(self.losses)
 
 
+def released_init_token(tokenizer) -> int:
+    """The token the original starts every suffix position with: '*' as the tokenizer encodes
+    it, after the special tokens it adds (gcg.py takes `tokenizer.encode('*')[1]`, the token
+    after Llama's BOS)."""
+    ids = tokenizer("*", add_special_tokens=True)["input_ids"]
+    specials = set(tokenizer.all_special_ids)
+    ids = [i for i in ids if i not in specials]
+    if not ids:
+        raise ValueError("the tokenizer encodes '*' as special tokens only")
+    return ids[0]
+
+
 def initial_suffix(tokenizer, config: GCGConfig) -> torch.Tensor:
-    """Token ids of the starting suffix (suffix_init, or suffix_length spaced 'x')."""
-    text = config.suffix_init or " ".join(["x"] * config.suffix_length)
+    """Token ids of the starting suffix: `released` (suffix_length copies of the '*' token),
+    `spaced_x` (suffix_length 'x' separated by spaces, tokenized) or the text suffix_init."""
+    if config.suffix_init == RELEASED_INIT:
+        token = released_init_token(tokenizer)
+        return torch.full((config.suffix_length,), token, dtype=torch.long)
+    spaced = config.suffix_init in (SPACED_X, "")
+    text = " ".join(["x"] * config.suffix_length) if spaced else config.suffix_init
     ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
-    if not config.suffix_init and len(ids) != config.suffix_length:
+    if spaced and len(ids) != config.suffix_length:
         log.warning(
-            "the default suffix is %d tokens with this tokenizer, not %d",
+            "the spaced-x suffix is %d tokens with this tokenizer, not %d",
             len(ids),
             config.suffix_length,
         )
@@ -107,27 +137,32 @@ def sample_candidates(
     generator: torch.Generator,
     tokenizer,
 ) -> torch.Tensor:
-    """Up to search_width distinct candidates (n, suffix_len): top-k tokens of -grad per position.
+    """Candidates (n, suffix_len), each with n_replace positions set to one of the top-k tokens
+    of -grad there (uniformly drawn); forbidden tokens are never proposed.
 
-    Forbidden tokens and the current token are never proposed; candidates that do not survive
-    decode -> re-encode are dropped (filter_ids)."""
+    As released: search_width draws with replacement. dedup_candidates: the current token is
+    never proposed and up to search_width distinct candidates are kept (of twice as many
+    drawn); filter_ids: candidates that do not survive decode -> re-encode are dropped."""
     grad = grad.detach().float().cpu().clone()  # (suffix_len, vocab)
     length = len(suffix_ids)
     grad[:, forbidden] = math.inf
-    grad[torch.arange(length), suffix_ids] = math.inf
+    if config.dedup_candidates:
+        grad[torch.arange(length), suffix_ids] = math.inf
     topk = min(config.topk, int(torch.isfinite(grad).sum(1).min()))  # never a forbidden token
     topk_ids = (-grad).topk(topk, dim=1).indices  # (suffix_len, topk)
-    n = config.search_width * OVERSAMPLE
+    n = config.search_width * (OVERSAMPLE if config.dedup_candidates else 1)
     positions = torch.rand(n, length, generator=generator).argsort(1)[:, : config.n_replace]
     choice = torch.randint(0, topk, (n, config.n_replace), generator=generator)
     candidates = suffix_ids.repeat(n, 1).scatter(1, positions, topk_ids[positions, choice])
     if config.filter_ids:
         candidates = candidates[retokenizes(tokenizer, candidates)]
-    seen, keep = set(), []
-    for i, row in enumerate(map(tuple, candidates.tolist())):
-        if row not in seen:
-            seen.add(row)
-            keep.append(i)
+    keep = list(range(len(candidates)))
+    if config.dedup_candidates:
+        seen, keep = set(), []
+        for i, row in enumerate(map(tuple, candidates.tolist())):
+            if row not in seen:
+                seen.add(row)
+                keep.append(i)
     if not keep:
         raise RuntimeError(
             "no candidate suffix survives decode -> re-encode: try another "
@@ -138,20 +173,24 @@ def sample_candidates(
 
 @torch.no_grad()
 def generate_from(
-    model, tokenizer, parts: PromptParts, suffix_ids: torch.Tensor, max_new_tokens: int
+    model,
+    tokenizer,
+    parts: PromptParts,
+    suffix_ids: torch.Tensor,
+    max_new_tokens: int,
+    decoding: str = "greedy",
 ) -> str:
-    """Greedy continuation of prompt + suffix (special tokens dropped, whitespace stripped)."""
+    """The continuation of prompt + suffix (special tokens dropped, whitespace stripped):
+    greedy, or as the model's generation config says (decoding 'model')."""
     device = model.get_input_embeddings().weight.device
     ids = torch.cat([parts.before_ids, suffix_ids.cpu(), parts.after_ids])[None].to(device)
+    greedy = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     out = model.generate(
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
         max_new_tokens=max_new_tokens,
-        do_sample=False,
-        temperature=None,
-        top_p=None,
-        top_k=None,
         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        **(greedy if decoding == "greedy" else {}),
     )
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
@@ -171,24 +210,36 @@ def _validate(config: GCGConfig, vocab: int) -> None:
         raise ValueError("num_steps, search_width and n_replace must be >= 1")
     if not 1 <= config.topk <= vocab:
         raise ValueError(f"topk must be in 1..{vocab}, got {config.topk}")
+    if config.test_generation not in TEST_GENERATIONS:
+        raise ValueError(f"test_generation must be one of {TEST_GENERATIONS}")
 
 
 class _Tester:
-    """Test generations from the best suffix, each distinct suffix generated once."""
+    """Test generations from the best suffix; a deterministic one is made once per distinct
+    suffix, a sampled one (the model's generation config samples) at every test, as released."""
 
     def __init__(self, model, tokenizer, parts: PromptParts, target: str, config: GCGConfig):
         self.args = (model, tokenizer, parts)
         self.target, self.config = target, config
         self.tests: list[dict] = []
         self._seen: dict[tuple, str] = {}
+        own = getattr(model, "generation_config", None)
+        self.sampled = config.test_generation == "model" and bool(getattr(own, "do_sample", 0))
 
     def __call__(self, step: int, suffix_ids: torch.Tensor, loss: float) -> dict:
         model, tokenizer, parts = self.args
         began = time.perf_counter()
         key = tuple(suffix_ids.tolist())
-        if key not in self._seen:
+        if key not in self._seen or self.sampled:
+            if self.sampled:  # each sampled test seeded by its step: reruns repeat it
+                torch.manual_seed(self.config.seed + step)
             self._seen[key] = generate_from(
-                model, tokenizer, parts, suffix_ids, self.config.max_new_tokens
+                model,
+                tokenizer,
+                parts,
+                suffix_ids,
+                self.config.max_new_tokens,
+                self.config.test_generation,
             )
         text = self._seen[key]
         suffix = tokenizer.decode(suffix_ids)
@@ -197,6 +248,7 @@ class _Tester:
             "loss": loss,
             "suffix": suffix,
             "generation": text,
+            "sampled": self.sampled,
             "has_target": self.target in text,
             "success": attack_succeeded(text, self.target),
             "prompt": parts.before_text + suffix + parts.after_text,

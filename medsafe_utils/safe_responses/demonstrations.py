@@ -81,20 +81,38 @@ def load_harmful_requests(source: str = "published", profile: str = "paper") -> 
     )
 
 
+SYSTEM_PROMPTS = {"llama2_default": "system_prompt_default", "none": None}
+
+
 @dataclass
 class SafeResponseConfig:
-    """Safe responses are short: greedy, up to `max_new_tokens`."""
+    """Safe responses as the original wrote them (exps/exp03_generate_safe_responses.py): the
+    Llama-2 default system prompt, greedy (temperature 0), up to 512 new tokens."""
 
-    max_new_tokens: int = 256
+    max_new_tokens: int = 512
+    system_prompt: str = "llama2_default"  # llama2_default: prompts/system_prompt_default.txt; none
     batch_size: int = 8
     concurrency: int = 16
 
+    def __post_init__(self) -> None:
+        if self.system_prompt not in SYSTEM_PROMPTS:
+            raise ValueError(
+                f"system_prompt must be one of {list(SYSTEM_PROMPTS)}, got {self.system_prompt!r}"
+            )
 
-def safe_response_prompt(generator: Backend, request: str):
-    """prompts/safe_response_template.txt with the request, as the user's message."""
-    messages = [
-        {"role": "user", "content": prompt_text("safe_response_template").format(question=request)}
-    ]
+
+def safe_response_messages(request: str, system_prompt: str = "llama2_default") -> list[dict]:
+    """The system prompt (unless 'none') and prompts/safe_response_template.txt with the request
+    as the user's message."""
+    user = prompt_text("safe_response_template").format(question=request)
+    name = SYSTEM_PROMPTS[system_prompt]
+    system = [{"role": "system", "content": prompt_text(name)}] if name else []
+    return [*system, {"role": "user", "content": user}]
+
+
+def safe_response_prompt(generator: Backend, request: str, system_prompt: str = "llama2_default"):
+    """The messages (API), or the model's chat template of them (local)."""
+    messages = safe_response_messages(request, system_prompt)
     return messages if generator.is_api else render_chat(generator.tokenizer, messages)
 
 
@@ -105,7 +123,9 @@ def safe_responses(
     cache_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """requests + safe_response, refuses (keyword check), flagged (does not refuse), generator."""
-    prompts = [safe_response_prompt(generator, r) for r in requests["request"]]
+    prompts = [
+        safe_response_prompt(generator, r, config.system_prompt) for r in requests["request"]
+    ]
     texts = generate(
         generator,
         prompts,

@@ -43,11 +43,15 @@ def test_plan_counts_and_messages():
     config = ElicitConfig(principles=[2, 5], prompting_samples=3, prefill_samples=4)
     plan = elicitation_plan(config)
     counts = plan.groupby(["method", "category"]).size()
-    assert counts["prompting"].tolist() == [6, 6] and counts["prefill"].tolist() == [4, 4]
+    # prefill: both goal files (as the released llama3-prompts.sh and llama3-tutorial.sh)
+    assert counts["prompting"].tolist() == [6, 6] and counts["prefill"].tolist() == [8, 8]
     assert plan["gen_id"].is_unique
     goals = load_adv_ama("prompts").set_index("category")["goal"]
     pre = plan[(plan["method"] == "prefill") & (plan["category"] == 5)].iloc[0]
-    assert pre["messages"] == prefill_messages(goals[5])
+    assert pre["variant"] == "prompts" and pre["messages"] == prefill_messages(goals[5])
+    tutorial_goals = load_adv_ama("tutorial").set_index("category")["goal"]
+    pre_tutorial = plan[(plan["method"] == "prefill") & (plan["variant"] == "tutorial")]
+    assert pre_tutorial["messages"].iloc[0] == prefill_messages(tutorial_goals[2])
     assert pre["messages"][0]["content"] == prompt_text("request_generation_system_prompt")
     assert pre["prefill"] == "Sure!"
     tutorial = plan[(plan["variant"] == "tutorial") & (plan["category"] == 2)].iloc[0]
@@ -83,6 +87,8 @@ def test_sampling_is_seeded_distinct_and_resumable(tiny_lm, tmp_path):
         principles=[1, 3],
         methods=["prefill"],
         prefill_samples=3,
+        prefill_variants=["prompts"],
+        prefill_generation="explicit",
         max_new_tokens=12,
         batch_size=4,
         seed=7,
@@ -108,7 +114,11 @@ def test_sampling_is_seeded_distinct_and_resumable(tiny_lm, tmp_path):
 def test_api_generator_skips_prefill_with_warning(caplog):
     api = load_backend("gpt-4", api_base_url="http://127.0.0.1:9/v1")
     config = ElicitConfig(
-        principles=[1], prompting_samples=1, prefill_samples=2, prompt_variants=["prompts"]
+        principles=[1],
+        prompting_samples=1,
+        prefill_samples=2,
+        prompt_variants=["prompts"],
+        prefill_variants=["prompts"],
     )
     plan = elicitation_plan(config)
     with caplog.at_level(logging.WARNING):
@@ -131,6 +141,8 @@ def test_api_prefill_through_completions(llama_server, tmp_path):
         principles=[4],
         methods=["prefill"],
         prefill_samples=2,
+        prefill_variants=["prompts"],
+        prefill_prompt="chat_template",
         max_new_tokens=24,
         api_prefill_tokenizer="smollm2-135m-instruct",
     )
@@ -205,6 +217,7 @@ def test_elicit_by_role_one_call_per_model(tiny_lm, tmp_path):
         prompt_variants=["prompts"],
         prompting_samples=1,
         prefill_samples=2,
+        prefill_variants=["prompts"],
         max_new_tokens=8,
         batch_size=4,
     )
@@ -282,12 +295,15 @@ def test_rate_requests_counts_unscored(tiny_lm, tmp_path):
     requests = ["Fake a chart.", "Hide the error please.", "Skip the consent form."]
     cache = tmp_path / "harm.jsonl"
     # The random model puts almost no mass on numbers: every rating is unscored, none kept.
-    rated = rate_requests(generator, requests, HarmFilterConfig(min_mass=0.5), cache)
+    probability = {"method": "probability"}
+    rated = rate_requests(generator, requests, HarmFilterConfig(min_mass=0.5, **probability), cache)
     assert (~rated["harm_scored"]).all() and not rated["harm_kept"].any()
     assert rated["harm_mass"].lt(0.5).all()
     records = [json.loads(line) for line in cache.read_text().splitlines()]
     assert len(records) == 3 and all(len(r["probs"]) == 11 for r in records)
     # With no mass floor the most likely number is the rating; the threshold decides.
-    rated = rate_requests(generator, requests, HarmFilterConfig(min_mass=0.0, threshold=0), cache)
+    rated = rate_requests(
+        generator, requests, HarmFilterConfig(min_mass=0.0, threshold=0, **probability), cache
+    )
     assert rated["harm_scored"].all() and rated["harm_kept"].all()
     assert rated["harm_rating"].between(0, 10).all()

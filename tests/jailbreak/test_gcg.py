@@ -107,7 +107,12 @@ def test_excluded_tokens_never_in_suffix(tiny_lm, tiny_run):
     grad[:, sorted(forbidden)] = -100.0
     generator = torch.Generator().manual_seed(0)
     candidates = sample_candidates(
-        ids, grad, torch.tensor(sorted(forbidden)), tiny_config(search_width=64), generator, tok
+        ids,
+        grad,
+        torch.tensor(sorted(forbidden)),
+        tiny_config(search_width=64, dedup_candidates=True, filter_ids=True),
+        generator,
+        tok,
     )
     assert len(candidates) > 0 and not forbidden & set(candidates.flatten().tolist())
     assert not (candidates == ids).all(1).any()  # the current suffix is never a candidate
@@ -327,6 +332,7 @@ def test_llama2_paper_template(tiny_lm):
 def test_smollm2_attack_lowers_the_loss(smollm2):
     pair = load_adv_ama("prompts").iloc[0]
     config = GCGConfig(num_steps=2, search_width=8, topk=32, max_new_tokens=0, progress=False)
+    config.suffix_init, config.filter_ids, config.dedup_candidates = "spaced_x", True, True
     result = run(smollm2.model, smollm2.tokenizer, pair.goal, pair.target, config)
     assert len(smollm2.tokenizer(result.best_suffix, add_special_tokens=False)["input_ids"]) == 20
     assert result.best_loss < result.initial_loss < 5
@@ -341,7 +347,9 @@ def test_early_stop_when_greedy_answer_is_the_target(tiny_lm):
         first = int(model(input_ids=ids[None]).logits[0, -1].argmax())
     greedy = tok.decode([first])  # the random model's own first answer token
     assert suffix_ids(tok, greedy) == [first]
-    result = run(model, tok, GOAL, greedy, tiny_config(num_steps=20, test_interval=0))
+    result = run(
+        model, tok, GOAL, greedy, tiny_config(num_steps=20, test_interval=0, early_stop=True)
+    )
     assert result.early_stopped and result.n_steps < 20
     assert len(result.tests) == 1 and result.tests[0]["step"] == result.n_steps
     assert result.tests[0]["has_target"] and result.success  # the answer starts with it
