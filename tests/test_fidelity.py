@@ -57,6 +57,15 @@ def _released_ids(models: list[str]) -> dict[str | None, tuple[str | None, str]]
 EXP02 = "exps/exp02_eval_responses.py"
 FINETUNING = "training/finetuning.py"
 EXP01 = "exps/exp01_prompt_models.py"
+MEDITRON = "meditron evaluation/inference.py, evaluate.py, benchmarks.py"
+GCG = "exps/adv_attack/gcg.py"
+# meditron's MMLU-medical subjects, in its order (evaluation/benchmarks.py)
+MMLU_11 = ["anatomy", "college_biology", "college_medicine", "professional_medicine"]
+MMLU_11 += ["medical_genetics", "virology", "clinical_knowledge", "high_school_biology"]
+MMLU_11 += ["high_school_chemistry", "nutrition", "college_chemistry"]
+PREFILL = "exps/adv_attack/generate_prompts.py, llama3-prompts.sh, llama3-tutorial.sh"
+FILTER = "exps/adv_attack/filter_harmful.py"
+EXP03 = "exps/exp03_generate_safe_responses.py"
 QLORA = (
     True,
     "the project's brief asks for 4-bit QLoRA; load_in_4bit false is the released fp16 LoRA",
@@ -125,6 +134,67 @@ PINS = [
     Pin(14, "model list: tokens", "04_prompt_models", "max_new_tokens", 512, EXP01),
     Pin(14, "model list: all requests", "04_prompt_models", "per_group", 0, EXP01),
     Pin(14, "model list: fine-tuned models' tokens", "06_finetune", "max_new_tokens", 512, EXP01),
+    # Rows 3-5: 07 as meditron's evaluation (MedQA's 5-option set is not in the data: README).
+    *[
+        Pin(row, name, "07_medical_eval", param, value, MEDITRON)
+        for row, name, param, value in [
+            (3, "medical evaluation method", "protocols", ["generation"]),
+            (3, "medical evaluation method", "read_maybe", False),
+            (4, "medical sets", "mmlu_subjects", MMLU_11),
+            (4, "medical sets", "seeds", [1234, 432, 32]),
+            (4, "medical sets: every item", "n_per_benchmark", 0),
+            (5, "medical-eval weights", "load_in_4bit", False),
+            (5, "medical-eval weights", "dtype", "bfloat16"),
+        ]
+    ],
+    # Row 9: GCG as exps/adv_attack/gcg.py runs it.
+    *[
+        Pin(9, "GCG", "02_jailbreak", param, value, GCG)
+        for param, value in [
+            ("num_steps", 1000),
+            ("early_stop", False),
+            ("stop_on_success", False),
+            ("suffix_init", "released"),
+            ("suffix_length", 20),
+            ("search_width", 512),
+            ("batch_size", 300),
+            ("topk", 256),
+            ("test_interval", 50),
+            ("max_new_tokens", 800),
+            ("dedup_candidates", False),
+            ("filter_ids", False),
+            ("test_generation", "model"),
+            ("template", "llama2_paper"),
+        ]
+    ],
+    # Rows 10-11: the Llama-3 "Sure!" requests and their harm filter.
+    *[
+        Pin(row, name, "01_generate", param, value, source)
+        for row, name, param, value, source in [
+            (10, "Llama-3 prefill", "prefill_prompt", "released", PREFILL),
+            (10, "Llama-3 prefill", "prefill_variants", ["prompts", "tutorial"], PREFILL),
+            (10, "Llama-3 prefill", "prefill_generation", "model", PREFILL),
+            (10, "Llama-3 prefill", "max_new_tokens", 1500, PREFILL),
+            (11, "harm filter", "filter_method", "parse", FILTER),
+            (11, "harm filter", "filter_prompt", "released", FILTER),
+            (11, "harm filter", "filter_generation", "model", FILTER),
+            (11, "harm filter", "filter_max_new_tokens", 100, FILTER),
+            (11, "harm filter", "harm_threshold", 7.0, FILTER),
+        ]
+    ],
+    # Row 12: safe responses (exp03).
+    Pin(12, "safe responses", "03_safe_responses", "system_prompt", "llama2_default", EXP03),
+    Pin(12, "safe responses", "03_safe_responses", "max_new_tokens", 512, EXP03),
+    Pin(12, "safe responses", "03_safe_responses", "backend", "openai", EXP03),
+    Pin(
+        12,
+        "safe responses: model",
+        "03_safe_responses",
+        "generator",
+        "gpt-4-1106-preview",
+        EXP03,
+        view=lambda key: get_spec(key).api_model,
+    ),
 ]
 
 
@@ -156,4 +226,14 @@ def test_paper_profile_is_the_released_code(pin):
         assert value == pin.expected, (
             f"{where} {pin.param} is {value!r} in the {label}, the released code "
             f"({pin.source}) has {pin.released!r}{why}"
+        )
+
+
+def test_07_evaluates_the_base_models_06_fine_tunes():
+    """FIDELITY row 15: one list of base models, trained by 06 and evaluated by 07."""
+    for params in (notebook_defaults, paper_profile):
+        trained, evaluated = params("06_finetune")["base_models"], params("07_medical_eval")
+        assert evaluated["models"] == trained and evaluated["adapters"] == "all", (
+            f"FIDELITY row 15 (07's models): 07 evaluates {evaluated['models']}, "
+            f"06 fine-tunes {trained}"
         )
