@@ -72,7 +72,7 @@ def resolved_params(profile: str) -> dict[str, dict]:
     return out
 
 
-def _counts(chars_per_token: float) -> dict:
+def _counts(chars_per_token: float, mmlu_subjects: list[str] | None = None) -> dict:
     from medsafe_utils.data import (
         load_general_harm,
         load_medical_benchmark,
@@ -83,7 +83,7 @@ def _counts(chars_per_token: float) -> dict:
     general = load_general_harm()
     medical = {}  # benchmark -> (characters of question + choices, of context) per item
     for name in ("medqa", "medmcqa", "pubmedqa", "mmlu_medical"):
-        items = load_medical_benchmark(name)
+        items = load_medical_benchmark(name, mmlu_subjects)
         text = items["question"].str.len() + items["choices"].map(lambda c: sum(map(len, c)))
         medical[name] = (text.to_numpy(), items["context"].fillna("").str.len().to_numpy())
     return {
@@ -217,8 +217,13 @@ def _medical_eval(p: dict, finetune: dict, counts: dict) -> StepWork:
             tokens = float((text + context).mean()) / counts["chars_per_token"]
             n = min(len(text), p["n_per_benchmark"] or len(text))
             for k, draws in settings:
-                # Each choice is one answer token after the same prompt: one forward a prompt.
-                work.prefill += runs * draws * n * (k + 1) * tokens * size
+                for protocol in p["protocols"]:
+                    # Log-likelihood: each choice is one answer token after the same prompt, one
+                    # forward a prompt. Generation: the same prompt, then the gold answer's few
+                    # tokens, 8 more with shots (counted as 3 + 8: an upper bound for letters).
+                    work.prefill += runs * draws * n * (k + 1) * tokens * size
+                    if protocol == "generation":
+                        work.decode += runs * draws * n * (3 + 8 * (k > 0)) * size
     work.notes.append(f"{len(p['models'])} base models + their adapters")
     return work
 
@@ -226,7 +231,7 @@ def _medical_eval(p: dict, finetune: dict, counts: dict) -> StepWork:
 def estimate(profile: str, chars_per_token: float = 4.0) -> list[StepWork]:
     """The work of every step of a profile."""
     p = resolved_params(profile)
-    counts = _counts(chars_per_token)
+    counts = _counts(chars_per_token, p["07_medical_eval"].get("mmlu_subjects"))
     prompted = _prompt_models(p["04_prompt_models"], counts)
     responses = len(p["04_prompt_models"]["models"]) * _harm_items(p["04_prompt_models"], counts)
     return [
