@@ -104,10 +104,11 @@ def test_pubmedqa_errors_name_the_file_and_entry(files):
 
 def test_mmlu_errors_name_the_subject_file_and_data_row(files):
     header = "question,choice0,choice1,choice2,choice3,answer\n"
-    path = files("mmlu/dev/anatomy_dev.csv", header + "Q1,a,b,c,d,A\nQ2,a,b,c,d,F\n")
+    rows = ["Q1,a,b,c,d,A", "Q2,a,b,c,d,F", "Q3,a,b,c,d,B", "Q4,a,b,c,d,C", "Q5,a,b,c,d,D"]
+    path = files("mmlu/dev/anatomy_dev.csv", header + "\n".join(rows) + "\n")  # dev: 5 a subject
     with pytest.raises(DataError, match=where(path, 2) + re.escape("answer 'F' out of range")):
         medical.load_mmlu_medical("dev")
-    files("mmlu/dev/anatomy_dev.csv", "question,a,b,c,d,answer\nQ1,a,b,c,d,A\n")
+    files("mmlu/dev/anatomy_dev.csv", "question,a,b,c,d,answer\n" + "\n".join(rows) + "\n")
     message = "missing column(s) ['choice0', 'choice1', 'choice2', 'choice3']"
     with pytest.raises(DataError, match=where(path) + re.escape(message)):
         medical.load_mmlu_medical("dev")
