@@ -178,25 +178,31 @@ def test_bench_finetune_catches_another_loss(capsys, monkeypatch):
 DEDUP = ["--n", "40", "--batch-size", "16"]
 
 
-def test_bench_dedup(capsys):
+@pytest.fixture
+def small_dedup(monkeypatch):
+    """bench_dedup on 200 of the Llama-3 requests (its exact pass covers them all)."""
     from benchmarks import bench_dedup
 
-    code, name, result = run_main(bench_dedup.main, [*DEDUP, "--repeats", "3"], capsys)
+    sample = bench_dedup.load_llama3_requests().head(200)
+    monkeypatch.setattr(bench_dedup, "load_llama3_requests", lambda: sample)
+    return bench_dedup
+
+
+def test_bench_dedup(capsys, small_dedup):
+    code, name, result = run_main(small_dedup.main, [*DEDUP, "--repeats", "3"], capsys)
     assert (code, name, result["failed"]) == (0, "bench_dedup", "none")
     assert_keys(result, ["sentences_per_s", "sentences_per_s_range", "near_dup_rate"])
 
 
-def test_bench_dedup_catches_unstable_embeddings(capsys, monkeypatch):
-    from benchmarks import bench_dedup
-
-    embed, calls = bench_dedup.embed, []
+def test_bench_dedup_catches_unstable_embeddings(capsys, monkeypatch, small_dedup):
+    embed, calls = small_dedup.embed, []
 
     def drifting(texts, *a, **k):  # each call drifts 1e-3 further
         calls.append(1)
         return embed(texts, *a, **k) + 1e-3 * len(calls)
 
-    monkeypatch.setattr(bench_dedup, "embed", drifting)
-    code, _, result = run_main(bench_dedup.main, [*DEDUP, "--repeats", "2"], capsys)
+    monkeypatch.setattr(small_dedup, "embed", drifting)
+    code, _, result = run_main(small_dedup.main, [*DEDUP, "--repeats", "2"], capsys)
     assert (code, result["failed"]) == (1, "same_vectors")
 
 
