@@ -2,18 +2,27 @@
 the greedy near-duplicate pass, and the time the full 74,374 would take (extrapolated linearly
 for embeddings; the pass is measured on the sample and scales with n x kept).
 
-    python benchmarks/bench_dedup.py [--n 2000] [--batch-size 128]
+One side, no peer: embedding and the pass are each warmed up, then timed over --repeats runs
+(median, min..max). Checked (exit 1 otherwise): every repeat embeds to the same vectors (1e-5)
+and the pass flags the same requests, so a resumed 01 run would dedupe the same way.
+
+    python benchmarks/bench_dedup.py [--n 2000] [--batch-size 128] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from medsafe_utils.data import load_llama3_requests
-from medsafe_utils.generate.dedup import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import Bench, compare, figures, load_note, rates  # noqa: E402
+from medsafe_utils.data import load_llama3_requests  # noqa: E402
+from medsafe_utils.generate.dedup import (  # noqa: E402
     DedupConfig,
     deduplicate,
     embed,
@@ -22,12 +31,14 @@ from medsafe_utils.generate.dedup import (
 )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000, help="requests embedded")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threshold", type=float, default=0.9)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    bench = Bench("bench_dedup")
 
     requests = load_llama3_requests()
     texts = requests.sample(args.n, random_state=0)["request"].tolist()
@@ -35,29 +46,46 @@ def main() -> None:
     embedding_model()
     load_s = time.perf_counter() - began
 
-    began = time.perf_counter()
-    vectors = embed(texts, args.batch_size, progress=False)
-    embed_s = time.perf_counter() - began
-
-    began = time.perf_counter()
-    result = deduplicate(texts, DedupConfig(threshold=args.threshold), vectors=vectors)
-    near_s = time.perf_counter() - began
+    embeds = compare(
+        {"embed": lambda: embed(texts, args.batch_size, False)},
+        args.repeats,
+        warmups={"embed": lambda: embed(texts[: args.batch_size], args.batch_size, False)},
+    )["embed"]
+    vectors = embeds[0].output
+    config = DedupConfig(threshold=args.threshold)
+    passes = compare({"near": lambda: deduplicate(texts, config, vectors=vectors)}, args.repeats)
+    passes = passes["near"]
+    bench.check(
+        "same_vectors",
+        all(np.allclose(r.output, vectors, atol=1e-5) for r in embeds),
+        "every repeat embeds to the same vectors",
+    )
+    near = passes[0].output.near
+    bench.check(
+        "same_near_duplicates",
+        all(np.array_equal(r.output.near, near) for r in passes),
+        "every repeat flags the same requests",
+    )
 
     began = time.perf_counter()
     exact_all = int(exact_duplicates(requests["request"].tolist())[0].sum())
     exact_all_s = time.perf_counter() - began
 
-    rate = args.n / embed_s
-    full_embed_s = len(requests) / rate
+    per_s = rates(embeds, args.n)
+    full_min = [len(requests) / r / 60 for r in per_s]
     print(
         f"n={args.n} threads={torch.get_num_threads()} load_s={load_s:.1f} "
-        f"embed_s={embed_s:.1f} near_pass_s={near_s:.2f} near_dups={int(result.near.sum())} "
-        f"exact_dups_all={exact_all} exact_pass_all_s={exact_all_s:.2f}"
+        f"near_dups={int(near.sum())} exact_dups_all={exact_all} "
+        f"exact_pass_all_s={exact_all_s:.2f}; {load_note()}"
     )
-    print(
-        f"RESULT bench_dedup n={args.n} sentences_per_s={rate:.1f} "
-        f"est_full_74374_embed_min={full_embed_s / 60:.1f} near_pass_s={near_s:.2f} "
-        f"near_dup_rate={result.near.mean():.3f} exact_dups_all={exact_all}"
+    bench.finish(
+        n=args.n,
+        **figures("sentences_per_s", per_s),
+        **figures(f"est_full_{len(requests)}_embed_min", full_min, 2),
+        **figures("near_pass_s", [r.seconds for r in passes], 2),
+        near_dup_rate=f"{near.mean():.3f}",
+        exact_dups_all=exact_all,
+        repeats=args.repeats,
     )
 
 

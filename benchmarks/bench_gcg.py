@@ -1,8 +1,16 @@
 """GCG on SmolLM2-135M-Instruct (CPU, float32): ours vs nanoGCG 0.3.0 vs the original step.
 
 Same model, goal, target (the first AMA tutorial pair), initial suffix and settings (width 64,
-top-k 64, 20-token suffix, 10 steps) for each of the seeds; per seed the three implementations
-run one after another (in a rotating order), so that they see the same machine load.
+top-k 64, 20-token suffix, 10 steps) for each of the seeds. Each implementation is warmed up
+with one step, then each seed is one repeat, the implementations running one after another in
+a rotated order (benchmarks/harness.py), so that they see the same machine load; s/step is the
+median step of each run, reported as the median over seeds with its min..max range.
+
+Checked (exit 1 otherwise): the three attack the same prompt with the same model (nanoGCG's
+worker) and our loss of the initial suffix equals the original's `target_loss` (relative 1e-4:
+float rounding of other batch shapes), so the searches optimise one objective. The best losses
+after the steps are reported, not asserted: each implementation draws its candidates with its
+own random numbers, so over a few seeds they scatter around each other.
 
 - ours: medsafe_utils.jailbreak.gcg.run.
 - nanoGCG 0.3.0 (PyPI nanogcg), prefix cache on. It pins transformers<=4.47.1, so it runs in its
@@ -19,7 +27,7 @@ run one after another (in a rotating order), so that they see the same machine l
     python benchmarks/bench_gcg.py [--seeds 0 1 2] [--steps 10] [--threads N]
 
 Last line: RESULT bench_gcg ours_s_step=... nanogcg_s_step=... original_s_step=... ratio=...
-ours_loss=... nanogcg_loss=...
+ours_loss=... nanogcg_loss=... (and the ranges, the checks)
 """
 
 from __future__ import annotations
@@ -34,6 +42,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.harness import Bench, Measured, compare, figures, fmt, load_note, paired_ratios  # noqa: E402
+
 VENV = REPO / ".cache" / "venvs" / "nanogcg"
 WIDTH, TOPK, SUFFIX_LEN = 64, 64, 20
 INIT = " ".join(["x"] * SUFFIX_LEN)  # nanoGCG's default initial suffix, used by all three
@@ -345,62 +356,93 @@ def ours_attack(model, tokenizer, goal: str, target: str, seed: int, steps: int,
         progress=False,
     )
     stamps: list = []
-    gcg.tqdm = lambda *a, **k: Timed(stamps, *a, **k)
-    result = gcg.run(model, tokenizer, goal, target, config)
+    tqdm, gcg.tqdm = gcg.tqdm, lambda *a, **k: Timed(stamps, *a, **k)
+    try:
+        result = gcg.run(model, tokenizer, goal, target, config)
+    finally:
+        gcg.tqdm = tqdm
     wall, cpu = step_times(stamps)
     return {"best_loss": result.best_loss, "wall": wall, "cpu": cpu}
 
 
-def main() -> None:
+def initial_losses(model, tokenizer, parts, target: str) -> tuple[float, float]:
+    """The loss of the initial suffix by our TargetLoss and by the original's target_loss."""
+    import torch
+
+    from medsafe_utils.jailbreak.loss import TargetLoss
+
+    init = tokenizer(INIT, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    with torch.no_grad():
+        ours = TargetLoss(model, parts, True, 16).losses(init[None])[0][0]
+        ids = torch.cat([parts.before_ids, init, parts.after_ids])[None]
+        embeds = model.get_input_embeddings()(ids)
+        theirs = original_target_loss(embeds, model, tokenizer, target)[0]
+    return float(ours), float(theirs)
+
+
+def start_nanogcg(lm, pair, parts, threads: int, bench: Bench):
+    """The nanoGCG worker, once it is checked to attack our prompt with our model."""
+    import torch
+
+    from medsafe_utils.models.loading import smollm2_folder
+
+    worker = NanoGCG(
+        {
+            "model_folder": str(smollm2_folder(lm.spec)),
+            "goal": pair.goal,
+            "target": pair.target,
+            "threads": threads,
+        }
+    )
+    prompt = parts.before_text + "{optim_str}" + parts.after_text
+    with torch.no_grad():
+        ours_check = lm.model(input_ids=torch.tensor([CHECK_IDS])).logits[0, -1, :8]
+    same_model = torch.allclose(ours_check, torch.tensor(worker.hello["check_logits"]), atol=1e-3)
+    bench.check("nanogcg_same_prompt", worker.hello["template"] == prompt)
+    bench.check("nanogcg_same_model", bool(same_model), "first logits within 1e-3")
+    return worker
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one per repeat")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--batch", type=int, default=16, help="our candidate batch size")
     parser.add_argument("--only", nargs="+", default=["ours", "nanogcg", "original"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import torch
 
     from medsafe_utils.data import load_adv_ama
     from medsafe_utils.jailbreak.prompt import build_prompt
     from medsafe_utils.models import load_model
-    from medsafe_utils.models.loading import smollm2_folder
 
+    bench = Bench("bench_gcg")
     if args.threads:
         torch.set_num_threads(args.threads)
     lm = load_model("smollm2-135m-instruct", dtype="float32")
     model, tokenizer = lm.model, lm.tokenizer
     pair = load_adv_ama("tutorial").iloc[0]
     parts = build_prompt(tokenizer, pair.goal, pair.target)
-    runners = {
-        "ours": lambda seed: ours_attack(
-            model, tokenizer, pair.goal, pair.target, seed, args.steps, args.batch
+    ours0, original0 = initial_losses(model, tokenizer, parts, pair.target)
+    bench.check(
+        "same_objective",
+        abs(ours0 - original0) <= 1e-4 * abs(original0),
+        f"initial-suffix loss ours {ours0:.6f}, original target_loss {original0:.6f}",
+    )
+    attacks = {
+        "ours": lambda seed, steps: ours_attack(
+            model, tokenizer, pair.goal, pair.target, seed, steps, args.batch
         ),
-        "original": lambda seed: original_attack(
-            model, tokenizer, parts, pair.target, original_forbidden(tokenizer), seed, args.steps
+        "original": lambda seed, steps: original_attack(
+            model, tokenizer, parts, pair.target, original_forbidden(tokenizer), seed, steps
         ),
     }
+    worker = None
     if "nanogcg" in args.only:
-        worker = NanoGCG(
-            {
-                "model_folder": str(smollm2_folder(lm.spec)),
-                "goal": pair.goal,
-                "target": pair.target,
-                "threads": args.threads,
-            }
-        )
-        prompt = parts.before_text + "{optim_str}" + parts.after_text
-        same_prompt = worker.hello["template"] == prompt
-        with torch.no_grad():
-            ours_check = model(input_ids=torch.tensor([CHECK_IDS])).logits[0, -1, :8]
-        same_model = torch.allclose(
-            ours_check, torch.tensor(worker.hello["check_logits"]), atol=1e-3
-        )
-        print(f"nanoGCG worker: same prompt {same_prompt}, same model {same_model}", flush=True)
-        if not (same_prompt and same_model):
-            raise SystemExit("nanoGCG's worker would attack another prompt or model")
-        runners["nanogcg"] = lambda seed: worker.attack(seed, args.steps)
+        worker = start_nanogcg(lm, pair, parts, args.threads, bench)
+        attacks["nanogcg"] = lambda seed, steps: worker.attack(seed, steps)
     names = [n for n in ("ours", "nanogcg", "original") if n in args.only]
     print(
         f"goal/target: AMA tutorial 1 ({len(parts.before_ids)} prompt, {len(parts.after_ids)} "
@@ -408,36 +450,45 @@ def main() -> None:
         f"suffix {SUFFIX_LEN}, {args.steps} steps, threads {torch.get_num_threads()}",
         flush=True,
     )
-    results: dict[str, list[dict]] = {n: [] for n in names}
-    for i, seed in enumerate(args.seeds):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            out = runners[name](seed)
-            results[name].append(out)
-            print(
-                f"seed {seed} {name:9s} median {statistics.median(out['wall']):6.2f} s/step "
-                f"(cpu {statistics.median(out['cpu']):6.2f}), best loss {out['best_loss']:.4f}",
-                flush=True,
-            )
-    if "nanogcg" in args.only:
+
+    def side(name: str):
+        seeds = iter(args.seeds)  # repeat i runs seed i
+
+        def attack() -> Measured:
+            out = attacks[name](next(seeds), args.steps)
+            return Measured(statistics.median(out["wall"]), out, statistics.median(out["cpu"]))
+
+        return attack
+
+    runs = compare(
+        {n: side(n) for n in names},
+        len(args.seeds),
+        warmups={n: lambda n=n: attacks[n](args.seeds[0], 1) for n in names},
+    )
+    if worker is not None:
         worker.close()
-    summary = {}
-    for name, outs in results.items():
-        summary[name] = (
-            statistics.median([w for o in outs for w in o["wall"]]),
-            statistics.mean(o["best_loss"] for o in outs),
-        )
-        print(
-            f"{name:9s} median {summary[name][0]:6.2f} s/step, mean best loss after "
-            f"{args.steps} steps {summary[name][1]:.4f}"
-        )
-    get = lambda name, k: summary[name][k] if name in summary else float("nan")  # noqa: E731
-    ratio = get("ours", 0) / get("nanogcg", 0)
-    print(f"ours/nanoGCG {ratio:.2f}x, ours/original {get('ours', 0) / get('original', 0):.2f}x")
-    print(
-        f"RESULT bench_gcg ours_s_step={get('ours', 0):.2f} "
-        f"nanogcg_s_step={get('nanogcg', 0):.2f} original_s_step={get('original', 0):.2f} "
-        f"ratio={ratio:.2f} "
-        f"ours_loss={get('ours', 1):.4f} nanogcg_loss={get('nanogcg', 1):.4f}"
+    nan = [float("nan")] * len(args.seeds)
+    s_step = {n: [r.seconds for r in runs[n]] if n in runs else nan for n in names + ["nanogcg"]}
+    loss = {n: [r.output["best_loss"] for r in runs[n]] for n in names}
+    for n in names:
+        for seed, r in zip(args.seeds, runs[n], strict=True):
+            print(
+                f"seed {seed} {n:9s} median {r.seconds:6.2f} s/step (cpu {r.cpu_s:6.2f}), "
+                f"best loss {r.output['best_loss']:.4f}"
+            )
+    mean_loss = lambda n: statistics.mean(loss[n]) if n in loss else float("nan")  # noqa: E731
+    orig = statistics.median(s_step["original"]) if "original" in runs else float("nan")
+    print(f"ours/original {statistics.median(s_step['ours']) / orig:.2f}x; {load_note()}")
+    bench.finish(
+        **figures("ours_s_step", s_step["ours"]),
+        **figures("nanogcg_s_step", s_step["nanogcg"]),
+        original_s_step=fmt(orig),
+        **figures("ratio", paired_ratios(s_step["ours"], s_step["nanogcg"])),
+        ours_loss=f"{mean_loss('ours'):.4f}",
+        nanogcg_loss=f"{mean_loss('nanogcg'):.4f}",
+        objective_rel_diff=f"{abs(ours0 - original0) / abs(original0):.1e}",
+        seeds=len(args.seeds),
+        steps=args.steps,
     )
 
 

@@ -15,16 +15,26 @@ Llama-2's has 32,000, so the output head here is ~50% larger). What is measured:
   second is the steady rate of a long job), and prefill (prompt scoring) tokens per second: the
   rates `python -m scripts.workload` takes;
 - QLoRA with `qlora.train` on the first 128 published 'both' demonstrations (one effective batch
-  of 128): the paper's micro-batch 4 with gradient checkpointing, and micro-batch 16 without.
+  of 128): the paper's micro-batch 4 with gradient checkpointing, and micro-batch 16 without,
+  and their training loss.
+
+Checked (exit 1 otherwise): the sliced output head's candidate losses equal the full logits'
+(1e-3 absolute), and the two QLoRA arms' first-step training loss agrees (transformers
+normalizes by the tokens of the whole effective batch; relative 1e-2 in bf16, whose 8-bit
+mantissa rounds each micro-batch's sums differently, 1e-3 in float32). Both-ways comparisons
+(sliced/logits, the QLoRA arms) are warmed up and rotated over --repeats rounds
+(benchmarks/harness.py); the decoding and test-generation figures keep their first (cold) run
+apart on purpose, as the cost a job pays once.
 
     python benchmarks/bench_gpu.py [--shape llama2-7b] [--tokenizer DIR] [--parts gcg decode qlora]
 
 `--shape tiny` runs the same code on the CPU in seconds (a check of this script; NF4 parts are
-skipped without CUDA). Random weights never emit an end of sequence, so every generation runs
-to its token limit, the upper bound the workload counts. Last line:
+skipped without CUDA, QLoRA runs with float32 weights on 16 demonstrations). Random weights never
+emit an end of sequence, so every generation runs to its token limit, the upper bound the
+workload counts. Last line:
 RESULT bench_gpu gcg_s_step=... gcg_nf4_s_step=... test_generation_s=... test_generation_cold_s=...
 decode_ms_step_b1=... decode_ms_step_b8=... decode_ms_step_b32=... prefill_tok_s=... qlora_tok_s=...
-qlora_fast_tok_s=...
+qlora_fast_tok_s=... qlora_loss=... qlora_fast_loss=... (and the ranges, the checks)
 """
 
 from __future__ import annotations
@@ -32,7 +42,9 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +52,9 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from medsafe_utils.backends import GenerationConfig, HFBackend
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import Bench, Measured, compare, figures, fmt, load_note  # noqa: E402
+from medsafe_utils.backends import GenerationConfig, HFBackend  # noqa: E402
 from medsafe_utils.data import load_adv_ama
 from medsafe_utils.finetune.alpaca import demonstration_split
 from medsafe_utils.finetune.qlora import QLoRAConfig, train
@@ -119,7 +133,7 @@ def build_folder(shape: str, tokenizer_dir: Path, root: Path) -> Path:
     return folder
 
 
-def gcg_rates(lm, steps: int, test_tokens: int) -> dict:
+def gcg_rates(lm, steps: int, test_tokens: int, repeats: int) -> dict:
     """Seconds per GCG step at the paper's settings, sliced vs full-logits losses, a test."""
     pair = load_adv_ama("tutorial").iloc[0]
     model, tok = lm.model, lm.tokenizer
@@ -153,16 +167,26 @@ def gcg_rates(lm, steps: int, test_tokens: int) -> dict:
         torch.Generator().manual_seed(0),
         tok,
     )
-    head, losses = objective.head, {}  # each way twice, alternating: the second run is kept
-    for name, use in (("sliced", head), ("logits", None), ("sliced", head), ("logits", None)):
+    head = objective.head
+
+    def candidate_losses(use) -> Measured:
         objective.head = use
         reset_peak()
         sync()
         began = time.perf_counter()
-        losses[name] = objective.losses(candidates)[0].float().cpu()
+        losses = objective.losses(candidates)[0].float().cpu()
         sync()
-        out[f"{name}_s"], out[f"{name}_peak_gb"] = time.perf_counter() - began, peak_gb()
-    out["max_abs_diff"] = float((losses["sliced"] - losses["logits"]).abs().max())
+        return Measured(time.perf_counter() - began, (losses, peak_gb()))
+
+    runs = compare(
+        {"sliced": lambda: candidate_losses(head), "logits": lambda: candidate_losses(None)},
+        repeats,
+    )
+    for name, side in runs.items():
+        out[f"{name}_s"] = statistics.median(r.seconds for r in side)
+        out[f"{name}_peak_gb"] = max(r.output[1] for r in side)
+    diff = (runs["sliced"][0].output[0] - runs["logits"][0].output[0]).abs().max()
+    out["max_abs_diff"] = float(diff)
     out["separable_head"] = head is not None
     for run_name in ("test_cold", "test") if test_tokens else ():  # the same prompt twice
         sync()
@@ -212,31 +236,48 @@ def decode_rates(lm, new_tokens: int) -> dict:
     return out
 
 
-def qlora_rates(folder: Path, root: Path, n: int) -> dict:
-    """Training tokens/s of qlora.train: the paper's micro-batch 4 with checkpointing, and 16
-    without (effective batches of n demonstrations, 2 epochs), after an unreported warm-up run
-    (the first run of a process also loads kernels and meets every shape for the first time)."""
+def qlora_rates(folder: Path, root: Path, n: int, repeats: int, cuda: bool) -> dict:
+    """Training tokens/s and first-step loss of qlora.train: the paper's micro-batch 4 with
+    checkpointing, and 16 without (effective batches of n demonstrations, 2 epochs), each warmed
+    up on one small effective batch (the first run of a process also loads kernels and meets
+    every shape for the first time), then rotated over `repeats` rounds."""
     demos = demonstration_split("both", 200, take=n)
-    out = {}
-    arms = (("warm-up", 4, True, 1), ("paper", 4, True, 2), ("fast", 16, False, 2))
-    for name, micro, checkpointing, epochs in arms:
+    arms = {"paper": (4, True), "fast": (16, False)}
+    count = iter(range(10_000))
+
+    def arm(name: str, take: int, epochs: float) -> Measured:
+        micro, checkpointing = arms[name]
         config = QLoRAConfig(
             str(folder),
-            output_dir=str(root / f"qlora-{name}"),
-            batch_size=n,
-            micro_batch_size=micro,
+            output_dir=str(root / f"qlora-{name}-{next(count)}"),
+            batch_size=take,
+            micro_batch_size=min(micro, take),
             gradient_checkpointing=checkpointing,
             num_epochs=epochs,
             warmup_steps=0,
             eval_n=0,
             save_steps=10_000,
+            load_in_4bit=cuda,
         )
         reset_peak()
-        result = train(config, demos)
-        out[f"{name}_tok_s"], out[f"{name}_peak_gb"] = result.tokens_per_s, peak_gb()
+        result = train(config, demos.head(take))
+        peak = peak_gb()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        first = result.loss_curve[0]["loss"] if result.loss_curve else math.nan
+        return Measured(result.wall_s, (result.train_tokens, first, peak))
+
+    runs = compare(
+        {name: lambda name=name: arm(name, n, 2) for name in arms},
+        repeats,
+        warmups={name: lambda name=name: arm(name, 16, 1) for name in arms},
+    )
+    out = {}
+    for name, side in runs.items():
+        out[f"{name}_tok_s_runs"] = [r.output[0] / r.seconds for r in side]
+        out[f"{name}_loss"] = side[0].output[1]
+        out[f"{name}_peak_gb"] = max(r.output[2] for r in side)
     return out
 
 
@@ -247,11 +288,12 @@ def release(lm) -> None:
         torch.cuda.empty_cache()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama2-7b")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer folder (default: SmolLM2's)")
     parser.add_argument("--gcg-steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the both-ways timings")
     parser.add_argument(
         "--parts",
         nargs="+",
@@ -259,8 +301,9 @@ def main() -> None:
         default=["gcg", "decode", "qlora"],
         help="what to measure",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    bench = Bench("bench_gpu")
     cuda = torch.cuda.is_available()
     if not cuda and args.shape != "tiny":
         raise SystemExit("no GPU visible: --shape tiny checks this script on the CPU")
@@ -278,7 +321,8 @@ def main() -> None:
             params_b = sum(p.numel() for p in lm.model.parameters()) / 1e9
             print(f"{params_b:.2f}B parameters ({dtype})", flush=True)
             if "gcg" in args.parts:
-                gcg = gcg_rates(lm, 2 if tiny else args.gcg_steps, 16 if tiny else 800)
+                steps, test_tokens = (2, 16) if tiny else (args.gcg_steps, 800)
+                gcg = gcg_rates(lm, steps, test_tokens, args.repeats)
                 print(f"GCG {dtype}: {gcg}", flush=True)
             if "decode" in args.parts:
                 decode = decode_rates(lm, 8 if tiny else 64)
@@ -286,24 +330,47 @@ def main() -> None:
             release(lm)
         if cuda and "gcg" in args.parts:
             lm = load_model(str(folder), dtype=dtype, load_in_4bit=True)
-            nf4 = gcg_rates(lm, args.gcg_steps // 2, 0)
+            nf4 = gcg_rates(lm, args.gcg_steps // 2, 0, args.repeats)
             print(f"GCG NF4: {nf4}", flush=True)
             release(lm)
-        if cuda and "qlora" in args.parts:
-            qlora = qlora_rates(folder, root, 128)
-            print(f"QLoRA NF4: {qlora}", flush=True)
+        if "qlora" in args.parts:
+            qlora = qlora_rates(folder, root, 16 if tiny else 128, args.repeats, cuda)
+            print(f"QLoRA {'NF4' if cuda else 'float32 weights'}: {qlora}", flush=True)
+    for label, part in (("bf16" if cuda else "float32", gcg), ("nf4", nf4)):
+        if part:
+            bench.check(
+                f"sliced_head_{label}",
+                part["max_abs_diff"] <= 1e-3,
+                f"largest |sliced - logits| candidate loss {part['max_abs_diff']:.1e}",
+            )
+    if qlora:
+        rtol = 1e-2 if cuda else 1e-3
+        rel = abs(qlora["fast_loss"] - qlora["paper_loss"]) / abs(qlora["paper_loss"])
+        bench.check(
+            "qlora_same_loss",
+            rel <= rtol,  # NaN fails too
+            f"first-step loss micro-batch 16 {qlora['fast_loss']:.5f}, 4 "
+            f"{qlora['paper_loss']:.5f}, relative difference {rel:.1e}, tolerance {rtol:.0e}",
+        )
+    print(load_note())
     nan = float("nan")
-    figures = {
+    runs = {k: qlora.get(f"{k}_tok_s_runs", [nan]) for k in ("paper", "fast")}
+    result = {
         "gcg_s_step": gcg.get("s_step", nan),
         "gcg_nf4_s_step": nf4.get("s_step", nan),
         "test_generation_s": gcg.get("test_s", nan),
         "test_generation_cold_s": gcg.get("test_cold_s", nan),
         **{f"decode_ms_step_b{b}": decode.get(f"ms_step_b{b}", nan) for b in (1, 8, 32)},
         "prefill_tok_s": decode.get("prefill_tok_s", nan),
-        "qlora_tok_s": qlora.get("paper_tok_s", nan),
-        "qlora_fast_tok_s": qlora.get("fast_tok_s", nan),
     }
-    print("RESULT bench_gpu " + " ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+    bench.finish(
+        **{k: fmt(v, 4) for k, v in result.items()},
+        **figures("qlora_tok_s", runs["paper"], 4),
+        **figures("qlora_fast_tok_s", runs["fast"], 4),
+        qlora_loss=fmt(qlora.get("paper_loss", nan), 5),
+        qlora_fast_loss=fmt(qlora.get("fast_loss", nan), 5),
+        repeats=args.repeats,
+    )
 
 
 if __name__ == "__main__":

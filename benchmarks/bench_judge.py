@@ -5,15 +5,19 @@ The server (a separate process on 127.0.0.1, written here with aiohttp) answers 
 completion after a fixed 100 ms with a well-formed judgment whose score is derived from the item
 (so a mixed-up or lost item is caught), and fails 10% of requests with HTTP 429 or 500.
 
+Each side is warmed up on 10 items, then timed over --repeats runs in a rotated order (ours with
+a fresh cache each time). Every run must return every item once with its right score: a lost or
+duplicated item makes the script exit 1.
+
     python benchmarks/bench_judge.py [--n 500] [--n-sequential 100] [--concurrency 32]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
-import os
 import random
 import re
 import socket
@@ -26,6 +30,7 @@ import openai
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import Bench, Measured, compare, figures, load_note, paired_ratios, rates  # noqa: E402
 from medsafe_utils.judge.judging import JudgeConfig, judge_prompt, judge_responses, parse_judgment  # noqa: E402
 
 DELAY_S, FAIL_RATE = 0.1, 0.10
@@ -123,9 +128,9 @@ def check(item_ids: list[int], scores: list, n: int) -> tuple[int, int]:
     return n - len(right & set(range(n))), duplicated
 
 
-def run_ours(base_url: str, n: int, concurrency: int, cache: Path) -> tuple[float, int, int, float]:
-    """Items/s, lost, duplicated, client CPU ms per item for judge_responses through the async
-    OpenAI backend."""
+def run_ours(base_url: str, n: int, concurrency: int, cache: Path) -> Measured:
+    """judge_responses through the async OpenAI backend; output (lost, duplicated, client CPU
+    ms per item)."""
     config = JudgeConfig(
         "openai",
         "bench-judge",
@@ -140,14 +145,13 @@ def run_ours(base_url: str, n: int, concurrency: int, cache: Path) -> tuple[floa
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     keys = [json.loads(line)["key"] for line in cache.read_text().splitlines()]
     lost, duplicated = check(judged["item_id"].tolist(), judged["score"].tolist(), n)
-    return n / seconds, lost, duplicated + len(keys) - len(set(keys)), 1000 * cpu / n
+    return Measured(seconds, (lost, duplicated + len(keys) - len(set(keys)), 1000 * cpu / n))
 
 
-def run_sequential(base_url: str, n: int) -> tuple[float, int, int]:
-    """Items/s, lost, duplicated for the original way: one synchronous call after another."""
+def run_sequential(base_url: str, n: int) -> tuple[int, int]:
+    """The original way: one synchronous call after another; (lost, duplicated)."""
     client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=0)
     data, scores = items(n), []
-    began = time.perf_counter()
     for question, response in zip(data["request"], data["response"], strict=True):
         messages = [
             {"role": "system", "content": "You are a helpful assistant."},
@@ -164,48 +168,64 @@ def run_sequential(base_url: str, n: int) -> tuple[float, int, int]:
         else:
             raise RuntimeError("a request failed 11 times")
         scores.append(parse_judgment(reply.choices[0].message.content, response).score)
-    seconds = time.perf_counter() - began
-    lost, duplicated = check(data["item_id"].tolist(), scores, n)
-    return n / seconds, lost, duplicated
+    return check(data["item_id"].tolist(), scores, n)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="judgments through our backend")
     parser.add_argument("--n-sequential", type=int, default=100, help="judgments one at a time")
     parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per side, rotated")
+    args = parser.parse_args(argv)
+    bench = Bench("bench_judge")
     port = free_port()
     server = multiprocessing.Process(target=serve, args=(port, 0), daemon=True)
     server.start()
     base_url = f"http://127.0.0.1:{port}/v1"
+    caches = itertools.count()
     try:
         wait_until_up(base_url)
         with tempfile.TemporaryDirectory() as tmp:
-            ours, lost, dup, cpu_ms = run_ours(
-                base_url, args.n, args.concurrency, Path(tmp) / "c.jsonl"
+
+            def ours(n: int) -> Measured:
+                cache = Path(tmp) / f"c{next(caches)}.jsonl"
+                return run_ours(base_url, n, args.concurrency, cache)
+
+            runs = compare(
+                {
+                    "ours": lambda: ours(args.n),
+                    "sequential": lambda: run_sequential(base_url, args.n_sequential),
+                },
+                args.repeats,
+                warmups={
+                    "ours": lambda: ours(10),
+                    "sequential": lambda: run_sequential(base_url, 10),
+                },
             )
-        print(
-            f"ours: {args.n} judgments, concurrency {args.concurrency}: {ours:.1f} items/s "
-            f"({cpu_ms:.1f} ms client CPU per item), lost {lost}, duplicated {dup}"
-        )
-        seq, seq_lost, seq_dup = run_sequential(base_url, args.n_sequential)
-        print(
-            f"sequential: {args.n_sequential} judgments one at a time: {seq:.2f} items/s "
-            f"(measured on {args.n_sequential} items; items/s extrapolates to {args.n}), "
-            f"lost {seq_lost}, duplicated {seq_dup}"
-        )
     finally:
         server.terminate()
         server.join(timeout=10)
+    lost = sum(r.output[0] for side in runs.values() for r in side)
+    duplicated = sum(r.output[1] for side in runs.values() for r in side)
+    bench.check("none_lost", lost == 0, f"{lost} item(s) without their right score")
+    bench.check("none_duplicated", duplicated == 0, f"{duplicated} item(s) judged twice")
+    ours_rates = rates(runs["ours"], args.n)
+    seq_rates = rates(runs["sequential"], args.n_sequential)
+    cpu_ms = sorted(r.output[2] for r in runs["ours"])[len(runs["ours"]) // 2]
     print(
-        f"server: {DELAY_S * 1000:.0f} ms per answer, {FAIL_RATE:.0%} of requests fail "
-        f"with 429 or 500; machine load average {os.getloadavg()[0]:.1f} on "
-        f"{os.cpu_count()} cores"
+        f"ours: {args.n} judgments, concurrency {args.concurrency} ({cpu_ms:.1f} ms client CPU "
+        f"per item); sequential: {args.n_sequential} judgments one at a time (its items/s "
+        f"extrapolates to {args.n}); server: {DELAY_S * 1000:.0f} ms per answer, "
+        f"{FAIL_RATE:.0%} of requests fail with 429 or 500; {load_note()}"
     )
-    print(
-        f"RESULT bench_judge ours_items_s={ours:.1f} sequential_items_s={seq:.2f} "
-        f"ratio={ours / seq:.1f} lost={lost + seq_lost} duplicated={dup + seq_dup}"
+    bench.finish(
+        **figures("ours_items_s", ours_rates),
+        **figures("sequential_items_s", seq_rates),
+        **figures("ratio", paired_ratios(ours_rates, seq_rates)),
+        lost=lost,
+        duplicated=duplicated,
+        repeats=args.repeats,
     )
 
 

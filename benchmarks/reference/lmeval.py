@@ -2,8 +2,9 @@
 
 Task configs written here restate lm-eval's templates for medqa_4options, medmcqa, pubmedqa and
 mmlu_<subject> as Jinja over our schema, read the items from a local JSONL (no hub access), and
-run through `lm_eval.simple_evaluate`. It is an independent check of our prompts and scoring
-(tests and benchmarks/bench_medeval.py): same model, same items -> the same per-item choices."""
+run through lm-eval's `evaluate` (what `simple_evaluate` calls once it has built the tasks).
+It is an independent check of our prompts and scoring (tests and benchmarks/bench_medeval.py):
+same model, same items -> the same per-item choices."""
 
 from __future__ import annotations
 
@@ -44,26 +45,34 @@ def task_config(benchmark: str, data_file: Path) -> dict:
     return config
 
 
-def lmeval_predictions(engine, items: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
-    """Zero-shot per-item log-likelihoods and choices from lm-eval's pipeline (item_id, pred)."""
-    from lm_eval import simple_evaluate
+def lmeval_tasks(items: pd.DataFrame, folder: str | Path) -> dict:
+    """lm-eval's task objects (zero-shot) for `items`, their data written to JSONL in folder."""
+    from lm_eval.tasks import TaskManager
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tasks = []
+    configs = []
     for benchmark, group in items.groupby("benchmark", sort=False):
         data_file = folder / f"{benchmark}.jsonl"
         with open(data_file, "w", encoding="utf-8") as fh:
             for record in group.to_dict(orient="records"):
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        tasks.append(task_config(benchmark, data_file))
-    results = simple_evaluate(
-        model=engine,
-        tasks=tasks,
-        num_fewshot=0,
-        log_samples=True,
-        bootstrap_iters=0,
-        verbosity="ERROR",
+        configs.append(task_config(benchmark, data_file))
+    loaded = TaskManager(verbosity="ERROR").load(configs)  # {"tasks": ..., "groups": ...}
+    for task in loaded["tasks"].values():  # as simple_evaluate does for num_fewshot=0
+        task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=1234)
+    return loaded
+
+
+def lmeval_scores(engine, tasks: dict) -> pd.DataFrame:
+    """lm-eval's `evaluate` over built tasks: per-item log-likelihoods and choices
+    (item_id, loglikelihoods, pred, acc). It builds the requests from the task templates,
+    scores them with `engine` and computes the metrics."""
+    from lm_eval.evaluator import evaluate
+
+    results = evaluate(
+        lm=engine, task_dict=tasks, log_samples=True, bootstrap_iters=0, verbosity="ERROR"
     )
     rows = []
     for samples in results["samples"].values():
@@ -78,3 +87,8 @@ def lmeval_predictions(engine, items: pd.DataFrame, folder: str | Path) -> pd.Da
                 }
             )
     return pd.DataFrame(rows)
+
+
+def lmeval_predictions(engine, items: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
+    """Zero-shot per-item log-likelihoods and choices from lm-eval's pipeline (item_id, pred)."""
+    return lmeval_scores(engine, lmeval_tasks(items, folder))

@@ -1,0 +1,261 @@
+"""Every benchmark runs at toy size (so it cannot rot) and exits non-zero when a claim fails.
+
+Each benchmark's `main(argv)` runs in this process; its last line must be `RESULT <name> ...`
+with the keys BENCHMARKS.md quotes. A second test per benchmark perturbs one side (a peer that
+answers differently) and expects exit code 1 with that claim named in `failed=`."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import harness
+from benchmarks.harness import Bench, Measured, compare, parse_result, rotations
+
+
+def run_main(main, argv: list[str], capsys) -> tuple[int, str, dict[str, str]]:
+    """(exit code, name, RESULT pairs) of one benchmark run."""
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    name, result = parse_result(capsys.readouterr().out)
+    return code, name, result
+
+
+def assert_keys(result: dict[str, str], keys: list[str]) -> None:
+    missing = [k for k in keys if k not in result]
+    assert not missing, f"RESULT lacks {missing}: {result}"
+
+
+# ---------------------------------------------------------------- the harness itself
+
+
+def test_rotations_start_each_side_first_in_turn():
+    assert rotations(["a", "b", "c"], 4) == [
+        ["a", "b", "c"],
+        ["b", "c", "a"],
+        ["c", "a", "b"],
+        ["a", "b", "c"],
+    ]
+
+
+def test_compare_warms_up_rotates_and_takes_measured_time():
+    calls = []
+    sides = {
+        "a": lambda: calls.append("a") or "out-a",
+        "b": lambda: calls.append("b") or Measured(2.5, "out-b"),
+    }
+    runs = compare(sides, repeats=3, warmups={"a": lambda: calls.append("warm-a")})
+    assert calls == ["warm-a", "b", "a", "b", "b", "a", "a", "b"]
+    assert [r.output for r in runs["a"]] == ["out-a"] * 3
+    assert [r.seconds for r in runs["b"]] == [2.5] * 3  # the side's own measure
+
+
+def test_figures_report_median_and_range():
+    assert harness.figures("x", [3.0, 1.0, 2.0]) == {"x": "2.00", "x_range": "1.00..3.00"}
+    assert harness.fmt(33811.2, 4) == "33811"  # never exponent notation
+
+
+def test_finish_exits_1_on_a_failed_claim(capsys):
+    bench = Bench("bench_t")
+    bench.check("fine", True)
+    bench.check("same_outputs", False, "1 differs")
+    with pytest.raises(SystemExit) as stop:
+        bench.finish(a=1)
+    assert stop.value.code == 1
+    name, result = parse_result(capsys.readouterr().out)
+    assert (name, result) == ("bench_t", {"a": "1", "failed": "same_outputs"})
+
+
+# ---------------------------------------------------------------- the benchmarks at toy size
+
+
+@pytest.mark.server
+def test_bench_judge(capsys):
+    from benchmarks import bench_judge
+
+    argv = ["--n", "20", "--n-sequential", "4", "--repeats", "3"]
+    code, name, result = run_main(bench_judge.main, argv, capsys)
+    assert (code, name, result["failed"]) == (0, "bench_judge", "none")
+    assert_keys(result, ["ours_items_s", "sequential_items_s", "ratio", "ratio_range"])
+    assert (result["lost"], result["duplicated"]) == ("0", "0")
+
+
+@pytest.mark.server
+def test_bench_judge_catches_a_mixed_up_item(capsys, monkeypatch):
+    from benchmarks import bench_judge
+
+    items = bench_judge.items
+
+    def relabelled(n):  # the last response carries item 0's id: item 0 twice, the last lost
+        frame = items(n)
+        frame.loc[n - 1, "item_id"] = 0
+        return frame
+
+    monkeypatch.setattr(bench_judge, "items", relabelled)
+    argv = ["--n", "6", "--n-sequential", "3", "--repeats", "1"]
+    code, _, result = run_main(bench_judge.main, argv, capsys)
+    assert code == 1
+    assert result["failed"] == "none_lost,none_duplicated"
+
+
+@pytest.mark.slow
+def test_bench_generation(capsys):
+    from benchmarks import bench_generation
+
+    argv = ["--n", "3", "--batch-size", "2", "--max-new-tokens", "4", "--repeats", "3"]
+    code, name, result = run_main(bench_generation.main, argv, capsys)
+    assert (code, name, result["failed"]) == (0, "bench_generation", "none")
+    assert_keys(result, ["ours_tok_s", "baseline_tok_s", "ratio", "ratio_range", "prefill_tok_s"])
+    assert result["same_outputs"] == "1.00"
+
+
+@pytest.mark.slow
+def test_bench_generation_catches_other_outputs(capsys, monkeypatch):
+    from benchmarks import bench_generation
+
+    baseline = bench_generation.baseline_outputs
+    monkeypatch.setattr(
+        bench_generation,
+        "baseline_outputs",
+        lambda *a: [t + " (perturbed)" for t in baseline(*a)],
+    )
+    argv = ["--n", "2", "--batch-size", "2", "--max-new-tokens", "2", "--repeats", "1"]
+    code, _, result = run_main(bench_generation.main, argv, capsys)
+    assert (code, result["failed"], result["same_outputs"]) == (1, "same_outputs", "0.00")
+
+
+MEDEVAL = ["--model", "tiny-random", "--items", "3", "--batch-size", "2"]
+
+
+def test_bench_medeval(capsys):
+    from benchmarks import bench_medeval
+
+    code, name, result = run_main(bench_medeval.main, [*MEDEVAL, "--repeats", "3"], capsys)
+    assert (code, name, result["failed"]) == (0, "bench_medeval", "none")
+    assert_keys(result, ["ours_items_s", "lmeval_items_s", "naive_items_s", "ratio", "accuracy"])
+    assert result["same_choices"] == "True"
+
+
+def test_bench_medeval_catches_other_choices(capsys, monkeypatch):
+    import benchmarks.reference.naive as naive
+    from benchmarks import bench_medeval
+
+    scorer = naive.naive_loglikelihoods
+    monkeypatch.setattr(  # a peer scoring the choices in reverse order
+        naive, "naive_loglikelihoods", lambda *a: [row[::-1] for row in scorer(*a)]
+    )
+    code, _, result = run_main(bench_medeval.main, [*MEDEVAL, "--repeats", "1"], capsys)
+    assert (code, result["failed"], result["same_choices"]) == (1, "same_choices", "False")
+
+
+FINETUNE = ["--n", "8", "--batch-size", "8", "--cutoff-len", "32", "--no-4bit"]
+
+
+@pytest.mark.slow
+def test_bench_finetune(capsys):
+    from benchmarks import bench_finetune
+
+    code, name, result = run_main(bench_finetune.main, [*FINETUNE, "--repeats", "3"], capsys)
+    assert (code, name, result["failed"]) == (0, "bench_finetune", "none")
+    assert_keys(result, ["ours_tok_s", "original_tok_s", "ratio", "ratio_range", "ratio_cpu"])
+    assert abs(float(result["ours_loss"]) / float(result["original_loss"]) - 1) <= 1e-3
+
+
+@pytest.mark.slow
+def test_bench_finetune_catches_another_loss(capsys, monkeypatch):
+    from benchmarks import bench_finetune
+
+    # a peer that trains on shorter demonstrations: another loss for the same items
+    monkeypatch.setitem(
+        bench_finetune.ARMS, "ours", {**bench_finetune.ARMS["ours"], "cutoff_len": 16}
+    )
+    code, _, result = run_main(bench_finetune.main, [*FINETUNE, "--repeats", "1"], capsys)
+    assert (code, result["failed"]) == (1, "same_loss")
+
+
+DEDUP = ["--n", "40", "--batch-size", "16"]
+
+
+@pytest.fixture
+def small_dedup(monkeypatch):
+    """bench_dedup on 200 of the Llama-3 requests (its exact pass covers them all)."""
+    from benchmarks import bench_dedup
+
+    sample = bench_dedup.load_llama3_requests().head(200)
+    monkeypatch.setattr(bench_dedup, "load_llama3_requests", lambda: sample)
+    return bench_dedup
+
+
+def test_bench_dedup(capsys, small_dedup):
+    code, name, result = run_main(small_dedup.main, [*DEDUP, "--repeats", "3"], capsys)
+    assert (code, name, result["failed"]) == (0, "bench_dedup", "none")
+    assert_keys(result, ["sentences_per_s", "sentences_per_s_range", "near_dup_rate"])
+
+
+def test_bench_dedup_catches_unstable_embeddings(capsys, monkeypatch, small_dedup):
+    embed, calls = small_dedup.embed, []
+
+    def drifting(texts, *a, **k):  # each call drifts 1e-3 further
+        calls.append(1)
+        return embed(texts, *a, **k) + 1e-3 * len(calls)
+
+    monkeypatch.setattr(small_dedup, "embed", drifting)
+    code, _, result = run_main(small_dedup.main, [*DEDUP, "--repeats", "2"], capsys)
+    assert (code, result["failed"]) == (1, "same_vectors")
+
+
+@pytest.fixture
+def small_gcg(monkeypatch):
+    """bench_gcg with 8 candidates of 8 top tokens a step (toy size)."""
+    from benchmarks import bench_gcg
+
+    monkeypatch.setattr(bench_gcg, "WIDTH", 8)
+    monkeypatch.setattr(bench_gcg, "TOPK", 8)
+    return bench_gcg
+
+
+@pytest.mark.slow
+def test_bench_gcg(capsys, small_gcg):
+    argv = ["--only", "ours", "original", "--seeds", "0", "1", "2", "--steps", "1"]
+    code, name, result = run_main(small_gcg.main, argv, capsys)
+    assert (code, name, result["failed"]) == (0, "bench_gcg", "none")
+    assert_keys(result, ["ours_s_step", "ours_s_step_range", "original_s_step", "ours_loss"])
+    assert float(result["objective_rel_diff"]) <= 1e-4
+
+
+@pytest.mark.slow
+def test_bench_gcg_catches_another_objective(capsys, small_gcg, monkeypatch):
+    target_loss = small_gcg.original_target_loss
+    monkeypatch.setattr(small_gcg, "original_target_loss", lambda *a: 1.01 * target_loss(*a))
+    argv = ["--only", "ours", "--seeds", "0", "--steps", "1"]
+    code, _, result = run_main(small_gcg.main, argv, capsys)
+    assert (code, result["failed"]) == (1, "same_objective")
+
+
+@pytest.mark.slow
+def test_bench_gpu_tiny_on_cpu(capsys):
+    from benchmarks import bench_gpu
+
+    code, name, result = run_main(bench_gpu.main, ["--shape", "tiny", "--repeats", "3"], capsys)
+    assert (code, name, result["failed"]) == (0, "bench_gpu", "none")
+    assert_keys(result, ["gcg_s_step", "decode_ms_step_b8", "qlora_tok_s", "qlora_fast_loss"])
+    assert result["gcg_nf4_s_step"] == "nan"  # NF4 needs CUDA
+
+
+def test_bench_gpu_catches_another_loss(capsys, monkeypatch):
+    from benchmarks import bench_gpu
+
+    train = bench_gpu.train
+
+    def perturbed(config, demos):  # the micro-batch-16 arm reports another first loss
+        result = train(config, demos)
+        if config.micro_batch_size == 16:
+            result.loss_curve[0]["loss"] *= 1.01
+        return result
+
+    monkeypatch.setattr(bench_gpu, "train", perturbed)
+    argv = ["--shape", "tiny", "--parts", "qlora", "--repeats", "1"]
+    code, _, result = run_main(bench_gpu.main, argv, capsys)
+    assert (code, result["failed"]) == (1, "qlora_same_loss")
