@@ -244,6 +244,7 @@ def test_bench_gpu_tiny_on_cpu(capsys):
     assert result["gcg_nf4_s_step"] == "nan"  # NF4 needs CUDA
 
 
+@pytest.mark.slow
 def test_bench_gpu_catches_another_loss(capsys, monkeypatch):
     from benchmarks import bench_gpu
 
