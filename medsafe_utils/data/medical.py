@@ -140,6 +140,18 @@ def load_medmcqa() -> pd.DataFrame:
     return _finish(path, records, "medmcqa")
 
 
+def _pubmedqa_record(pmid: str, item: dict, label: str) -> dict:
+    """One PQA-L item as a multiple-choice record: the abstract as context, yes/no/maybe."""
+    return {
+        "id": f"pubmedqa-{pmid}",
+        "subject": "",
+        "question": item["QUESTION"],
+        "context": "\n".join(item["CONTEXTS"]),
+        "choices": list(PUBMEDQA_LABELS),
+        "answer": PUBMEDQA_LABELS.index(label),
+    }
+
+
 def load_pubmedqa() -> pd.DataFrame:
     """PubMedQA PQA-L test set (500): yes/no/maybe, with the abstract as context."""
     items_path = ensure_file("pubmedqa/ori_pqal.json")
@@ -163,16 +175,7 @@ def load_pubmedqa() -> pd.DataFrame:
                 f"PMID {pmid} lacks its QUESTION or CONTEXTS",
                 expected="QUESTION (text) and CONTEXTS (a list of text) for every PMID",
             )
-        records.append(
-            {
-                "id": f"pubmedqa-{pmid}",
-                "subject": "",
-                "question": item["QUESTION"],
-                "context": "\n".join(item["CONTEXTS"]),
-                "choices": list(PUBMEDQA_LABELS),
-                "answer": PUBMEDQA_LABELS.index(label),
-            }
-        )
+        records.append(_pubmedqa_record(pmid, item, label))
     return _finish(truth_path, records, "pubmedqa")
 
 
@@ -222,16 +225,7 @@ def load_pubmedqa_pool() -> pd.DataFrame:
             raise DataError(
                 path, f"final_decision {label!r}", row=row, expected=str(PUBMEDQA_LABELS)
             )
-        records.append(
-            {
-                "id": f"pubmedqa-{pmid}",
-                "subject": "",
-                "question": item["QUESTION"],
-                "context": "\n".join(item["CONTEXTS"]),
-                "choices": list(PUBMEDQA_LABELS),
-                "answer": PUBMEDQA_LABELS.index(label),
-            }
-        )
+        records.append(_pubmedqa_record(pmid, item, label))
     check_count(path, len(records), PUBMEDQA_POOL_ROWS, "non-test items")
     return pd.DataFrame(records).assign(benchmark="pubmedqa")[MC_COLUMNS]
 

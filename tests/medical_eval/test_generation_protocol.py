@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from medeval_rows import item_row  # tests/medical_eval/medeval_rows.py
 
 from medsafe_utils.backends import GenerationConfig, HFBackend
 from medsafe_utils.backends.config import cut_at_stop
@@ -41,18 +42,6 @@ from medsafe_utils.medical_eval.instructed import (
 from medsafe_utils.medical_eval.prompts import build_requests, select_shots
 from medsafe_utils.medical_eval.report import accuracy_table
 
-
-def _row(benchmark="medqa", **kw):
-    base = {
-        "id": "x-1",
-        "benchmark": benchmark,
-        "subject": "",
-        "question": "Q?",
-        "context": "",
-        "choices": ["a", "b", "c", "d"],
-        "answer": 2,
-    }
-    return pd.Series({**base, **kw})
 
 
 # ---- reading the answer ------------------------------------------------------------------------
@@ -123,20 +112,20 @@ def test_zero_and_few_shot_prompts_from_the_mirrors_instructions():
     medqa = instructions["medqa"]
     assert medqa["user"] == "The answer is:"
     assert "US Medical Licensing Examination" in medqa["system"]
-    row = _row("medqa", question="Which drug")  # no final "?" or ".": meditron adds "?"
+    row = item_row("medqa", question="Which drug")  # no final "?" or ".": meditron adds "?"
     zero = instructed_prompt(row, pd.DataFrame(), medqa)
     assert zero == (
         medqa["system"] + "\nQuestion: Which drug?\n\nOptions:\nA. a\nB. b\nC. c\nD. d\n"
         "The answer is:\n"
     )
-    shot = _row("medqa", id="s-1", question="Shot question.", answer=1)
+    shot = item_row("medqa", id="s-1", question="Shot question.", answer=1)
     few = instructed_prompt(row, pd.DataFrame([shot]), medqa)
     assert few == (
         medqa["system"] + "\nQuestion: Shot question.\n\nOptions:\nA. a\nB. b\nC. c\nD. d\n"
         "The answer is: B\n\nQuestion: Which drug?\n\nOptions:\nA. a\nB. b\nC. c\nD. d\n"
         "The answer is:"
     )
-    pub = _row("pubmedqa", context="Line one.\nLine two.", choices=["yes", "no", "maybe"])
+    pub = item_row("pubmedqa", context="Line one.\nLine two.", choices=["yes", "no", "maybe"])
     text = instructed_prompt(pub, pd.DataFrame(), instructions["pubmedqa"])
     assert text == (
         instructions["pubmedqa"]["system"] + "\nLine one.\nLine two.\nQ?\nThe answer is:\n"
@@ -180,7 +169,7 @@ def test_fewshot_pools_are_disjoint_from_scored_items(subjects):
 
 
 def test_a_pool_that_holds_a_scored_item_is_refused():
-    items = pd.DataFrame([_row("medqa", id=f"m-{i}") for i in range(3)])
+    items = pd.DataFrame([item_row("medqa", id=f"m-{i}") for i in range(3)])
     with pytest.raises(ValueError, match="few-shot pool holds scored items"):
         build_gen_requests(items, [(2, 0)], {"medqa": items}, load_meditron_instructions())
 
@@ -208,7 +197,7 @@ def test_loglikelihood_shots_come_from_the_pools_and_top_up_a_short_subject():
     assert len(shot_ids) > 10 and not shot_ids & set(items["id"])
     pool = fewshot_pool("mmlu_medical", MMLU_MEDITRON)
     assert (pool["subject"] == "college_medicine").sum() == 2
-    row = _row("mmlu_medical", id="mmlu-college_medicine-test-0", subject="college_medicine")
+    row = item_row("mmlu_medical", id="mmlu-college_medicine-test-0", subject="college_medicine")
     shots = select_shots(row, pool, 3, seed=0)
     assert sorted(shots["subject"] == "college_medicine") == [False, True, True]
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from medeval_rows import item_row  # tests/medical_eval/medeval_rows.py
 
 from benchmarks.reference.naive import naive_loglikelihoods
 from medsafe_utils.core.errors import DataError
@@ -35,18 +36,6 @@ from medsafe_utils.medical_eval.stats import mcnemar_exact, paired_t, paired_tes
 from medsafe_utils.models.adapters import AdapterNoOpError, AdapterRecord
 
 
-def _row(benchmark="medqa", **kw):
-    base = {
-        "id": "x-1",
-        "benchmark": benchmark,
-        "subject": "",
-        "question": "Q?",
-        "context": "",
-        "choices": ["a", "b", "c", "d"],
-        "answer": 2,
-    }
-    return pd.Series({**base, **kw})
-
 
 # ---- letters, indices, label mappings ---------------------------------------------------------
 
@@ -63,15 +52,15 @@ def test_letters_round_trip_and_reject_bad_input():
 
 
 def test_query_formats_match_lm_eval_tasks():
-    assert query_text(_row("medqa")) == "Question: Q?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
-    assert query_text(_row("medmcqa")) == "Question: Q?\nChoices:\nA. a\nB. b\nC. c\nD. d\nAnswer:"
-    mmlu = _row("mmlu_medical", question=" Q? \n")
+    assert query_text(item_row("medqa")) == "Question: Q?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
+    assert query_text(item_row("medmcqa")) == "Question: Q?\nChoices:\nA. a\nB. b\nC. c\nD. d\nAnswer:"
+    mmlu = item_row("mmlu_medical", question=" Q? \n")
     assert query_text(mmlu) == "Q?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
-    pub = _row("pubmedqa", context="Some abstract text.", choices=["yes", "no", "maybe"])
+    pub = item_row("pubmedqa", context="Some abstract text.", choices=["yes", "no", "maybe"])
     assert query_text(pub) == "Abstract: Some abstract text.\nQuestion: Q?\nAnswer:"
     assert query_text(pub, max_context_chars=4) == "Abstract: Some ...\nQuestion: Q?\nAnswer:"
     with pytest.raises(ValueError, match="unknown benchmark"):
-        query_text(_row("nope"))
+        query_text(item_row("nope"))
 
 
 def test_pubmedqa_labels_map_to_yes_no_maybe_continuations():
@@ -95,7 +84,7 @@ def test_mmlu_answers_are_zero_based_and_shots_carry_their_letter():
     # mmlu/dev/anatomy_dev.csv row 1: "... hyoid bone?", answer column 3 = the 4th choice (D)
     assert first["answer"] == 3
     assert first["choices"][3] == "The second and third pharyngeal arches"
-    target = _row("mmlu_medical", subject="anatomy", id="t-1")
+    target = item_row("mmlu_medical", subject="anatomy", id="t-1")
     request = build_request(target, dev[dev["id"] == first["id"]], seed=0)
     assert request.context.startswith(
         "The following are multiple choice questions (with "
@@ -128,7 +117,7 @@ def test_shots_exclude_the_item_and_follow_the_seed():
 
 def test_mmlu_shots_come_from_the_subjects_dev_set():
     dev = load_mmlu_medical("dev")
-    row = _row("mmlu_medical", subject="college_biology", id="mmlu-college_biology-test-0")
+    row = item_row("mmlu_medical", subject="college_biology", id="mmlu-college_biology-test-0")
     shots = select_shots(row, dev, 5, seed=1)
     assert set(shots["subject"]) == {"college_biology"} and len(shots) == 5
     assert fewshot_settings([0, 3], [0, 1, 2]) == [(0, 0), (3, 0), (3, 1), (3, 2)]
@@ -309,10 +298,10 @@ def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
 
 def _tiny_items():
     rows = [
-        _row("medqa", id=f"medqa-{i}", question=f"Which dose {i}?", answer=i % 4) for i in range(4)
+        item_row("medqa", id=f"medqa-{i}", question=f"Which dose {i}?", answer=i % 4) for i in range(4)
     ]
     rows += [
-        _row(
+        item_row(
             "pubmedqa",
             id=f"pubmedqa-{i}",
             question=f"Does it work {i}?",
