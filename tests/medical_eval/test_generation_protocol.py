@@ -42,8 +42,6 @@ from medsafe_utils.medical_eval.instructed import (
 from medsafe_utils.medical_eval.prompts import build_requests, select_shots
 from medsafe_utils.medical_eval.report import accuracy_table
 
-
-
 # ---- reading the answer ------------------------------------------------------------------------
 
 

@@ -35,8 +35,6 @@ from medsafe_utils.medical_eval.scoring import loglikelihoods, make_engine
 from medsafe_utils.medical_eval.stats import mcnemar_exact, paired_t, paired_test, standard_error
 from medsafe_utils.models.adapters import AdapterNoOpError, AdapterRecord
 
-
-
 # ---- letters, indices, label mappings ---------------------------------------------------------
 
 
@@ -53,7 +51,9 @@ def test_letters_round_trip_and_reject_bad_input():
 
 def test_query_formats_match_lm_eval_tasks():
     assert query_text(item_row("medqa")) == "Question: Q?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
-    assert query_text(item_row("medmcqa")) == "Question: Q?\nChoices:\nA. a\nB. b\nC. c\nD. d\nAnswer:"
+    assert (
+        query_text(item_row("medmcqa")) == "Question: Q?\nChoices:\nA. a\nB. b\nC. c\nD. d\nAnswer:"
+    )
     mmlu = item_row("mmlu_medical", question=" Q? \n")
     assert query_text(mmlu) == "Q?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
     pub = item_row("pubmedqa", context="Some abstract text.", choices=["yes", "no", "maybe"])
@@ -298,7 +298,8 @@ def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
 
 def _tiny_items():
     rows = [
-        item_row("medqa", id=f"medqa-{i}", question=f"Which dose {i}?", answer=i % 4) for i in range(4)
+        item_row("medqa", id=f"medqa-{i}", question=f"Which dose {i}?", answer=i % 4)
+        for i in range(4)
     ]
     rows += [
         item_row(
