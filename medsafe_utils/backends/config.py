@@ -33,9 +33,10 @@ class GenerationConfig:
         Settings left at their defaults are not listed, so older cache keys stay valid."""
         if self.model_defaults:
             settings = {"max_new_tokens": self.max_new_tokens, "generation": "model"}
-            return settings | {"seed": self.seed}
-        settings = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
-        if self.do_sample:
+            settings["seed"] = self.seed
+        else:
+            settings = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        if self.do_sample and not self.model_defaults:
             settings |= {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
         if self.frequency_penalty:
             settings["frequency_penalty"] = self.frequency_penalty
