@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import nbformat
 import pandas as pd
 import pytest
 import yaml
@@ -199,7 +200,11 @@ def test_every_executed_notebook_hides_harmful_text(smoke_results):
     assert sorted(hidden) == sorted(shown) and set(steps) <= set(hidden)
     revealed = []
     for step in hidden:
-        assert not [t for t in texts if t in _shown(hidden[step])], step
-        revealed += [step] * any(t in _shown(shown[step]) for t in texts)
+        # what the notebook itself says (its teaching text quotes the GCG target) is not output
+        notebook = nbformat.read(paths.NOTEBOOKS_DIR / f"{step}.ipynb", as_version=4)
+        own = " ".join(" ".join(cell.source.split()) for cell in notebook.cells)
+        printed = [t for t in texts if t not in own]
+        assert not [t for t in printed if t in _shown(hidden[step])], step
+        revealed += [step] * any(t in _shown(shown[step]) for t in printed)
     # the comparison can fail: each step that prints texts of its own shows them when asked
     assert set(steps) - {"02_jailbreak"} <= set(revealed), revealed
