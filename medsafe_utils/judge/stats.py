@@ -6,27 +6,15 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 
+from medsafe_utils.core.stats import mean_se
+
 SCORES = [1, 2, 3, 4, 5]
 SET_NAMES = {"medsafety_eval": "MedSafety-Eval"}
 ORIGIN_NAMES = {"gpt4": "GPT-4", "llama2": "Llama-2"}
-
-
-def mean_se(values) -> tuple[float, float]:
-    """(mean, standard error = sample sd / sqrt(n)) over the values that are not missing.
-
-    Missing values (unscored judgments) are left out here; count them beside the mean.
-    NaN mean for no values, NaN standard error for fewer than two."""
-    arr = pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(float).to_numpy()
-    arr = arr[~np.isnan(arr)]
-    if len(arr) == 0:
-        return math.nan, math.nan
-    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else math.nan
-    return float(arr.mean()), se
 
 
 def harmfulness_table(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from medsafe_utils.medical_eval.stats import paired_test, standard_error
+from medsafe_utils.core.stats import paired_test, standard_error
 
 GROUP = [
     "protocol",

@@ -11,6 +11,7 @@ from medeval_rows import item_row  # tests/medical_eval/medeval_rows.py
 
 from benchmarks.reference.naive import naive_loglikelihoods
 from medsafe_utils.core.errors import DataError
+from medsafe_utils.core.stats import mcnemar_exact, paired_t, paired_test, standard_error
 from medsafe_utils.data import load_medical_benchmark, load_mmlu_medical
 from medsafe_utils.data.manifest import ensure_file
 from medsafe_utils.medical_eval.evaluate import (
@@ -32,7 +33,6 @@ from medsafe_utils.medical_eval.prompts import (
 )
 from medsafe_utils.medical_eval.report import accuracy_table
 from medsafe_utils.medical_eval.scoring import loglikelihoods, make_engine
-from medsafe_utils.medical_eval.stats import mcnemar_exact, paired_t, paired_test, standard_error
 from medsafe_utils.models.adapters import AdapterNoOpError, AdapterRecord
 
 # ---- letters, indices, label mappings ---------------------------------------------------------

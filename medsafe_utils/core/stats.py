@@ -1,10 +1,10 @@
-"""Accuracy, standard errors and paired tests for per-item multiple-choice correctness.
+"""Statistics shared by the steps: mean and standard error, a proportion's confidence interval,
+and paired tests of a change on the same items (05/06 harmfulness and refusal, 07 accuracy).
 
-Standard error: sample standard deviation (n - 1) of per-item correctness over sqrt(n), as
-lm-eval reports it; with several few-shot seeds an item's correctness is its mean over seeds.
-Change from the base model, on the same items: McNemar's exact test (two-sided binomial test on
-the discordant pairs) when correctness is 0/1 (one run), a paired t-test on per-item mean
-correctness when it is averaged over several seeds."""
+Standard error: sample standard deviation (n - 1) over sqrt(n), as lm-eval reports it.
+A change on the same items: McNemar's exact test (two-sided binomial test on the discordant
+pairs) when the values are 0/1, a paired t-test otherwise (scores 1-5, or correctness averaged
+over several few-shot seeds)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,21 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
-from medsafe_utils.judge.stats import mean_se
+
+def mean_se(values) -> tuple[float, float]:
+    """(mean, standard error = sample sd / sqrt(n)) over the values that are not missing.
+
+    Missing values (unscored judgments) are left out here; count them beside the mean.
+    NaN mean for no values, NaN standard error for fewer than two."""
+    arr = pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(float).to_numpy()
+    arr = arr[~np.isnan(arr)]
+    if len(arr) == 0:
+        return math.nan, math.nan
+    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else math.nan
+    return float(arr.mean()), se
 
 
 def standard_error(values) -> float:
@@ -80,3 +92,11 @@ def paired_test(base_correct, other_correct, binary: bool | None = None) -> Pair
         return PairedTest("mcnemar_exact", statistic=float(b), p_value=p, **common)
     t, p = paired_t(base, other)
     return PairedTest("paired_t", statistic=t, p_value=p, **common)
+
+
+def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (scipy's); (NaN, NaN) for no trials."""
+    if n == 0:
+        return math.nan, math.nan
+    interval = stats.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)
