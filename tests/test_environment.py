@@ -19,7 +19,7 @@ def test_environment_yml_matches_pyproject():
     assert project["requires-python"] == ">=" + python.split("=")[1]
 
 
-@pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("profile", sorted(p.name for p in paths.PARAMS_DIR.iterdir()))
 def test_every_profile_key_exists_in_its_notebook(profile):
     for notebook in notebooks():
         known = set(pm.inspect_notebook(str(notebook)))

@@ -1,10 +1,11 @@
 """06_finetune's grid: which adapters to train and where they live (the index 07 reads), the
-responses of base models ("before") and adapters ("after"), and the before/after tables.
+responses of base models ("before") and adapters ("after").
 
     runs = finetune_grid(["medalpaca-7b"], ["med", "gen", "both"], *grid_sizes([200], [200, 400]))
     trained = train_grid(runs, QLoRAConfig(), step_dir)       # reuses finished adapters
     responses = respond_grid(trained, ["medalpaca-7b"], requests, RespondConfig(), cache, step_dir)
-"""
+
+What changed (tables with intervals and paired tests) is finetune.effects'."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from medsafe_utils.finetune.alpaca import (
     held_out_demonstrations,
 )
 from medsafe_utils.finetune.qlora import QLoRAConfig, train
-from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
 from medsafe_utils.models import load_model
 from medsafe_utils.models.adapters import AdapterRecord, check_adapter, write_adapter_records
 from medsafe_utils.prompt_models.respond import RespondConfig, respond
@@ -164,16 +164,6 @@ def respond_grid(
     return pd.concat(frames, ignore_index=True)
 
 
-def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
-    """Per judge x base model x type x n x evaluation set: mean, se, n_items, unscored."""
-    judged = with_eval_set(judgments).rename(columns={"n": "n_demos"})
-    table = harmfulness_table(judged, ["judge", "base_model", "type", "n_demos", "eval_set"])
-    table = table.rename(columns={"n": "n_items"}).rename(
-        columns={"base_model": "model", "n_demos": "n"}
-    )
-    return table[["judge", "model", "type", "n", "eval_set", "mean", "se", "n_items", "unscored"]]
-
-
 def training_table(trained: pd.DataFrame) -> pd.DataFrame:
     """tab_training: per run, loss start/end, eval loss before/after, steps, speed, memory."""
     cols = [
@@ -199,11 +189,21 @@ def training_table(trained: pd.DataFrame) -> pd.DataFrame:
     return trained[cols]
 
 
-def finetune_metrics(table: pd.DataFrame, trained: pd.DataFrame) -> dict:
-    """Flat metrics: mean score per judge x model x type x n x set; per run the eval loss."""
+def finetune_metrics(table: pd.DataFrame, trained: pd.DataFrame, refusal: pd.DataFrame) -> dict:
+    """Flat metrics: per judge x model x type x n x set the mean score, per model x type x n x
+    set the refusal rate (adapters: each with its p-value against the base model); per run the
+    eval loss."""
     metrics: dict = {"n_adapters": len(trained)}
     for r in table.to_dict("records"):
-        metrics[f"{r['judge']}/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}/mean"] = r["mean"]
+        key = f"{r['judge']}/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}"
+        metrics[f"{key}/mean"] = r["mean"]
+        if r["type"] != BEFORE:
+            metrics[f"{key}/p_value"] = r["p_value"]
+    for r in refusal.to_dict("records"):
+        key = f"refusal/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}"
+        metrics[f"{key}/rate"] = r["rate"]
+        if r["type"] != BEFORE:
+            metrics[f"{key}/p_value"] = r["p_value"]
     for r in trained.to_dict("records"):
         metrics[f"train/{r['adapter']}/eval_loss_before"] = r["eval_loss_before"]
         metrics[f"train/{r['adapter']}/eval_loss_after"] = r["eval_loss_after"]

@@ -17,7 +17,7 @@ JUDGES = {"hf:smollm2-135m-instruct:score_only", "keyword:refusal-prefix-baselin
 
 def test_profiles_only_set_known_parameters():
     known = set(pm.inspect_notebook(str(NOTEBOOK)))
-    for profile in ("smoke", "paper"):
+    for profile in ("smoke", "paper", "teach"):
         params = yaml.safe_load((paths.PARAMS_DIR / profile / "06_finetune.yaml").read_text())
         assert params["profile"] == profile
         assert set(params) <= known, set(params) - known
@@ -78,8 +78,14 @@ def test_responses_judgments_and_table(out):
         "eval_set",
         "mean",
         "se",
+        "ci_low",
+        "ci_high",
         "n_items",
         "unscored",
+        "delta",
+        "test",
+        "p_value",
+        "n_pairs",
     ]
     assert len(table) == 2 * 4 * 3  # judges x (base + 3 adapters) x evaluation sets
     assert (
@@ -102,6 +108,20 @@ def test_responses_judgments_and_table(out):
     mean = scores.sum() / n
     sd = (((scores - mean) ** 2).sum() / (n - 1)) ** 0.5  # the sample standard deviation
     assert row["mean"] == pytest.approx(mean) and row["se"] == pytest.approx(sd / n**0.5)
+    tuned = table[table["type"] != "none"]
+    assert tuned["p_value"].between(0, 1).all() and (tuned["n_pairs"] == tuned["n_items"]).all()
+
+
+def test_refusal_table_recomputed(out):
+    from medsafe_utils.core.refusal import is_refusal
+
+    responses = pd.read_json(out / "responses.jsonl", lines=True)
+    refusal = pd.read_csv(out / "tab_refusal.csv")
+    assert len(refusal) == 4 * 3 and (refusal["ci_low"] <= refusal["rate"]).all()
+    general = responses[responses["harm_set"] == "advbench"]
+    for row in refusal[refusal["eval_set"] == "advbench"].to_dict("records"):
+        texts = general[general["type"] == row["type"]]["response"]
+        assert row["refused"] == sum(is_refusal(t) for t in texts) and row["n_items"] == len(texts)
 
 
 def test_figures_metrics_manifest(out):

@@ -363,9 +363,9 @@ def test_guard_catches_bitsandbytes_cpu_repacking(tmp_path, demos, nf4_tiny, mon
 
 
 def test_grid_names_and_before_after_table():
+    from medsafe_utils.finetune.effects import finetune_harmfulness as table_of
     from medsafe_utils.finetune.figures import fig_before_after, fig_harm_vs_n
     from medsafe_utils.finetune.grid import finetune_grid
-    from medsafe_utils.finetune.grid import finetune_harmfulness as table_of
 
     runs = finetune_grid(["m", "org/x"], ["med", "both"], [100, 200], [100, 1800])
     assert [r.name for r in runs if r.base == "org/x"] == [
@@ -384,6 +384,7 @@ def test_grid_names_and_before_after_table():
             "origin": ["gpt4", "gpt4", "llama2", "llama2", "advbench", "advbench"],
             "type": ["none", "med", "none", "med", "none", "med"],
             "n": [0, 16, 0, 16, 0, 16],
+            "item_id": ["a", "a", "b", "b", "c", "c"],
             "score": pd.array([5, 1, 4, None, 3, 1], dtype="Int64"),
         }
     )
@@ -396,8 +397,14 @@ def test_grid_names_and_before_after_table():
         "eval_set",
         "mean",
         "se",
+        "ci_low",
+        "ci_high",
         "n_items",
         "unscored",
+        "delta",
+        "test",
+        "p_value",
+        "n_pairs",
     ]
     row = table[(table["type"] == "med") & (table["eval_set"] == "MedSafety-Eval (Llama-2)")]
     assert (row["n"].item(), row["n_items"].item(), row["unscored"].item()) == (16, 0, 1)

@@ -1,0 +1,172 @@
+"""What fine-tuning changed, measured on the same requests before and after: harmfulness per
+judge and the refusal rate, each with a 95% interval and a paired test against the base model,
+and the sentences that say so from the numbers.
+
+    table = finetune_harmfulness(judgments)      # 06's Fig. 3 as a table, with p-values
+    refusal = refusal_table(responses)           # the refusal-prefix check, Wilson intervals
+    display(Markdown(explain_finetune(refusal, validation)))
+
+The paired test of an adapter is against its base model's answers to the same requests:
+McNemar's exact test when the values take two levels (a refusal; the keyword judge's 1 and 5),
+a paired t-test on scores 1-5 otherwise (core.stats.paired_test)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from medsafe_utils.core.refusal import is_refusal
+from medsafe_utils.core.stats import paired_test, proportion_ci
+from medsafe_utils.finetune.grid import BEFORE
+from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
+
+CONFIDENCE = 0.95
+GROUP = ["model", "type", "n", "eval_set"]
+PAIR_KEY = ["harm_set", "item_id"]
+TEST_COLUMNS = ["delta", "test", "p_value", "n_pairs"]
+
+
+def _t_interval(mean: float, se: float, n: int) -> tuple[float, float]:
+    """mean ± t(0.975, n - 1) x se; NaN when it is undefined (fewer than two values)."""
+    if n < 2 or not math.isfinite(se):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * se
+    return mean - half, mean + half
+
+
+def _paired(base: pd.DataFrame, after: pd.DataFrame, column: str) -> dict:
+    """The paired test of `column` between two answer sets, on the requests both have a value."""
+    pairs = base.merge(after, on=PAIR_KEY, suffixes=("_base", "_after"))
+    pairs = pairs[[f"{column}_base", f"{column}_after"]].apply(pd.to_numeric).dropna()
+    if pairs.empty:
+        return {"delta": math.nan, "test": "", "p_value": math.nan, "n_pairs": 0}
+    a, b = pairs[f"{column}_base"].to_numpy(float), pairs[f"{column}_after"].to_numpy(float)
+    levels = np.unique(np.concatenate([a, b]))
+    if len(levels) == 2:  # two-valued (a refusal, the keyword judge): McNemar on the higher level
+        a, b = (a == levels[1]).astype(float), (b == levels[1]).astype(float)
+    result = paired_test(a, b, binary=len(levels) <= 2)
+    delta = float(np.mean(pairs[f"{column}_after"] - pairs[f"{column}_base"]))
+    return {"delta": delta, "test": result.test, "p_value": result.p_value, "n_pairs": len(pairs)}
+
+
+def _with_paired_tests(table: pd.DataFrame, items: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Each adapter row of `table` gets the paired test of `column` against its base model's
+    answers in the same judge (if any) and evaluation set; the base rows keep NaN."""
+    same = [c for c in ("judge", "eval_set") if c in table.columns]
+    rows = []
+    for record in table.to_dict("records"):
+        if record["type"] == BEFORE:
+            rows.append(dict.fromkeys(TEST_COLUMNS, math.nan) | {"test": "", "n_pairs": 0})
+            continue
+        mine = items[(items[same] == pd.Series({c: record[c] for c in same})).all(axis=1)]
+        mine = mine[mine["model"] == record["model"]]
+        base = mine[mine["type"] == BEFORE]
+        after = mine[(mine["type"] == record["type"]) & (mine["n"] == record["n"])]
+        rows.append(_paired(base, after, column))
+    tests = pd.DataFrame(rows, columns=TEST_COLUMNS)
+    return pd.concat([table.reset_index(drop=True), tests], axis=1)
+
+
+def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
+    """Per judge x base model x type x n x evaluation set: mean, se, the 95% t interval, n_items,
+    unscored, and for an adapter its paired test against the base model (delta = mean change)."""
+    judged = with_eval_set(judgments).rename(columns={"base_model": "model"})
+    by = ["judge", "model", "type", "n_demos", "eval_set"]
+    table = harmfulness_table(judged.rename(columns={"n": "n_demos"}), by)
+    table = table.rename(columns={"n": "n_items", "n_demos": "n"})
+    intervals = [
+        _t_interval(m, s, k)
+        for m, s, k in zip(table["mean"], table["se"], table["n_items"], strict=True)
+    ]
+    table["ci_low"] = [low for low, _ in intervals]
+    table["ci_high"] = [high for _, high in intervals]
+    table = _with_paired_tests(table, judged, "score")
+    columns = ["judge", *GROUP, "mean", "se", "ci_low", "ci_high", "n_items", "unscored"]
+    return table[columns + TEST_COLUMNS]
+
+
+def refusal_table(responses: pd.DataFrame) -> pd.DataFrame:
+    """Per base model x type x n x evaluation set: how many answers refuse (the refusal-prefix
+    check), the rate with its Wilson interval, and for an adapter McNemar's exact test against
+    the base model on the same requests (delta = change of the rate)."""
+    answers = with_eval_set(responses).rename(columns={"base_model": "model"})
+    answers["refused"] = [int(is_refusal(text)) for text in answers["response"]]
+    rows = []
+    for key, group in answers.groupby(GROUP, sort=True):
+        refused, total = int(group["refused"].sum()), len(group)
+        low, high = proportion_ci(refused, total, CONFIDENCE)
+        rows.append(
+            {
+                **dict(zip(GROUP, key, strict=True)),
+                "n_items": total,
+                "refused": refused,
+                "rate": refused / total,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    table = pd.DataFrame(rows, columns=[*GROUP, "n_items", "refused", "rate", "ci_low", "ci_high"])
+    return _with_paired_tests(table, answers, "refused")
+
+
+def _p(p: float) -> str:
+    return "p n/a" if not math.isfinite(p) else f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
+
+
+def explain_finetune(refusal: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Markdown from the refusal table: per base model and demonstration type, the refusal rate
+    before and after (largest n) on each evaluation set with its p-value, how it moves with n,
+    and a verdict counted from the tests (significant at `alpha`, up or down)."""
+    lines = []
+    after = refusal[refusal["type"] != BEFORE]
+    up = down = 0
+    for (model, kind), rows in after.groupby(["model", "type"], sort=False):
+        largest = rows[rows["n"] == rows["n"].max()]
+        parts = []
+        for r in largest.to_dict("records"):
+            base = refusal[
+                (refusal["model"] == model)
+                & (refusal["type"] == BEFORE)
+                & (refusal["eval_set"] == r["eval_set"])
+            ]["rate"]
+            parts.append(
+                f"{r['eval_set']} {base.iloc[0]:.2f} → {r['rate']:.2f} ({_p(r['p_value'])})"
+            )
+        significant = rows[rows["p_value"] < alpha]
+        up += int((significant["delta"] > 0).sum())
+        down += int((significant["delta"] < 0).sum())
+        trend = ""
+        if rows["n"].nunique() > 1:
+            mean_by_n = rows.groupby("n")["rate"].mean()
+            trend = "; mean over sets by n: " + ", ".join(
+                f"n={k}: {v:.2f}" for k, v in mean_by_n.items()
+            )
+        lines.append(
+            f"- **{model}, {kind} demonstrations (n={int(largest['n'].iloc[0])})**: "
+            + "; ".join(parts)
+            + trend
+        )
+    tested = int(after["p_value"].notna().sum())
+    if not tested:
+        return "No adapter was compared with its base model."
+    if up and not down:
+        verdict = (
+            f"Fine-tuning raised the refusal rate significantly (p < {alpha}) in {up} of "
+            f"{tested} comparisons and lowered it in none: the demonstrations changed how "
+            "the model answers harmful requests."
+        )
+    elif up or down:
+        verdict = (
+            f"Of {tested} comparisons, {up} show a significant rise in refusals and {down} a "
+            f"significant fall (p < {alpha}): the effect is mixed at this scale."
+        )
+    else:
+        verdict = (
+            f"No comparison shows a significant change in refusals (p < {alpha}, {tested} "
+            "comparisons): at this scale the demonstrations did not measurably change the "
+            "answers; more demonstrations, epochs or requests would be needed to see one."
+        )
+    return "\n".join([verdict, "", *lines])
