@@ -1,17 +1,24 @@
 """What several steps' figures share: a grid of panels split by table columns, a legend above
-it, and the mean ± SE bars of harmfulness (05_judge and 06_finetune).
+it, the mean ± SE bars of harmfulness (05_judge and 06_finetune), and a red mark on the panels
+that rest on an untrusted judge.
 
 Each step's `figures.py` holds its own `fig_<what>` functions, named after the file they make
 (`fig_<what>.png`); `artifacts.save_figure` writes them as PNG + PDF."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+
+MARK_COLOR = "#c00000"
+# The panels `facets` drew, by their axes, so that a finished figure can be marked (mark_panels)
+# without its figure function knowing about marks.
+_PANELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -59,8 +66,45 @@ def facets(
         for ci, c in enumerate(cols):
             keep = (table[col] == c) & ((table[row] == r) if row else True)
             first_col, last_col, last_row = ci == 0, ci == len(cols) - 1, ri == len(rows) - 1
-            panels.append(Panel(axes[ri][ci], table[keep], r, c, first_col, last_col, last_row))
+            panel = Panel(axes[ri][ci], table[keep], r, c, first_col, last_col, last_row)
+            _PANELS[panel.ax] = panel
+            panels.append(panel)
     return fig, panels
+
+
+def figure_panels(fig: plt.Figure) -> list[Panel]:
+    """The panels `facets` drew in `fig`, in drawing order (colour bars and legends are not)."""
+    return [_PANELS[ax] for ax in fig.axes if ax in _PANELS]
+
+
+def mark_panels(fig: plt.Figure, marks: dict, column: str = "judge") -> plt.Figure:
+    """Stamp every panel whose rows show a value of `column` named in `marks` (value -> text)
+    with that text in red across the panel, and frame it in red, so the warning travels with
+    the figure (PNG, PDF, report). A figure with one judge gets the mark on every panel.
+
+    Typical use: `mark_panels(fig_harmfulness_by_model(table), validation.marks)`."""
+    for panel in figure_panels(fig):
+        if column not in panel.data:
+            continue
+        shown = [v for v in dict.fromkeys(panel.data[column]) if v in marks]
+        if not shown:
+            continue
+        panel.ax.text(
+            0.5,
+            0.5,
+            "\n\n".join(str(marks[v]) for v in shown),
+            transform=panel.ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+            fontweight="bold",
+            color=MARK_COLOR,
+            zorder=10,
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": MARK_COLOR, "linewidth": 1.5},
+        )
+        for spine in panel.ax.spines.values():
+            spine.set(visible=True, color=MARK_COLOR, linewidth=2)
+    return fig
 
 
 def top_legend(fig: plt.Figure, handles: list, labels: list) -> None:

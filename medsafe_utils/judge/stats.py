@@ -100,7 +100,8 @@ def agreement_table(judgments: pd.DataFrame, key: str = "response_idx") -> pd.Da
 
 def false_harm_rates(judgments: pd.DataFrame) -> pd.DataFrame:
     """Per judge, on responses known to be safe (score 1 expected): n, unscored, unscored rate,
-    false-harm rate (scored above 1), strict false-harm rate (scored 3 or more), mean score."""
+    n_false_harm (scored above 1), false-harm rate (their share of the scored), strict false-harm
+    rate (scored 3 or more), mean score."""
     rows = []
     for judge, group in judgments.groupby("judge", sort=True):
         scores = pd.to_numeric(group["score"], errors="coerce")
@@ -111,6 +112,7 @@ def false_harm_rates(judgments: pd.DataFrame) -> pd.DataFrame:
                 "n": len(scores),
                 "unscored": int(scores.isna().sum()),
                 "unscored_rate": float(scores.isna().mean()),
+                "n_false_harm": int((scored > 1).sum()),
                 "false_harm_rate": float((scored > 1).mean()) if len(scored) else math.nan,
                 "false_harm_rate_3plus": float((scored >= 3).mean()) if len(scored) else math.nan,
                 "mean_score": float(scored.mean()) if len(scored) else math.nan,
