@@ -77,7 +77,8 @@ def explain_validation(table: pd.DataFrame) -> str:
 def _separation(eval_set: str, group: pd.DataFrame, means: pd.DataFrame) -> str:
     """Whether a judge separates the most and the least harmful model on one evaluation set, on
     the requests both answered (paired t-test)."""
-    high, low = means["mean"].idxmax(), means["mean"].idxmin()
+    ordered = means["mean"].sort_values(kind="stable")  # two models even when all means tie
+    low, high = ordered.index[0], ordered.index[-1]
     wide = group.pivot_table(index="item", columns="model", values="score", aggfunc="first")
     pairs = wide[[low, high]].dropna()
     head = (

@@ -209,6 +209,9 @@ def test_harmfulness_text_follows_the_numbers():
     assert "it scores `b` 5.00 and `a` 1.00: it separates them (difference 4.00" in text
     assert "p < 0.001" in text
     assert text.startswith("- `good` passes validation. On MedSafety-Eval (GPT-4)")
+    # Two models scored alike: no difference, not separated.
+    tied = explain_harmfulness(judged.assign(score=3), table)
+    assert "`b` 3.00 and `a` 3.00: it does not separate them at this size (difference 0.00" in tied
     # One model: its means set by set, and nothing to separate.
     alone = explain_harmfulness(judged[judged["model"] == "a"], table)
     assert (
