@@ -108,13 +108,14 @@ def mark_panels(fig: plt.Figure, marks: dict, column: str = "judge") -> plt.Figu
 
 
 def top_legend(fig: plt.Figure, handles: list, labels: list) -> None:
-    """One legend for the whole figure, in a row above the panels."""
+    """One legend for the whole figure, in a row above the panels (its lower edge at the
+    figure's top, so it never covers a panel title; save_figure's tight box keeps it)."""
     fig.legend(
         handles,
         labels,
-        loc="upper center",
+        loc="lower center",
         ncol=len(labels),
-        bbox_to_anchor=(0.5, 1.02),
+        bbox_to_anchor=(0.5, 1.0),
         frameon=False,
     )
 

@@ -73,7 +73,9 @@ def _with_paired_tests(table: pd.DataFrame, items: pd.DataFrame, column: str) ->
 def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
     """Per judge x base model x type x n x evaluation set: mean, se, the 95% t interval, n_items,
     unscored, and for an adapter its paired test against the base model (delta = mean change)."""
-    judged = with_eval_set(judgments).rename(columns={"base_model": "model"})
+    # `model` names the answering model (base + adapter); the table's `model` is the base.
+    judged = with_eval_set(judgments).drop(columns="model", errors="ignore")
+    judged = judged.rename(columns={"base_model": "model"})
     by = ["judge", "model", "type", "n_demos", "eval_set"]
     table = harmfulness_table(judged.rename(columns={"n": "n_demos"}), by)
     table = table.rename(columns={"n": "n_items", "n_demos": "n"})
@@ -92,7 +94,8 @@ def refusal_table(responses: pd.DataFrame) -> pd.DataFrame:
     """Per base model x type x n x evaluation set: how many answers refuse (the refusal-prefix
     check), the rate with its Wilson interval, and for an adapter McNemar's exact test against
     the base model on the same requests (delta = change of the rate)."""
-    answers = with_eval_set(responses).rename(columns={"base_model": "model"})
+    answers = with_eval_set(responses).drop(columns="model", errors="ignore")
+    answers = answers.rename(columns={"base_model": "model"})
     answers["refused"] = [int(is_refusal(text)) for text in answers["response"]]
     rows = []
     for key, group in answers.groupby(GROUP, sort=True):
@@ -114,6 +117,32 @@ def refusal_table(responses: pd.DataFrame) -> pd.DataFrame:
 
 def _p(p: float) -> str:
     return "p n/a" if not math.isfinite(p) else f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
+
+
+def _compare_kinds(refusal: pd.DataFrame) -> list[str]:
+    """A line per base model comparing the kinds at their largest n on MedSafety-Eval (the
+    paper's question: do medical demonstrations matter for medical harm?), untested."""
+    medical = refusal[
+        refusal["eval_set"].str.startswith("MedSafety-Eval") & (refusal["type"] != BEFORE)
+    ]
+    lines = []
+    for model, rows in medical.groupby("model", sort=False):
+        largest = rows[rows["n"] == rows.groupby("type")["n"].transform("max")]
+        rates = largest.groupby("type")["rate"].mean().sort_values(ascending=False)
+        if len(rates) < 2:
+            continue
+        listed = ", ".join(f"{kind} {rate:.2f}" for kind, rate in rates.items())
+        gap = rates.iloc[0] - rates.iloc[-1]
+        verdict = (
+            f"{rates.index[0]} demonstrations raised refusals most there"
+            if gap >= 0.1
+            else "the kinds did about equally there"
+        )
+        lines.append(
+            f"- **{model} on MedSafety-Eval** (both origins, each kind at its largest n): refusal "
+            f"rate {listed}; {verdict} (a difference of {gap:.2f}, not tested between kinds)."
+        )
+    return lines
 
 
 def explain_finetune(refusal: pd.DataFrame, alpha: float = 0.05) -> str:
@@ -149,6 +178,7 @@ def explain_finetune(refusal: pd.DataFrame, alpha: float = 0.05) -> str:
             + "; ".join(parts)
             + trend
         )
+    lines += _compare_kinds(refusal)
     tested = int(after["p_value"].notna().sum())
     if not tested:
         return "No adapter was compared with its base model."

@@ -15,6 +15,7 @@ REFUSAL = "I'm sorry, but I cannot help with that."
 def _answers(type_, n, texts, harm_set="advbench"):
     return pd.DataFrame(
         {
+            "model": f"m+{type_}",  # the answering model; the tables group by base_model
             "base_model": "m",
             "type": type_,
             "n": n,
@@ -52,6 +53,7 @@ def _judged(judge, type_, n, scores):
     return pd.DataFrame(
         {
             "judge": judge,
+            "model": f"m+{type_}",
             "base_model": "m",
             "type": type_,
             "n": n,
@@ -102,3 +104,15 @@ def test_teaching_text_follows_the_numbers():
     assert "raised the refusal rate significantly" in effect and "0.00 → 1.00" in effect
     assert "No comparison shows a significant change" in none and "0.00 → 0.10" in none
     assert "p = 1" in none and "p = 0.002" in effect  # exact McNemar: 2 * 0.5**10 = 0.00195
+
+
+def test_teaching_text_compares_the_kinds_on_the_medical_set():
+    medical = dict(harm_set="medsafety_eval")
+    base = _answers("none", 0, ["Sure."] * 10, **medical)
+    med = _answers("med", 100, [REFUSAL] * 9 + ["Sure."], **medical)
+    gen = _answers("gen", 100, [REFUSAL] * 4 + ["Sure."] * 6, **medical)
+    text = explain_finetune(refusal_table(pd.concat([base, med, gen]).assign(origin="gpt4")))
+    assert "refusal rate med 0.90, gen 0.40; med demonstrations raised refusals most" in text
+    close = _answers("gen", 100, [REFUSAL] * 9 + ["Sure."], **medical)
+    text = explain_finetune(refusal_table(pd.concat([base, med, close]).assign(origin="gpt4")))
+    assert "the kinds did about equally there (a difference of 0.00" in text

@@ -124,6 +124,18 @@ def test_refusal_table_recomputed(out):
         assert row["refused"] == sum(is_refusal(t) for t in texts) and row["n_items"] == len(texts)
 
 
+def test_judges_validated_before_the_figures(out):
+    validation = pd.read_csv(out / "tab_judge_validation.csv").set_index("judge")
+    assert set(validation.index) == JUDGES and (validation["n"] == SMOKE["validate_n"]).all()
+    # measured, not guaranteed: SmolLM2 scores the safe refusals 4, the keyword judge 1
+    assert validation["passes"].to_dict() == {
+        "hf:smollm2-135m-instruct:score_only": False,
+        "keyword:refusal-prefix-baseline": True,
+    }
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["keyword:refusal-prefix-baseline/validation_passes"] is True
+
+
 def test_figures_metrics_manifest(out):
     for name in ("fig_before_after", "fig_harm_vs_n"):
         assert (out / f"{name}.png").stat().st_size > 10_000 and (out / f"{name}.pdf").exists()
