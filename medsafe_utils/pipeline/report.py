@@ -255,8 +255,13 @@ def _summary(manifest: dict) -> str:
     )
 
 
+# Tables a reader needs before any figure: which judge passed validation (05, 06).
+READ_FIRST = ("tab_judge_validation",)
+
+
 def step_html(step_dir: Path, profile_dir: Path, harmful_text: bool) -> str:
-    """A step's manifest summary, metrics, figures, tables (and samples when allowed)."""
+    """A step's manifest summary, metrics, the tables to read first, figures, the other tables
+    (and samples when allowed)."""
     manifest, name = _manifest(step_dir), step_dir.name
     parts = [f'<section id="{escape(name)}"><h2>{escape(name)}</h2>']
     if manifest:
@@ -274,8 +279,11 @@ def step_html(step_dir: Path, profile_dir: Path, harmful_text: bool) -> str:
             "<details><summary>metrics.json</summary>"
             f"{_kv_table(json.loads(metrics.read_text(encoding='utf-8')))}</details>"
         )
+    tables = sorted(step_dir.glob("tab_*.csv"), key=lambda p: p.stem not in READ_FIRST)
+    first = [p for p in tables if p.stem in READ_FIRST]
+    parts += [table_html(p, profile_dir, harmful_text) for p in first]
     parts += [figure_html(p, profile_dir) for p in sorted(step_dir.glob("fig_*.png"))]
-    parts += [table_html(p, profile_dir, harmful_text) for p in sorted(step_dir.glob("tab_*.csv"))]
+    parts += [table_html(p, profile_dir, harmful_text) for p in tables if p not in first]
     if harmful_text:
         parts.append(samples_html(step_dir))
     return "".join(parts) + "</section>"

@@ -130,6 +130,13 @@ def test_report_opens_with_every_figure_and_link(two_models, browser):
         manifest = json.loads((out / step / "manifest.json").read_text())
         assert f"{manifest['wall_s']:.1f}" in text
     assert B in text and A in text and WARNING not in text
+    # which judge to trust comes before 05's first figure
+    assert browser.execute_script(
+        "const [a, b] = arguments.map(id => document.getElementById(id));"
+        "return (a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0",
+        "05_judge-tab_judge_validation",
+        "05_judge-fig_harmfulness_by_category",
+    )
     page = html.unescape(browser.page_source)
     for record in first["responses"] + _records(out / "04_prompt_models" / "responses.jsonl"):
         assert record["request"] not in page
