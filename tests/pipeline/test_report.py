@@ -132,7 +132,7 @@ def test_report_opens_with_every_figure_and_link(two_models, browser):
     assert B in text and A in text and WARNING not in text
     # which judge to trust comes before 05's first figure
     assert browser.execute_script(
-        "const [a, b] = arguments.map(id => document.getElementById(id));"
+        "const [a, b] = Array.from(arguments).map(id => document.getElementById(id));"
         "return (a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0",
         "05_judge-tab_judge_validation",
         "05_judge-fig_harmfulness_by_category",
