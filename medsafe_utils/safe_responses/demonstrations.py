@@ -24,13 +24,13 @@ from medsafe_utils.core import steps
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.core.refusal import is_refusal
 from medsafe_utils.data import load_bianchi_safety, load_medsafetybench, prompt_text
-from medsafe_utils.data.readers import check_count, read_json, read_jsonl, require_fields
+from medsafe_utils.data.readers import read_jsonl, require_fields
+from medsafe_utils.data.safety import ALPACA_FIELDS, read_alpaca, split_sizes
 from medsafe_utils.models.prompting import render_chat
 
 ALPACA = ["instruction", "output", "input"]  # the released files' key order
 REQUEST_SOURCES = ("published", *steps.DEPENDS["03_safe_responses"])
-
-FIELDS = ["instruction", "input", "output"]  # an alpaca record, as 06 trains on it
+FIELDS = ALPACA_FIELDS  # an alpaca record, as 06 trains on it
 
 
 def load_harmful_requests(source: str = "published", profile: str = "paper") -> pd.DataFrame:
@@ -232,10 +232,7 @@ def write_splits(splits: dict[tuple[str, int], pd.DataFrame], split_dir: str | P
 
 def available_splits(split_dir: str | Path) -> dict[str, list[int]]:
     """{'med': [sizes], 'gen': [...], 'both': [...]} of the split files in a folder."""
-    found: dict[str, list[int]] = {"med": [], "gen": [], "both": []}
-    for split in filter(None, map(steps.parse_split_file, Path(split_dir).glob("*.json"))):
-        found[split[0]].append(split[1])
-    return {k: sorted(v) for k, v in found.items()}
+    return split_sizes(Path(split_dir).glob("*.json"))
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -395,21 +392,7 @@ def load_demonstrations(path: str | Path, n: int | None = None) -> pd.DataFrame:
             "file not found",
             expected="a split written by 03_safe_responses (run it, or use the published splits)",
         )
-    records = read_json(path)
-    if not isinstance(records, list):
-        raise DataError(path, f"top level is a {type(records).__name__}", expected="a JSON list")
-    require_fields(path, records, FIELDS, nonempty=["instruction", "output"], first_row=0)
-    for i, record in enumerate(records):
-        if not isinstance(record["input"], str):
-            raise DataError(
-                path,
-                f"'input' is a {type(record['input']).__name__}",
-                row=i,
-                expected="text (may be empty)",
-            )
-    if n is not None:
-        check_count(path, len(records), n, "demonstrations")
-    return pd.DataFrame(records)[FIELDS]
+    return read_alpaca(path, n)
 
 
 def fresh_split_structure(
