@@ -53,13 +53,17 @@ class StepWork:
         self.models[name] = size
         return size
 
-    def generations(self, model: str, backend: str, n: int, max_new_tokens: int) -> None:
-        """n generations: API calls, or decoded tokens of a local (backend 'hf') model."""
+    def generations(
+        self, model: str, backend: str, n: int, max_new_tokens: int, prompt_tokens: float = 0
+    ) -> None:
+        """n generations: API calls, or the decoded (and prefilled prompt) tokens of a local
+        (backend 'hf') model."""
         size = self.add_model(model) if backend == "hf" else None
         if size is None:
             self.api_calls += n
         else:
             self.decode += n * max_new_tokens * size
+            self.prefill += n * prompt_tokens * size
 
 
 def resolved_params(profile: str) -> dict[str, dict]:
@@ -119,13 +123,9 @@ def _generate(p: dict, counts: dict) -> StepWork:
     )
     # The filter rates every extracted request: at most twenty a generation.
     rated = (prompting + prefill) * REQUESTS_PER_GENERATION
-    size = work.add_model(p["filter_model"]) if p["filter_backend"] == "hf" else None
-    if size is None:
-        work.api_calls += rated
-    else:
-        work.prefill += rated * FILTER_PROMPT_TOKENS * size
-        if p["filter_method"] == "parse":  # the released filter: a generated answer each
-            work.decode += rated * p["filter_max_new_tokens"] * size
+    # The released filter (parse) generates an answer each; probability only reads the prompt.
+    answer = p["filter_max_new_tokens"] if p["filter_method"] == "parse" else 0
+    work.generations(p["filter_model"], p["filter_backend"], rated, answer, FILTER_PROMPT_TOKENS)
     work.notes.append(
         f"{prompting + prefill:,} generations; the filter rates up to {rated:,} requests"
     )
@@ -163,14 +163,11 @@ def _prompt_models(p: dict, counts: dict) -> StepWork:
 
 
 def _judge_calls(work: StepWork, p: dict, n: int, max_new: int, counts: dict) -> None:
+    prompt_tokens = counts["judge_prompt_chars"] / counts["chars_per_token"]
+    answer = 0 if p["score_only"] else max_new  # score_only reads the score without generating
     for backend, model in zip(p["judge_backends"], p["judge_models"], strict=True):
-        if backend == "openai":
-            work.api_calls += n
-        elif backend == "hf":
-            size = work.add_model(model)
-            work.prefill += n * counts["judge_prompt_chars"] / counts["chars_per_token"] * size
-            if not p["score_only"]:  # score_only reads the score without generating
-                work.decode += n * max_new * size
+        if backend != "keyword":  # a keyword judge runs no model
+            work.generations(model, backend, n, answer, prompt_tokens)
 
 
 def _judge(p: dict, responses: int, counts: dict) -> StepWork:
@@ -297,12 +294,10 @@ def table(steps: list[StepWork], rates: argparse.Namespace, four_bit: dict[str, 
     ]
     for work in steps:
         largest = max(work.models.items(), key=lambda kv: kv[1], default=None)
-        gb = memory_gb(largest[1], four_bit[work.step]) if largest else 0.0
-        weights = (
-            f"{largest[0]} ({gb:.0f} GB)"
-            if gb >= 1
-            else (f"{largest[0]} ({gb:.2f} GB)" if largest else "none")
-        )
+        weights = "none"
+        if largest:
+            gb = memory_gb(largest[1], four_bit[work.step])
+            weights = f"{largest[0]} ({gb:.{0 if gb >= 1 else 2}f} GB)"
         local, api = local_hours(work, rates), api_hours(work, rates)
         rows.append(
             f"| {work.step} | {weights} | {work.api_calls:,} | {_si(work.decode)} "

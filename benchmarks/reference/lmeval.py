@@ -8,10 +8,11 @@ same model, same items -> the same per-item choices."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+
+from medsafe_utils.core.artifacts import write_jsonl
 
 OPTIONS = "".join(f"{x}. {{{{choices[{i}]}}}}\n" for i, x in enumerate("ABCD"))
 TEMPLATES = {
@@ -53,10 +54,7 @@ def lmeval_tasks(items: pd.DataFrame, folder: str | Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     configs = []
     for benchmark, group in items.groupby("benchmark", sort=False):
-        data_file = folder / f"{benchmark}.jsonl"
-        with open(data_file, "w", encoding="utf-8") as fh:
-            for record in group.to_dict(orient="records"):
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        data_file = write_jsonl(group, folder / f"{benchmark}.jsonl")
         configs.append(task_config(benchmark, data_file))
     loaded = TaskManager(verbosity="ERROR").load(configs)  # {"tasks": ..., "groups": ...}
     for task in loaded["tasks"].values():  # as simple_evaluate does for num_fewshot=0

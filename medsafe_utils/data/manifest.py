@@ -7,7 +7,6 @@ is set, else downloaded from their URLs. Every file is checked against its sha25
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
@@ -28,7 +27,6 @@ from medsafe_utils.data.sources import (
     SOURCES,
 )
 
-log = logging.getLogger(__name__)
 _verified: dict[tuple[str, int, int], str] = {}
 
 

@@ -85,6 +85,25 @@ def _answer_index(path, row: int, value, n_choices: int) -> int:
     return index
 
 
+def _item(
+    item_id: str,
+    question: str,
+    choices: list[str],
+    answer: int,
+    subject: str = "",
+    context: str = "",
+) -> dict:
+    """One multiple-choice record of MC_COLUMNS (benchmark aside)."""
+    return {
+        "id": item_id,
+        "subject": subject,
+        "question": question,
+        "context": context,
+        "choices": choices,
+        "answer": answer,
+    }
+
+
 def load_medqa() -> pd.DataFrame:
     """MedQA USMLE 4-option test set (1,273)."""
     path = ensure_file("medqa/phrases_no_exclude_test.jsonl")
@@ -97,15 +116,10 @@ def load_medqa() -> pd.DataFrame:
                 path, f"'options' is {r['options']!r}", row=i, expected="an object letter: choice"
             )
         letters = sorted(r["options"])
+        answer = _answer_index(path, i, r["answer_idx"], len(letters))
+        choices = [r["options"][k] for k in letters]
         records.append(
-            {
-                "id": f"medqa-{i - 1}",
-                "subject": r.get("meta_info", ""),
-                "question": r["question"],
-                "context": "",
-                "choices": [r["options"][k] for k in letters],
-                "answer": _answer_index(path, i, r["answer_idx"], len(letters)),
-            }
+            _item(f"medqa-{i - 1}", r["question"], choices, answer, r.get("meta_info", ""))
         )
     return _finish(path, records, "medqa")
 
@@ -127,29 +141,20 @@ def load_medmcqa() -> pd.DataFrame:
                     expected=f"a choice starting with '{letter}. '",
                 )
             choices.append(choice[len(letter) + 2 :])
-        records.append(
-            {
-                "id": f"medmcqa-{i - 1}",
-                "subject": "",
-                "question": r["question"],
-                "context": "",
-                "choices": choices,
-                "answer": _answer_index(path, i, r["answer"], len(choices)),
-            }
-        )
+        answer = _answer_index(path, i, r["answer"], len(choices))
+        records.append(_item(f"medmcqa-{i - 1}", r["question"], choices, answer))
     return _finish(path, records, "medmcqa")
 
 
 def _pubmedqa_record(pmid: str, item: dict, label: str) -> dict:
     """One PQA-L item as a multiple-choice record: the abstract as context, yes/no/maybe."""
-    return {
-        "id": f"pubmedqa-{pmid}",
-        "subject": "",
-        "question": item["QUESTION"],
-        "context": "\n".join(item["CONTEXTS"]),
-        "choices": list(PUBMEDQA_LABELS),
-        "answer": PUBMEDQA_LABELS.index(label),
-    }
+    return _item(
+        f"pubmedqa-{pmid}",
+        item["QUESTION"],
+        list(PUBMEDQA_LABELS),
+        PUBMEDQA_LABELS.index(label),
+        context="\n".join(item["CONTEXTS"]),
+    )
 
 
 def load_pubmedqa() -> pd.DataFrame:
@@ -198,16 +203,9 @@ def load_mmlu_medical(split: str = "test", subjects: list[str] | None = None) ->
         check_count(path, len(rows), expected, "items")
         for i, r in enumerate(rows, start=1):
             choices = [r[f"choice{k}"] for k in range(4)]
-            records.append(
-                {
-                    "id": f"mmlu-{subject}-{split}-{i - 1}",
-                    "subject": subject,
-                    "question": r["question"],
-                    "context": "",
-                    "choices": choices,
-                    "answer": _answer_index(path, i, r["answer"], 4),
-                }
-            )
+            answer = _answer_index(path, i, r["answer"], 4)
+            item_id = f"mmlu-{subject}-{split}-{i - 1}"
+            records.append(_item(item_id, r["question"], choices, answer, subject))
     return pd.DataFrame(records).assign(benchmark="mmlu_medical")[MC_COLUMNS]
 
 

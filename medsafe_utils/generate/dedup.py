@@ -10,7 +10,6 @@ The embedding model is all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-m
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import unicodedata
@@ -19,8 +18,6 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,12 +81,12 @@ def embedding_model_path() -> str:
 
 
 @cache
-def embedding_model(device: str | None = None):
+def embedding_model():
     """The sentence-transformers model, loaded from the package folder with no network."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(embedding_model_path(), device=device or "cpu")
+    return SentenceTransformer(embedding_model_path(), device="cpu")
 
 
 def embed(texts: list[str], batch_size: int = 128, progress: bool = True) -> np.ndarray:
@@ -168,50 +165,36 @@ def deduplicate(
     )
 
 
-def deduplicate_frame(
-    frame: pd.DataFrame, config: DedupConfig, text: str = "request", group: str = "category"
-) -> pd.DataFrame:
+def deduplicate_frame(frame: pd.DataFrame, config: DedupConfig) -> pd.DataFrame:
     """frame (in the order given: the first occurrence stays) + keep, exact_dup, near_dup,
     duplicate_of (a position in frame), similarity and dup_scope ('', 'within principle' when
-    the earlier text has the same `group`, else 'across principles')."""
-    result = deduplicate(frame[text].tolist(), config)
+    the earlier request has the same category, else 'across principles')."""
+    result = deduplicate(frame["request"].tolist(), config)
     out = pd.concat([frame.reset_index(drop=True), result.frame()], axis=1)
-    same = out[group].to_numpy() == out[group].to_numpy()[result.duplicate_of.clip(0)]
+    category = out["category"].to_numpy()
+    same = category == category[result.duplicate_of.clip(0)]
     out["dup_scope"] = np.where(
         result.keep, "", np.where(same, "within principle", "across principles")
     )
     return out
 
 
-def duplicate_rates(
-    frame: pd.DataFrame,
-    by: list[str],
-    config: DedupConfig,
-    vectors: np.ndarray | None = None,
-    text: str = "request",
-) -> pd.DataFrame:
+def duplicate_rates(frame: pd.DataFrame, by: list[str], config: DedupConfig) -> pd.DataFrame:
     """Per group: n, unique after exact dedup, exact and near duplicate counts and rates,
     duplicates counted within the group; a last row 'all' counts them across groups."""
-    vectors = (
-        embed(frame[text].tolist(), config.batch_size)
-        if (vectors is None and config.near)
-        else vectors
-    )
+    texts = frame["request"]
+    vectors = embed(texts.tolist(), config.batch_size) if config.near else None
     rows = []
-    positions = np.arange(len(frame))
-    groups = list(frame.groupby(by, sort=True).indices.items()) + [("all", positions)]
+    groups = [*frame.groupby(by, sort=True).indices.items(), ("all", np.arange(len(frame)))]
     for key, idx in groups:
         result = deduplicate(
-            frame[text].iloc[idx].tolist(),
-            config,
-            vectors=None if vectors is None else vectors[idx],
+            texts.iloc[idx].tolist(), config, None if vectors is None else vectors[idx]
         )
         key = (key,) * len(by) if key == "all" else key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key, strict=True))
         n = len(idx)
         rows.append(
             {
-                **row,
+                **dict(zip(by, key, strict=True)),
                 "n": n,
                 "exact_dup": int(result.exact.sum()),
                 "near_dup": int(result.near.sum()) if config.near else None,
@@ -245,33 +228,18 @@ def dataset_stats(
     exact = exact.astype({k: str for k in by}).merge(
         pd.concat([mean_words.astype({k: str for k in by}), overall]), on=by
     )
-    exact = exact.rename(columns={"words": "mean_words"})
+    exact = exact.rename(columns={"words": "mean_words"}).assign(set=name)
+    columns = ["set", *by, "n", "mean_words", "exact_dup", "exact_dup_rate"]
     if not config.near:
-        return exact.assign(set=name)[
-            ["set", *by, "n", "mean_words", "exact_dup", "exact_dup_rate"]
-        ]
+        return exact[columns]
     sample = frame
     if near_sample and near_sample < len(frame):
         sample = frame.sample(near_sample, random_state=seed).sort_index()
     near = duplicate_rates(sample, by, config).astype({k: str for k in by})
     near = near.rename(columns={"n": "near_n"})[[*by, "near_n", "near_dup", "near_dup_rate"]]
-    out = exact.merge(near, on=by, how="left").assign(set=name)
+    out = exact.merge(near, on=by, how="left")
     out["near_dup_on"] = (
         "all" if sample is frame else f"seeded sample of {len(sample)} (seed {seed})"
     )
     out["threshold"] = config.threshold
-    return out[
-        [
-            "set",
-            *by,
-            "n",
-            "mean_words",
-            "exact_dup",
-            "exact_dup_rate",
-            "near_n",
-            "near_dup",
-            "near_dup_rate",
-            "near_dup_on",
-            "threshold",
-        ]
-    ]
+    return out[[*columns, "near_n", "near_dup", "near_dup_rate", "near_dup_on", "threshold"]]

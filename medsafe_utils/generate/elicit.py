@@ -270,21 +270,13 @@ def elicit_by_role(
 
 def extract_frame(generations: pd.DataFrame) -> pd.DataFrame:
     """One row per extracted request: request, category, method, variant, generator, gen_id."""
+    keep = ["category", "method", "variant", "generator", "gen_id"]
     rows = [
-        {
-            "request": request,
-            "category": g.category,
-            "method": g.method,
-            "variant": g.variant,
-            "generator": g.generator,
-            "gen_id": g.gen_id,
-        }
+        {"request": request, **{k: getattr(g, k) for k in keep}}
         for g in generations.itertuples()
         for request in extract_requests(g.generation)
     ]
-    return pd.DataFrame(
-        rows, columns=["request", "category", "method", "variant", "generator", "gen_id"]
-    )
+    return pd.DataFrame(rows, columns=["request", *keep])
 
 
 def generation_funnel(

@@ -132,9 +132,9 @@ def rating_probs(lm: LoadedModel, prompts: list[str]) -> np.ndarray:
 def filter_prompt(generator: Backend, request: str, prompt: str = "released"):
     """The rating prompt: the released string or the chat template, with the answer start
     (local), or messages (API chat)."""
-    if generator.is_api:
-        return filter_messages(request)
     messages = filter_messages(request)
+    if generator.is_api:
+        return messages
     if prompt == "released":
         (system, user) = (m["content"] for m in messages)
         return released_llama3_prompt(system, user, ANSWER_PREFILL)
@@ -145,20 +145,19 @@ def _rate_probs(
     generator: Backend, prompts: list[str], config: HarmFilterConfig, cache_path: str | Path | None
 ) -> list[dict]:
     """Label probabilities per prompt, cached per item (resumable)."""
-    b = generator
+    model_id, revision = generator.model_id, generator.revision
     keys = [
-        item_key(b.model_id, b.revision, "harm-filter-probs", p, {"labels": LABELS})
-        for p in prompts
+        item_key(model_id, revision, "harm-filter-probs", p, {"labels": LABELS}) for p in prompts
     ]
     with Store(cache_path).resume(keys, "harm rating") as todo:
         for rows in todo.batches(config.batch_size):
-            probs = rating_probs(b.lm, [prompts[i] for i in rows])
+            probs = rating_probs(generator.lm, [prompts[i] for i in rows])
             for i, p in zip(rows, probs, strict=True):
                 todo.save(
                     i,
                     {
-                        "model": b.model_id,
-                        "revision": b.revision,
+                        "model": model_id,
+                        "revision": revision,
                         "probs": [round(float(x), 6) for x in p],
                         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     },

@@ -29,20 +29,12 @@ def released_llama3_prompt(system: str, user: str, answer_start: str = "") -> st
     """The original's hand-written Llama-3 prompt: system turn, user turn, assistant header and
     the start of the answer (e.g. "Sure!"), each finished turn followed by `<|eot_id|>\\n`."""
     return (
-        BEGIN
-        + header("system")
-        + system
-        + EOT
-        + header("user")
-        + user
-        + EOT
-        + header("assistant")
-        + answer_start
+        f"{BEGIN}{header('system')}{system}{EOT}{header('user')}{user}{EOT}"
+        f"{header('assistant')}{answer_start}"
     )
 
 
-def check_prompt_format(name: str, value: str) -> str:
-    """`value` if it is a known prompt format, else a ValueError naming the parameter."""
+def check_prompt_format(name: str, value: str) -> None:
+    """A ValueError naming the parameter unless `value` is a known prompt format."""
     if value not in PROMPT_FORMATS:
         raise ValueError(f"{name} must be one of {PROMPT_FORMATS}, got {value!r}")
-    return value

@@ -16,10 +16,21 @@ from pathlib import Path
 import pandas as pd
 
 from medsafe_utils.core.store import Store, item_key
+from medsafe_utils.generate.extract import extract_requests
 from medsafe_utils.jailbreak.gcg import GCGConfig, GCGResult, run
 
 METHOD = "gcg"
 NOT_SETTINGS = ("progress",)  # config fields that do not change a result
+REQUEST_COLUMNS = [
+    "id",
+    "request",
+    "category",
+    "method",
+    "generator",
+    "goal_id",
+    "variant",
+    "attack_success",
+]
 
 
 def goal_id(variant: str, category: int) -> str:
@@ -42,25 +53,7 @@ def attack_record(row, result: GCGResult, model_id: str, settings: dict, seconds
         "target": row.target,
         "model": model_id,
         "settings": settings,
-        **{
-            k: getattr(result, k)
-            for k in (
-                "best_suffix",
-                "best_loss",
-                "best_step",
-                "initial_loss",
-                "losses",
-                "best_losses",
-                "suffixes",
-                "step_times",
-                "tests",
-                "success",
-                "success_step",
-                "generation",
-                "prompt",
-                "early_stopped",
-            )
-        },
+        **dataclasses.asdict(result),
         "n_steps": result.n_steps,
         "seconds": round(seconds, 2),
     }
@@ -133,38 +126,24 @@ def attack_metrics(records: pd.DataFrame) -> dict:
     }
 
 
-def gcg_requests(records: pd.DataFrame, only_success: bool = False, extract=None) -> pd.DataFrame:
+def gcg_requests(records: pd.DataFrame, only_success: bool = False) -> pd.DataFrame:
     """The harmful requests in each attack's kept generation (01's extractor), as 03 reads them.
 
     The original extracted from every kept generation, successful or not (a refusal yields no
     list items); `only_success` keeps successful attacks only. `attack_success` says which."""
-    if extract is None:
-        from medsafe_utils.generate.extract import extract_requests as extract
-    rows = []
-    for record in records.itertuples():
-        if only_success and not record.success:
-            continue
-        for i, request in enumerate(extract(record.generation)):
-            rows.append(
-                {
-                    "id": f"{METHOD}-{record.goal_id}-{i}",
-                    "request": request,
-                    "category": int(record.category),
-                    "method": METHOD,
-                    "generator": record.model,
-                    "goal_id": record.goal_id,
-                    "variant": record.variant,
-                    "attack_success": bool(record.success),
-                }
-            )
-    columns = [
-        "id",
-        "request",
-        "category",
-        "method",
-        "generator",
-        "goal_id",
-        "variant",
-        "attack_success",
+    rows = [
+        {
+            "id": f"{METHOD}-{record.goal_id}-{i}",
+            "request": request,
+            "category": int(record.category),
+            "method": METHOD,
+            "generator": record.model,
+            "goal_id": record.goal_id,
+            "variant": record.variant,
+            "attack_success": bool(record.success),
+        }
+        for record in records.itertuples()
+        if record.success or not only_success
+        for i, request in enumerate(extract_requests(record.generation))
     ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=REQUEST_COLUMNS)

@@ -70,12 +70,10 @@ def build_prompt(
         before, after = _split_chat(tokenizer, messages)
         # A chat template writes its own BOS token; the tokenizer must not add a second one.
         before_ids = tokenizer(before, add_special_tokens=False)["input_ids"]
-    after_ids = tokenizer(after, add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
-    as_tensor = lambda ids: torch.tensor(ids, dtype=torch.long)  # noqa: E731
-    return PromptParts(
-        as_tensor(before_ids), as_tensor(after_ids), as_tensor(target_ids), before, after
-    )
+    ids = [before_ids] + [
+        tokenizer(t, add_special_tokens=False)["input_ids"] for t in (after, target)
+    ]
+    return PromptParts(*(torch.tensor(i, dtype=torch.long) for i in ids), before, after)
 
 
 def special_token_ids(tokenizer) -> set[int]:
@@ -102,12 +100,10 @@ def forbidden_token_ids(tokenizer, vocab_size: int, allow_non_ascii: bool = Fals
 
 def retokenizes(tokenizer, candidates: torch.Tensor) -> torch.Tensor:
     """(n,) bool: which candidate suffixes (n, suffix_len) decode and re-encode to themselves."""
-    texts = tokenizer.batch_decode(candidates.tolist())
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     rows = candidates.tolist()
-    return torch.tensor(
-        [enc == row for enc, row in zip(encoded, rows, strict=True)], dtype=torch.bool
-    )
+    encoded = tokenizer(tokenizer.batch_decode(rows), add_special_tokens=False)["input_ids"]
+    same = [enc == row for enc, row in zip(encoded, rows, strict=True)]
+    return torch.tensor(same, dtype=torch.bool)
 
 
 def attack_succeeded(generation: str, target: str) -> bool:

@@ -147,6 +147,11 @@ def _kv_table(items: dict) -> str:
     return f"<table>{rows}</table>"
 
 
+def _anchor(path: Path) -> str:
+    """The page id of an artifact: its step folder and file stem."""
+    return escape(f"{path.parent.name}-{path.stem}")
+
+
 def _regenerates(stem: str) -> str:
     return escape(PAPER_MAP.get(stem, "beyond the paper"))
 
@@ -184,9 +189,8 @@ def index_table(profile_dir: Path) -> str:
     rows = []
     for path in artifacts(profile_dir):
         rel = path.relative_to(profile_dir).as_posix()
-        anchor = f"{path.parent.name}-{path.stem}"
         rows.append(
-            f'<tr><td><a href="#{escape(anchor)}">{escape(rel)}</a></td>'
+            f'<tr><td><a href="#{_anchor(path)}">{escape(rel)}</a></td>'
             f"<td>{_regenerates(path.stem)}</td></tr>"
         )
     return "<table><tr><th>file</th><th>regenerates</th></tr>" + "".join(rows) + "</table>"
@@ -202,7 +206,7 @@ def figure_html(path: Path, profile_dir: Path) -> str:
         else ""
     )
     return (
-        f'<figure id="{escape(path.parent.name)}-{escape(path.stem)}">'
+        f'<figure id="{_anchor(path)}">'
         f'<img src="data:image/png;base64,{data}" alt="{escape(path.stem)}">'
         f"<figcaption><b>{escape(path.stem)}</b>: "
         f"{_regenerates(path.stem)}{pdf_link}</figcaption></figure>"
@@ -218,7 +222,7 @@ def table_html(path: Path, profile_dir: Path, harmful_text: bool) -> str:
     notes += [f"text column(s) {', '.join(hidden)} not shown"] if hidden else []
     rel = path.relative_to(profile_dir).as_posix()
     return (
-        f'<h3 id="{escape(path.parent.name)}-{escape(path.stem)}">{escape(path.stem)}</h3>'
+        f'<h3 id="{_anchor(path)}">{escape(path.stem)}</h3>'
         f"<p>{_regenerates(path.stem)} "
         f'(<a href="{escape(rel)}">CSV</a>){"; " + escape("; ".join(notes)) if notes else ""}'
         f'</p><div class="wide">'

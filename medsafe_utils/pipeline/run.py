@@ -176,16 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     # Every parameter of every selected notebook is checked before anything runs.
     selected = select(notebooks(), args.only, args.start)
     overrides = resolve(selected, args.parameters_file, args.parameters)
+    params = {nb: {**profile_params(args.profile, nb), **overrides[nb.stem]} for nb in selected}
     for notebook in selected:
-        params = {**profile_params(args.profile, notebook), **overrides[notebook.stem]}
-        check_params(notebook, params, f"params/{args.profile}/{notebook.stem}.yaml + overrides")
+        check_params(
+            notebook, params[notebook], f"params/{args.profile}/{notebook.stem}.yaml + overrides"
+        )
 
     timings: list[tuple[str, float, str]] = []
     for notebook in selected:
         began = time.time()
-        params = {**profile_params(args.profile, notebook), **overrides[notebook.stem]}
         if not args.force and is_current(
-            notebook, args.profile, step_hash(notebook, args.profile, params)
+            notebook, args.profile, step_hash(notebook, args.profile, params[notebook])
         ):
             print(f"==> {notebook.name} [{args.profile}]: up to date, skipped (--force reruns)")
             timings.append((notebook.stem, time.time() - began, "skipped"))

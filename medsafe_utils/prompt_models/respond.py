@@ -10,11 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medsafe_utils.backends import (
-    GenerationConfig,
-    generate,
-    load_backend,
-)
+from medsafe_utils.backends import GenerationConfig, generate, load_backend
 from medsafe_utils.core.artifacts import read_jsonl
 from medsafe_utils.data import load_general_harm, load_medsafetybench, sample_per_group
 from medsafe_utils.models import release
@@ -40,33 +36,13 @@ def harm_requests(
         test = sample_per_group(
             load_medsafetybench("test"), ["category", "origin"], per_group, seed
         )
-        frames.append(
-            pd.DataFrame(
-                {
-                    "harm_set": MEDICAL_SET,
-                    "item_id": test["id"],
-                    "origin": test["origin"],
-                    "category": test["category"],
-                    "request": test["request"],
-                }
-            )
-        )
+        frames.append(test.assign(harm_set=MEDICAL_SET, item_id=test["id"]))
     if "general" in harm_sets:
         general = load_general_harm()
         reqs = general.requests
         if n_general:
             reqs = reqs.sample(min(n_general, len(reqs)), random_state=seed)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "harm_set": general.name,
-                    "item_id": reqs["id"],
-                    "origin": general.name,
-                    "category": reqs["category"],
-                    "request": reqs["request"],
-                }
-            )
-        )
+        frames.append(reqs.assign(harm_set=general.name, item_id=reqs["id"], origin=general.name))
     return pd.concat(frames, ignore_index=True)[REQUEST_COLUMNS].sort_values(
         ["harm_set", "item_id"], kind="stable", ignore_index=True
     )

@@ -24,13 +24,13 @@ from medsafe_utils.core import steps
 from medsafe_utils.core.errors import DataError
 from medsafe_utils.core.refusal import is_refusal
 from medsafe_utils.data import load_bianchi_safety, load_medsafetybench, prompt_text
-from medsafe_utils.data.readers import check_count, read_json, read_jsonl, require_fields
+from medsafe_utils.data.readers import read_jsonl, require_fields
+from medsafe_utils.data.safety import ALPACA_FIELDS, read_alpaca, split_sizes
 from medsafe_utils.models.prompting import render_chat
 
 ALPACA = ["instruction", "output", "input"]  # the released files' key order
 REQUEST_SOURCES = ("published", *steps.DEPENDS["03_safe_responses"])
-
-FIELDS = ["instruction", "input", "output"]  # an alpaca record, as 06 trains on it
+FIELDS = ALPACA_FIELDS  # an alpaca record, as 06 trains on it
 
 
 def load_harmful_requests(source: str = "published", profile: str = "paper") -> pd.DataFrame:
@@ -65,12 +65,8 @@ def load_harmful_requests(source: str = "published", profile: str = "paper") -> 
                 path, f"category {row['category']!r}", row=i, expected="an AMA principle 1-9"
             )
     frame = pd.DataFrame(rows)
-    origin = (
-        frame["origin"]
-        if "origin" in frame
-        else (frame["method"] if "method" in frame else pd.Series(source, index=frame.index))
-    )
-    ids = frame["id"] if "id" in frame else pd.Series([f"{source}-{i}" for i in frame.index])
+    origin = frame.get("origin", frame.get("method", pd.Series(source, index=frame.index)))
+    ids = frame.get("id", pd.Series([f"{source}-{i}" for i in frame.index]))
     return pd.DataFrame(
         {
             "id": ids.astype(str),
@@ -145,17 +141,16 @@ def safe_responses(
     return out
 
 
-def to_alpaca(
-    frame: pd.DataFrame, instruction: str = "request", output: str = "safe_response"
-) -> pd.DataFrame:
-    """Alpaca records (instruction, output, input='') in the released files' key order."""
+def to_alpaca(frame: pd.DataFrame) -> pd.DataFrame:
+    """Alpaca records (instruction: request, output: safe_response, input='') in the released
+    files' key order."""
     return pd.DataFrame(
         {
-            "instruction": frame[instruction].to_numpy(),
-            "output": frame[output].to_numpy(),
+            "instruction": frame["request"].to_numpy(),
+            "output": frame["safe_response"].to_numpy(),
             "input": "",
         }
-    )[ALPACA]
+    )
 
 
 def stratified_split(
@@ -232,10 +227,7 @@ def write_splits(splits: dict[tuple[str, int], pd.DataFrame], split_dir: str | P
 
 def available_splits(split_dir: str | Path) -> dict[str, list[int]]:
     """{'med': [sizes], 'gen': [...], 'both': [...]} of the split files in a folder."""
-    found: dict[str, list[int]] = {"med": [], "gen": [], "both": []}
-    for split in filter(None, map(steps.parse_split_file, Path(split_dir).glob("*.json"))):
-        found[split[0]].append(split[1])
-    return {k: sorted(v) for k, v in found.items()}
+    return split_sizes(Path(split_dir).glob("*.json"))
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -258,7 +250,7 @@ def split_structure(
     rows = []
 
     def add(check: str, holds: bool, detail: str) -> None:
-        rows.append({"source": source, "check": check, "holds": bool(holds), "detail": detail})
+        rows.append(_check(source, check, holds, detail))
 
     sets = {(k, n): _keys(load(k, n)) for k, ns in sizes.items() for n in ns}
     for kind, ns in sizes.items():
@@ -323,41 +315,40 @@ def split_structure(
             counts.max() - counts.min() <= 1,
             f"per principle 1-9: {counts.tolist()}",
         )
-    rows += _membership_rows(sets, sizes, source, train_test)
+    for check in _membership_checks(sets, sizes, train_test):
+        add(*check)
     return pd.DataFrame(rows)
 
 
-def _membership_rows(
-    sets: dict, sizes: dict[str, list[int]], source: str, train_test: tuple[set, set] | None
-) -> list[dict]:
-    """Where the largest gen and med files' records come from."""
-    rows = []
+def _check(source: str, check: str, holds: bool, detail: str) -> dict:
+    """One row of a split-structure table."""
+    return {"source": source, "check": check, "holds": bool(holds), "detail": detail}
+
+
+def _membership_checks(
+    sets: dict, sizes: dict[str, list[int]], train_test: tuple[set, set] | None
+) -> list[tuple[str, bool, str]]:
+    """(check, holds, detail): where the largest gen and med files' records come from."""
+    checks = []
     if sizes.get("gen"):
         n = max(sizes["gen"])
         bianchi = set(_keys(load_bianchi_safety()))
         inside = sum(k in bianchi for k in sets["gen", n])
-        rows.append(
-            {
-                "source": source,
-                "check": f"gen n{n} ⊂ Bianchi et al. (2,483 records)",
-                "holds": inside == n,
-                "detail": f"{inside} of {n} records found",
-            }
+        checks.append(
+            (
+                f"gen n{n} ⊂ Bianchi et al. (2,483 records)",
+                inside == n,
+                f"{inside} of {n} records found",
+            )
         )
     if not sizes.get("med"):
-        return rows
+        return checks
     n = max(sizes["med"])
     if train_test is None:
         msb = load_medsafetybench("all")
         pairs = {
-            s: set(
-                zip(
-                    msb.loc[msb["split"] == s, "request"],
-                    msb.loc[msb["split"] == s, "safe_response"],
-                    strict=True,
-                )
-            )
-            for s in ("train", "test")
+            s: set(zip(g["request"], g["safe_response"], strict=True))
+            for s, g in msb.groupby("split")
         }
         splits = {
             "MedSafety-Improve (train)": pairs["train"],
@@ -375,15 +366,8 @@ def _membership_rows(
         detail = f"{reqs} of {n} requests" + (
             f", {same} with the same response" if train_test is None else ""
         )
-        rows.append(
-            {
-                "source": source,
-                "check": f"med n{n}: {want} of {n} requests from {name}",
-                "holds": reqs == want,
-                "detail": detail,
-            }
-        )
-    return rows
+        checks.append((f"med n{n}: {want} of {n} requests from {name}", reqs == want, detail))
+    return checks
 
 
 def load_demonstrations(path: str | Path, n: int | None = None) -> pd.DataFrame:
@@ -395,21 +379,7 @@ def load_demonstrations(path: str | Path, n: int | None = None) -> pd.DataFrame:
             "file not found",
             expected="a split written by 03_safe_responses (run it, or use the published splits)",
         )
-    records = read_json(path)
-    if not isinstance(records, list):
-        raise DataError(path, f"top level is a {type(records).__name__}", expected="a JSON list")
-    require_fields(path, records, FIELDS, nonempty=["instruction", "output"], first_row=0)
-    for i, record in enumerate(records):
-        if not isinstance(record["input"], str):
-            raise DataError(
-                path,
-                f"'input' is a {type(record['input']).__name__}",
-                row=i,
-                expected="text (may be empty)",
-            )
-    if n is not None:
-        check_count(path, len(records), n, "demonstrations")
-    return pd.DataFrame(records)[FIELDS]
+    return read_alpaca(path, n)
 
 
 def fresh_split_structure(
@@ -431,18 +401,13 @@ def published_split_balance() -> pd.DataFrame:
     """Whether MedSafety-Improve/-Eval halve every principle x origin stratum (one row)."""
     counts = load_medsafetybench("all").groupby(["category", "origin", "split"]).size().unstack()
     uneven = counts[counts["train"] != counts["test"]]
-    return pd.DataFrame(
-        [
-            {
-                "source": "published",
-                "check": "train/test halve every principle x origin stratum (900/900)",
-                "holds": uneven.empty,
-                "detail": f"{len(counts)} strata; test per origin "
-                f"{counts['test'].groupby(level='origin').sum().to_dict()}; uneven: "
-                f"{uneven.index.tolist() or 'none'}",
-            }
-        ]
+    detail = (
+        f"{len(counts)} strata; test per origin "
+        f"{counts['test'].groupby(level='origin').sum().to_dict()}; uneven: "
+        f"{uneven.index.tolist() or 'none'}"
     )
+    check = "train/test halve every principle x origin stratum (900/900)"
+    return pd.DataFrame([_check("published", check, uneven.empty, detail)])
 
 
 def safe_response_metrics(
