@@ -100,3 +100,14 @@ def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[flo
         return math.nan, math.nan
     interval = stats.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
     return float(interval.low), float(interval.high)
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
+    """t interval of a mean: mean ± t(n - 1) x standard error; (NaN, NaN) for fewer than two
+    values. A zero standard error (every value equal) gives the point (mean, mean)."""
+    mean, se = mean_se(values)
+    if math.isnan(se):
+        return math.nan, math.nan
+    n = int(np.count_nonzero(~np.isnan(np.asarray(values, dtype=float))))
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * se
+    return mean - half, mean + half

@@ -1,13 +1,19 @@
 """Tables and metrics of the medical evaluation (07) from its per-item predictions: one row per
 protocol x model x benchmark x shot count, so every number says which protocol produced it, and
-how many generated answers could not be read (counted as wrong)."""
+how many generated answers could not be read (counted as wrong).
+
+Each accuracy carries a 95% interval and the benchmark's chance level, so that a reader sees
+what a small run can and cannot show: with one run (one seed) the Wilson interval of the share of
+items right; with correctness averaged over several few-shot seeds a t interval from the per-item
+standard error (clipped to [0, 1]). Chance is what guessing uniformly among an item's options
+scores, averaged over the benchmark's items (1/4 for four options, 1/3 for yes/no/maybe)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from medsafe_utils.core.stats import paired_test, standard_error
+from medsafe_utils.core.stats import mean_ci, paired_test, proportion_ci, standard_error
 
 GROUP = [
     "protocol",
@@ -25,6 +31,11 @@ COLUMNS = [
     "n_seeds",
     "accuracy",
     "se",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "chance",
+    "chance_in_ci",
     "seed_sd",
     "n_unreadable",
     "unreadable_rate",
@@ -44,15 +55,36 @@ def item_correctness(group: pd.DataFrame) -> pd.Series:
     return group.groupby("item_id")["correct"].mean()
 
 
-def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None) -> dict:
+def chance_levels(items: pd.DataFrame) -> pd.Series:
+    """Per benchmark: the accuracy of a uniform guess, the mean of 1 / options over its items."""
+    return (1 / items["choices"].map(len)).groupby(items["benchmark"]).mean().rename("chance")
+
+
+def accuracy_ci(per_item: pd.Series, n_seeds: int) -> tuple[float, float, str]:
+    """95% interval of an accuracy from per-item correctness: Wilson for one run (0/1 values),
+    a t interval from the per-item standard error when averaged over seeds (clipped to [0, 1])."""
+    if n_seeds == 1:
+        low, high = proportion_ci(int(per_item.sum()), len(per_item))
+        return low, high, "wilson"
+    low, high = mean_ci(per_item)
+    return max(low, 0.0), min(high, 1.0), "t"
+
+
+def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None, chance: float) -> dict:
     per_item = item_correctness(group)
     per_seed = group.groupby("seed")["correct"].mean()
+    low, high, method = accuracy_ci(per_item, len(per_seed))
     row = dict(zip(GROUP, keys, strict=True))
     row.update(
         n_items=len(per_item),
         n_seeds=len(per_seed),
         accuracy=per_item.mean(),
         se=standard_error(per_item),
+        ci_low=low,
+        ci_high=high,
+        ci_method=method,
+        chance=chance,
+        chance_in_ci=bool(low <= chance <= high),
         seed_sd=per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan,
         # answers (item x seed) that could not be read, all scored as wrong
         n_unreadable=int(group["unreadable"].astype(bool).sum()),
@@ -80,9 +112,14 @@ def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None) -> dict:
     return row
 
 
-def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy ± SE per protocol × model × benchmark × shots; adapters also: change from base
+def accuracy_table(predictions: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy ± SE and its 95% interval per protocol × model × benchmark × shots, with the
+    benchmark's chance level from `items` (the scored items); adapters also: change from base
     (same protocol, same items), paired test."""
+    chance = chance_levels(items)
+    missing = set(predictions["benchmark"]) - set(chance.index)
+    if missing:
+        raise ValueError(f"no items of {sorted(missing)} to compute their chance level from")
     base_items = {
         keys: item_correctness(g)
         for keys, g in predictions[predictions["adapter"] == ""].groupby(
@@ -102,7 +139,7 @@ def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
                     f"{key['model']}: no base-model {key['protocol']} run of "
                     f"{key['benchmark']} with {key['num_fewshot']} shots to compare with"
                 )
-        rows.append(_row(keys, group, base))
+        rows.append(_row(keys, group, base, float(chance[key["benchmark"]])))
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["test"] = table["test"].fillna("")
     return table.sort_values(
@@ -122,10 +159,15 @@ def medeval_metrics(table: pd.DataFrame, checks: pd.DataFrame, predictions: pd.D
     }
     for benchmark, group in predictions.groupby("benchmark"):
         metrics[f"n_items/{benchmark}"] = int(group["item_id"].nunique())
+    for benchmark, chance in table.groupby("benchmark")["chance"].first().items():
+        metrics[f"chance/{benchmark}"] = chance
+    metrics["chance_in_ci_share"] = float(table["chance_in_ci"].mean())
     for _, r in table.iterrows():
         cell = f"{r['protocol']}/{r['model']}/{r['benchmark']}/k{r['num_fewshot']}"
         metrics[f"acc/{cell}"] = r["accuracy"]
         metrics[f"se/{cell}"] = r["se"]
+        metrics[f"ci_low/{cell}"] = r["ci_low"]
+        metrics[f"ci_high/{cell}"] = r["ci_high"]
         metrics[f"unreadable/{cell}"] = r["unreadable_rate"]
         if r["adapter"]:
             metrics[f"delta/{cell}"] = r["delta"]

@@ -307,7 +307,7 @@ def test_generation_run_records_resumes_and_reports_unreadable(tmp_path, monkeyp
     again = evaluate_model("tiny-random", None, requests, config, path)
     assert calls == [] and again["output"].tolist() == preds["output"].tolist()
 
-    table = accuracy_table(preds)
+    table = accuracy_table(preds, items)
     assert (table["protocol"] == "generation").all()
     for _, row in table.iterrows():
         cell = preds[

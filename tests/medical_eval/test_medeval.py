@@ -169,6 +169,9 @@ def test_paired_t_by_hand():
         paired_test(base, other, binary=True)
 
 
+ITEMS = pd.DataFrame({"benchmark": "medqa", "choices": [["a", "b", "c", "d"]] * 4})
+
+
 def _predictions():
     rows = []
     base_correct = {0: [1, 0, 1, 0], 1: [1, 1, 0, 0]}  # seed -> per-item correctness (k=2)
@@ -202,7 +205,7 @@ def _predictions():
 
 
 def test_accuracy_table_by_hand():
-    table = accuracy_table(_predictions()).set_index(["model", "num_fewshot"])
+    table = accuracy_table(_predictions(), ITEMS).set_index(["model", "num_fewshot"])
     zero_base, zero_tuned = table.loc[("m", 0)], table.loc[("m+a", 0)]
     assert zero_base["accuracy"] == 0.5 and zero_base["se"] == pytest.approx(math.sqrt(1 / 3) / 2)
     assert zero_base["n_unreadable"] == 0 and zero_base["unreadable_rate"] == 0.0
@@ -217,17 +220,22 @@ def test_accuracy_table_by_hand():
 
 def test_medical_before_after_figure():
     predictions = _predictions()
-    fig = fig_medical_before_after(accuracy_table(predictions))
+    fig = fig_medical_before_after(accuracy_table(predictions, ITEMS))
     assert [ax.get_title() for ax in fig.axes] == [
-        "loglikelihood: zero-shot",
-        "loglikelihood: 2-shot",
+        "m\nloglikelihood: zero-shot",
+        "m\nloglikelihood: 2-shot",
     ]
-    # one point per adapter x benchmark: (base accuracy, adapter accuracy), as in the table
-    points = [ax.containers[0].lines[0].get_xydata().tolist() for ax in fig.axes]
-    assert points == [[[0.5, 1.0]], [[0.5, 0.875]]]
-    fig = fig_medical_before_after(accuracy_table(predictions[predictions["adapter"] == ""]))
-    assert [[bar.get_height() for bar in ax.patches] for ax in fig.axes] == [[0.5], [0.5]]
-    assert "no adapters" in fig.get_suptitle()
+    # per panel: the base model's point, then the adapter's, each with its 95% interval; a
+    # dashed chance line at 1/4; hollow where the interval includes chance
+    for ax, tuned in zip(fig.axes, (1.0, 0.875), strict=True):
+        points = [c.lines[0].get_xydata().tolist()[0][1] for c in ax.containers]
+        assert points == [0.5, tuned]
+        faces = [c.lines[0].get_markerfacecolor() for c in ax.containers]
+        assert faces[0] == "white" and faces[1] != "white"  # 0.5 of 4: chance is inside
+        [chance] = [line for line in ax.lines if line.get_gid() == "chance"]
+        assert set(chance.get_ydata()) == {0.25}
+    fig = fig_medical_before_after(accuracy_table(predictions[predictions["adapter"] == ""], ITEMS))
+    assert [len(ax.containers) for ax in fig.axes] == [1, 1]
 
 
 def test_adapter_differences_per_adapter():

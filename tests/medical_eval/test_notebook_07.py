@@ -1,25 +1,39 @@
 """07_medical_eval run by papermill with the smoke profile (5 items per benchmark instead of
-10): the base model and 06's adapters, by both protocols (generation and log-likelihood)."""
+10, 4 over-refusal questions of 16 tokens instead of 8 of 32): the base model and 06's adapters,
+by both protocols (generation and log-likelihood), with accuracy intervals and chance levels,
+over-refusal before and after, and the paragraphs that describe both figures."""
 
 import json
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from medsafe_utils.core import paths
+from medsafe_utils.core.refusal import is_refusal
+from medsafe_utils.core.stats import mcnemar_exact
 from medsafe_utils.medical_eval.answers import read_answer
+from medsafe_utils.medical_eval.narrative import accuracy_paragraph, over_refusal_paragraph
+from medsafe_utils.medical_eval.report import accuracy_ci
 
 pytestmark = pytest.mark.slow
 
 
 N_PER = 5  # items per benchmark: half the smoke profile's 10, to keep the suite's time
+N_ASK, ASK_TOKENS = 4, 16  # over-refusal: half the smoke profile's questions and tokens
 
 
 def test_medical_eval_smoke(smoke_results):
     out = smoke_results(
-        "07_medical_eval", needs=("06_finetune",), overrides={"n_per_benchmark": N_PER}
+        "07_medical_eval",
+        needs=("06_finetune",),
+        overrides={
+            "n_per_benchmark": N_PER,
+            "over_refusal_n": N_ASK,
+            "over_refusal_max_new_tokens": ASK_TOKENS,
+        },
     )
     smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "07_medical_eval.yaml").read_text())
     assert smoke["protocols"] == ["generation", "loglikelihood"]
@@ -75,6 +89,13 @@ def test_medical_eval_smoke(smoke_results):
         assert row["accuracy"] == pytest.approx(per_item.mean())
         assert row["se"] == pytest.approx(per_item.std(ddof=1) / np.sqrt(n_per))
         assert row["n_unreadable"] == cell["unreadable"].sum()
+        # 95% interval: Wilson for one run, a t interval over seeds; chance from the options
+        low, high, method = accuracy_ci(per_item, row["n_seeds"])
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+        assert row["ci_method"] == method == ("wilson" if row["num_fewshot"] == 0 else "t")
+        assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
+        assert row["chance"] == pytest.approx(1 / 3 if row["benchmark"] == "pubmedqa" else 0.25)
+        assert row["chance_in_ci"] == (row["ci_low"] <= row["chance"] <= row["ci_high"])
     tuned = table[table["adapter"].notna()]
     assert tuned["test"].isin(["mcnemar_exact", "paired_t"]).all()
 
@@ -87,11 +108,50 @@ def test_medical_eval_smoke(smoke_results):
         cell = f"{first['protocol']}/{first['model']}/{first['benchmark']}/k{first['num_fewshot']}"
         assert metrics[f"acc/{cell}"] == pytest.approx(first["accuracy"])
         assert metrics[f"unreadable/{cell}"] == pytest.approx(first["unreadable_rate"])
+    assert metrics["chance/pubmedqa"] == pytest.approx(1 / 3)
     assert (out / "fig_medical_before_after.png").stat().st_size > 10_000
+
+    # Over-refusal: every model answered the same benign questions (one per benchmark here);
+    # the table's counts, Wilson intervals and McNemar p-values agree with the answers.
+    answers = pd.read_json(out / "over_refusal.jsonl", lines=True)
+    assert len(answers) == len(models) * N_ASK
+    assert answers.groupby("model")["item_id"].apply(frozenset).nunique() == 1
+    assert answers.drop_duplicates("item_id")["benchmark"].value_counts().eq(1).all()
+    assert answers["refused"].tolist() == [is_refusal(r) for r in answers["response"]]
+    refusals = pd.read_csv(out / "tab_over_refusal.csv")
+    assert sorted(refusals["model"]) == models
+    by_model = {m: g.set_index("item_id")["refused"] for m, g in answers.groupby("model")}
+    for _, row in refusals.iterrows():
+        mine = by_model[row["model"]]
+        assert (row["n"], row["refused"]) == (N_ASK, mine.sum())
+        assert row["ci_low"] <= row["rate"] == mine.mean() <= row["ci_high"]
+        assert metrics[f"over_refusal/{row['model']}"] == pytest.approx(row["rate"])
+        if isinstance(row["adapter"], str):
+            base = by_model[row["base_model"]].loc[mine.index]
+            assert row["p_value"] == pytest.approx(mcnemar_exact(base, mine)[2])
+    assert (out / "fig_over_refusal.png").stat().st_size > 10_000
+
+    # The notebook shows a paragraph under each figure, written from these very tables.
+    executed = nbformat.read(out.parent / "executed" / "07_medical_eval.ipynb", as_version=4)
+    shown = [
+        o["data"]["text/markdown"]
+        for c in executed.cells
+        for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})
+    ]
+    blank = {"adapter": "", "adapter_type": ""}  # CSV reads the base rows' "" as missing
+    assert shown == [
+        accuracy_paragraph(table.fillna(blank)),
+        over_refusal_paragraph(refusals.fillna(blank)),
+    ]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["n_per_benchmark"] == n_per
     assert manifest["engines"]["loglikelihood"].startswith("lm-eval HFLM 0.4")
     assert manifest["engines"]["generation"].startswith("transformers ")
-    assert {"predictions.jsonl", "tab_medical_accuracy.csv", "metrics.json"} <= set(
-        manifest["files"]
-    )
+    assert {
+        "predictions.jsonl",
+        "tab_medical_accuracy.csv",
+        "metrics.json",
+        "over_refusal.jsonl",
+        "tab_over_refusal.csv",
+    } <= set(manifest["files"])
