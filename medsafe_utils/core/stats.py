@@ -102,12 +102,17 @@ def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[flo
     return float(interval.low), float(interval.high)
 
 
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
-    """t interval of a mean: mean ± t(n - 1) x standard error; (NaN, NaN) for fewer than two
-    values. A zero standard error (every value equal) gives the point (mean, mean)."""
-    mean, se = mean_se(values)
-    if math.isnan(se):
+def t_interval(mean: float, se: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """mean ± t(n - 1) x se; (NaN, NaN) when undefined (fewer than two values)."""
+    if n < 2 or math.isnan(se):
         return math.nan, math.nan
-    n = int(np.count_nonzero(~np.isnan(np.asarray(values, dtype=float))))
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * se
     return mean - half, mean + half
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
+    """t interval of a mean over the values that are not missing; (NaN, NaN) for fewer than two.
+    A zero standard error (every value equal) gives the point (mean, mean)."""
+    mean, se = mean_se(values)
+    n = int(np.count_nonzero(~np.isnan(np.asarray(values, dtype=float))))
+    return t_interval(mean, se, n, confidence)

@@ -16,10 +16,9 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from medsafe_utils.core.refusal import is_refusal
-from medsafe_utils.core.stats import paired_test, proportion_ci
+from medsafe_utils.core.stats import paired_test, proportion_ci, t_interval
 from medsafe_utils.finetune.grid import BEFORE
 from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
 
@@ -27,14 +26,6 @@ CONFIDENCE = 0.95
 GROUP = ["model", "type", "n", "eval_set"]
 PAIR_KEY = ["harm_set", "item_id"]
 TEST_COLUMNS = ["delta", "test", "p_value", "n_pairs"]
-
-
-def _t_interval(mean: float, se: float, n: int) -> tuple[float, float]:
-    """mean ± t(0.975, n - 1) x se; NaN when it is undefined (fewer than two values)."""
-    if n < 2 or not math.isfinite(se):
-        return math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * se
-    return mean - half, mean + half
 
 
 def _paired(base: pd.DataFrame, after: pd.DataFrame, column: str) -> dict:
@@ -80,7 +71,7 @@ def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
     table = harmfulness_table(judged.rename(columns={"n": "n_demos"}), by)
     table = table.rename(columns={"n": "n_items", "n_demos": "n"})
     intervals = [
-        _t_interval(m, s, k)
+        t_interval(m, s, k, CONFIDENCE)
         for m, s, k in zip(table["mean"], table["se"], table["n_items"], strict=True)
     ]
     table["ci_low"] = [low for low, _ in intervals]
