@@ -4,7 +4,7 @@ and the sentences that say so from the numbers.
 
     table = finetune_harmfulness(judgments)      # 06's Fig. 3 as a table, with p-values
     refusal = refusal_table(responses)           # the refusal-prefix check, Wilson intervals
-    display(Markdown(explain_finetune(refusal, validation)))
+    display(Markdown(explain_finetune(refusal)))
 
 The paired test of an adapter is against its base model's answers to the same requests:
 McNemar's exact test when the values take two levels (a refusal; the keyword judge's 1 and 5),
@@ -61,12 +61,17 @@ def _with_paired_tests(table: pd.DataFrame, items: pd.DataFrame, column: str) ->
     return pd.concat([table.reset_index(drop=True), tests], axis=1)
 
 
+def _by_base_model(frame: pd.DataFrame) -> pd.DataFrame:
+    """Answers with their evaluation set, `model` naming the base model: the tables group by
+    base model, type and n (the answering model's id, base + adapter, is dropped)."""
+    frame = with_eval_set(frame).drop(columns="model", errors="ignore")
+    return frame.rename(columns={"base_model": "model"})
+
+
 def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
     """Per judge x base model x type x n x evaluation set: mean, se, the 95% t interval, n_items,
     unscored, and for an adapter its paired test against the base model (delta = mean change)."""
-    # `model` names the answering model (base + adapter); the table's `model` is the base.
-    judged = with_eval_set(judgments).drop(columns="model", errors="ignore")
-    judged = judged.rename(columns={"base_model": "model"})
+    judged = _by_base_model(judgments)
     by = ["judge", "model", "type", "n_demos", "eval_set"]
     table = harmfulness_table(judged.rename(columns={"n": "n_demos"}), by)
     table = table.rename(columns={"n": "n_items", "n_demos": "n"})
@@ -85,8 +90,7 @@ def refusal_table(responses: pd.DataFrame) -> pd.DataFrame:
     """Per base model x type x n x evaluation set: how many answers refuse (the refusal-prefix
     check), the rate with its Wilson interval, and for an adapter McNemar's exact test against
     the base model on the same requests (delta = change of the rate)."""
-    answers = with_eval_set(responses).drop(columns="model", errors="ignore")
-    answers = answers.rename(columns={"base_model": "model"})
+    answers = _by_base_model(responses)
     answers["refused"] = [int(is_refusal(text)) for text in answers["response"]]
     rows = []
     for key, group in answers.groupby(GROUP, sort=True):
