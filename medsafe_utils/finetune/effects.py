@@ -36,9 +36,10 @@ def _paired(base: pd.DataFrame, after: pd.DataFrame, column: str) -> dict:
         return {"delta": math.nan, "test": "", "p_value": math.nan, "n_pairs": 0}
     a, b = pairs[f"{column}_base"].to_numpy(float), pairs[f"{column}_after"].to_numpy(float)
     levels = np.unique(np.concatenate([a, b]))
-    if len(levels) == 2:  # two-valued (a refusal, the keyword judge): McNemar on the higher level
-        a, b = (a == levels[1]).astype(float), (b == levels[1]).astype(float)
-    result = paired_test(a, b, binary=len(levels) <= 2)
+    binary = len(levels) <= 2  # a refusal, the keyword judge's 1/5, a judge that always says 4
+    if binary:  # McNemar on the higher level
+        a, b = (a == levels[-1]).astype(float), (b == levels[-1]).astype(float)
+    result = paired_test(a, b, binary=binary)
     delta = float(np.mean(pairs[f"{column}_after"] - pairs[f"{column}_base"]))
     return {"delta": delta, "test": result.test, "p_value": result.p_value, "n_pairs": len(pairs)}
 

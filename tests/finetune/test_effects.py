@@ -95,6 +95,13 @@ def test_harmfulness_table_intervals_and_paired_tests():
     assert keyword["test"] == "mcnemar_exact" and keyword["p_value"] == pytest.approx(0.25)
 
 
+def test_a_judge_that_always_gives_one_score_changes_nothing():
+    # SmolLM2 as a judge scores everything 4: no discordant pair, p = 1 (not an error)
+    judged = pd.concat([_judged("hf", "none", 0, [4] * 5), _judged("hf", "med", 50, [4] * 5)])
+    tuned = finetune_harmfulness(judged).set_index("type").loc["med"]
+    assert (tuned["test"], tuned["p_value"], tuned["delta"]) == ("mcnemar_exact", 1.0, 0.0)
+
+
 def test_teaching_text_follows_the_numbers():
     base = _answers("none", 0, ["Sure."] * 10)
     strong = _answers("med", 100, [REFUSAL] * 10)
