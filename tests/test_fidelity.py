@@ -140,6 +140,7 @@ PINS = [
         for row, name, param, value in [
             (3, "medical evaluation method", "protocols", ["generation"]),
             (3, "medical evaluation method", "read_maybe", False),
+            (3, "medical evaluation method: no over-refusal (ours)", "over_refusal_n", 0),
             (4, "medical sets", "mmlu_subjects", MMLU_11),
             (4, "medical sets", "seeds", [1234, 432, 32]),
             (4, "medical sets: every item", "n_per_benchmark", 0),
