@@ -33,11 +33,14 @@ def test_finetune_paper_shaped(paper_shaped):
     judgments = read_jsonl(out / "judgments.jsonl")
     assert set(judgments["judge"]) == {"openai:gpt-3.5-turbo-0125"}  # undelimited: no suffix
     assert len(judgments) == len(responses) == (1 + 4) * (18 + 1)
+    validation = read_jsonl(out / "validation_judgments.jsonl")  # the judge checked first, as in 05
+    assert len(validation) == 2 and (validation["judge"] == "openai:gpt-3.5-turbo-0125").all()
     sent = {
         r["prompt"][1]["content"] for r in read_jsonl(out / "judge_cache.jsonl").to_dict("records")
     }
+    judged = [*judgments.to_dict("records"), *validation.to_dict("records")]
     assert sent == {
-        judge_prompt(j["request"], j["response"], j["policy"]) for j in judgments.to_dict("records")
+        judge_prompt(j["request"], j["response"], j["policy"]) for j in judged
     }  # the released judge prompt, as in 05
     table = judgments.groupby(["type", "n"]).size()
     assert table.to_dict() == {
