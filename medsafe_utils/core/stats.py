@@ -116,3 +116,11 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
     mean, se = mean_se(values)
     n = int(np.count_nonzero(~np.isnan(np.asarray(values, dtype=float))))
     return t_interval(mean, se, n, confidence)
+
+
+def format_p(p: float) -> str:
+    """A p-value as the teaching texts print it: two significant digits, "p < 0.001" below that,
+    "p n/a" when no test could be run."""
+    if not math.isfinite(p):
+        return "p n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"

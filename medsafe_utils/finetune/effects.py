@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from medsafe_utils.core.refusal import is_refusal
-from medsafe_utils.core.stats import paired_test, proportion_ci, t_interval
+from medsafe_utils.core.stats import format_p, paired_test, proportion_ci, t_interval
 from medsafe_utils.finetune.grid import BEFORE
 from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
 
@@ -111,10 +111,6 @@ def refusal_table(responses: pd.DataFrame) -> pd.DataFrame:
     return _with_paired_tests(table, answers, "refused")
 
 
-def _p(p: float) -> str:
-    return "p n/a" if not math.isfinite(p) else f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
-
-
 def _compare_kinds(refusal: pd.DataFrame) -> list[str]:
     """A line per base model comparing the kinds at their largest n on MedSafety-Eval (the
     paper's question: do medical demonstrations matter for medical harm?), untested."""
@@ -158,7 +154,7 @@ def explain_finetune(refusal: pd.DataFrame, alpha: float = 0.05) -> str:
                 & (refusal["eval_set"] == r["eval_set"])
             ]["rate"]
             parts.append(
-                f"{r['eval_set']} {base.iloc[0]:.2f} → {r['rate']:.2f} ({_p(r['p_value'])})"
+                f"{r['eval_set']} {base.iloc[0]:.2f} → {r['rate']:.2f} ({format_p(r['p_value'])})"
             )
         significant = rows[rows["p_value"] < alpha]
         up += int((significant["delta"] > 0).sum())

@@ -9,14 +9,10 @@ import math
 
 import pandas as pd
 
-from medsafe_utils.core.stats import paired_test
+from medsafe_utils.core.stats import format_p, paired_test
 from medsafe_utils.judge.stats import with_eval_set
 
 SIGNIFICANCE = 0.05  # a paired difference with p below this "separates" two models
-
-
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def _passing_first(table: pd.DataFrame) -> list[dict]:
@@ -90,7 +86,7 @@ def _separation(eval_set: str, group: pd.DataFrame, means: pd.DataFrame) -> str:
     test = paired_test(pairs[low], pairs[high], binary=False)
     numbers = (
         f"difference {test.delta:.2f} ± {test.delta_se:.2f} over {len(pairs)} shared requests, "
-        f"paired t {_p(test.p_value)}"
+        f"paired t {format_p(test.p_value)}"
     )
     if not math.isnan(test.p_value) and test.p_value < SIGNIFICANCE:
         return f"{head}: it separates them ({numbers})."

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+from medsafe_utils.core.stats import format_p
 
 
 def _setting(protocol: str, k: int) -> str:
@@ -67,7 +65,7 @@ def _change_sentences(tuned: pd.DataFrame, alpha: float) -> str:
     text = (
         f"The largest change after fine-tuning: {_who(top)} on {top['benchmark']} "
         f"({_setting(top['protocol'], top['num_fewshot'])}), {top['base_accuracy']:.2f} to "
-        f"{top['accuracy']:.2f} ({top['delta']:+.2f}, {_p(top['p_value'])}). "
+        f"{top['accuracy']:.2f} ({top['delta']:+.2f}, {format_p(top['p_value'])}). "
     )
     expected = len(tested) * alpha
     if significant.empty:
@@ -110,7 +108,7 @@ def over_refusal_paragraph(table: pd.DataFrame, alpha: float = 0.05) -> str:
             continue
         after = [
             f"{r['adapter_type']} (n={r['adapter_n']}) {r['refused']} of {r['n']} "
-            f"({r['rate']:.0%}, {_p(r['p_value'])})"
+            f"({r['rate']:.0%}, {format_p(r['p_value'])})"
             for _, r in tuned.iterrows()
         ]
         sentences.append("After fine-tuning: " + "; ".join(after) + ".")
