@@ -1,5 +1,5 @@
-"""07_medical_eval run by papermill with the smoke profile (5 items per benchmark instead of
-10, 4 over-refusal questions of 16 tokens instead of 8 of 32): the base model and 06's adapters,
+"""07_medical_eval run by papermill with the smoke profile (5 items per benchmark instead of 6,
+4 over-refusal questions of 16 tokens instead of 8 of 32): the base model and 06's adapters,
 by both protocols (generation and log-likelihood), with accuracy intervals and chance levels,
 over-refusal before and after, and the paragraphs that describe both figures."""
 
@@ -21,7 +21,7 @@ from medsafe_utils.medical_eval.report import accuracy_ci
 pytestmark = pytest.mark.slow
 
 
-N_PER = 5  # items per benchmark: half the smoke profile's 10, to keep the suite's time
+N_PER = 5  # items per benchmark: fewer than the smoke profile's 6, to keep the suite's time
 N_ASK, ASK_TOKENS = 4, 16  # over-refusal: half the smoke profile's questions and tokens
 
 
