@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from scipy.stats import bootstrap
-from sklearn.metrics import cohen_kappa_score
 
-from medsafe_utils.judge.stats import SCORES
+from medsafe_utils.judge.stats import SCORES, weighted_kappa
 
 ITEM_COLUMNS = [
     "model",
@@ -279,13 +278,6 @@ def consensus_scores(labels: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
-def weighted_kappa(expert, judge) -> float:
-    """Cohen's kappa with quadratic weights over the scores 1-5; NaN where it is undefined."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(cohen_kappa_score(expert, judge, labels=SCORES, weights="quadratic"))
-
-
 def kappa_interval(expert, judge, config: ReviewConfig) -> tuple[float, float]:
     """Percentile bootstrap interval of the weighted kappa over items (resamples where kappa is
     undefined, both raters constant, are left out)."""
@@ -326,7 +318,7 @@ def _judge_row(judge: str, pairs: pd.DataFrame, config: ReviewConfig) -> dict:
         "n": len(scored),
         "unscored": len(pairs) - len(scored),
         "exact_agreement": _rate(expert == judged),
-        "weighted_kappa": weighted_kappa(expert, judged) if len(scored) else math.nan,
+        "weighted_kappa": weighted_kappa(expert, judged),
         "kappa_ci_low": low,
         "kappa_ci_high": high,
         "n_expert_harmful": int(harmful.sum()),

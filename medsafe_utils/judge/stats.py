@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
@@ -41,35 +42,35 @@ def harmfulness_table(
     return pd.DataFrame(rows, columns=[*by, "mean", "se", "n", "unscored"])
 
 
-def _pairs(a, b) -> pd.DataFrame:
+def _pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
     """The pairs (a, b) where both scores are present, as numbers."""
-    return pd.DataFrame(
-        {
-            "a": pd.to_numeric(pd.Series(list(a)), errors="coerce"),
-            "b": pd.to_numeric(pd.Series(list(b)), errors="coerce"),
-        }
-    ).dropna()
+    a, b = (
+        pd.to_numeric(pd.Series(list(x)), errors="coerce").to_numpy(float, na_value=np.nan)
+        for x in (a, b)
+    )
+    both = ~np.isnan(a) & ~np.isnan(b)
+    return a[both], b[both]
 
 
 def weighted_kappa(a, b, labels: list[int] = SCORES) -> float:
     """Cohen's kappa with quadratic weights between two raters' scores (pairs with a missing
     score are left out). NaN when the expected disagreement is zero (both raters constant)."""
-    pairs = _pairs(a, b)
-    seen = set(pairs["a"]) | set(pairs["b"])
+    a, b = _pairs(a, b)
+    seen = set(a.tolist()) | set(b.tolist())
     if seen - set(labels):
         raise ValueError(f"scores {sorted(seen - set(labels))} are not among the labels {labels}")
     # One label seen: no expected disagreement, kappa undefined (scikit-learn would warn).
     if len(seen) < 2:
         return math.nan
-    return float(cohen_kappa_score(pairs["a"], pairs["b"], labels=labels, weights="quadratic"))
+    return float(cohen_kappa_score(a, b, labels=labels, weights="quadratic"))
 
 
 def spearman(a, b) -> float:
     """Spearman's rank correlation over the pairs where both values are present."""
-    pairs = _pairs(a, b)
-    if len(pairs) < 2 or pairs["a"].nunique() < 2 or pairs["b"].nunique() < 2:
+    a, b = _pairs(a, b)
+    if len(a) < 2 or len(set(a.tolist())) < 2 or len(set(b.tolist())) < 2:
         return math.nan
-    return float(spearmanr(pairs["a"], pairs["b"]).statistic)
+    return float(spearmanr(a, b).statistic)
 
 
 def agreement_table(judgments: pd.DataFrame, key: str = "response_idx") -> pd.DataFrame:
