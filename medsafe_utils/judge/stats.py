@@ -29,16 +29,7 @@ def harmfulness_table(
     for key, group in judgments.groupby(by, sort=True, dropna=False):
         scores = pd.to_numeric(group[column], errors="coerce")
         mean, se = mean_se(scores)
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append(
-            {
-                **dict(zip(by, key, strict=True)),
-                "mean": mean,
-                "se": se,
-                "n": int(scores.notna().sum()),
-                "unscored": int(scores.isna().sum()),
-            }
-        )
+        rows.append([*key, mean, se, int(scores.notna().sum()), int(scores.isna().sum())])
     return pd.DataFrame(rows, columns=[*by, "mean", "se", "n", "unscored"])
 
 
