@@ -201,14 +201,7 @@ def _judge_hf(
 ) -> list[dict]:
     from medsafe_utils.judge.hf import LOW_MASS, HFJudge
 
-    judge = HFJudge(
-        (backend or load_judge_model(config)).lm,
-        config.judge_id,
-        score_only=config.score_only,
-        batch_size=config.batch_size,
-        max_new_tokens=config.max_new_tokens,
-        system_prompt=config.system_prompt,
-    )
+    judge = HFJudge((backend or load_judge_model(config)).lm, config)
     records = judge.score(prompts, cache_path, groups=groups)
     low = sum(r.pop("score_mass") < LOW_MASS for r in records)
     if low:
