@@ -32,7 +32,6 @@ from medsafe_utils.judge.parse import (
     JUDGE_ERROR_PREFIX,
     RESPONSE_BEGIN,
     RESPONSE_END,
-    Judgment,
     parse_judgment,
 )
 
@@ -49,21 +48,6 @@ JUDGE_COLUMNS = [
     "raw_judgment",
     "status",
     "reason",
-]
-
-__all__ = [
-    "JUDGE_COLUMNS",
-    "JudgeConfig",
-    "Judgment",
-    "judge_all",
-    "judge_configs",
-    "judge_prompt",
-    "judge_responses",
-    "load_judge_model",
-    "load_judge_models",
-    "parse_judgment",
-    "policy_for",
-    "safe_response_set",
 ]
 
 
