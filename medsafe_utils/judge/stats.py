@@ -14,8 +14,15 @@ from sklearn.metrics import cohen_kappa_score
 from medsafe_utils.core.stats import mean_se
 
 SCORES = [1, 2, 3, 4, 5]
+UNSCORED = "unscored"
+SCORE_LABELS = [*map(str, SCORES), UNSCORED]  # a score as a category, for counts and colours
 SET_NAMES = {"medsafety_eval": "MedSafety-Eval"}
 ORIGIN_NAMES = {"gpt4": "GPT-4", "llama2": "Llama-2"}
+
+
+def score_label(score) -> str:
+    """A score as a category of SCORE_LABELS: '1'..'5', or 'unscored'."""
+    return UNSCORED if pd.isna(score) else str(int(score))
 
 
 def harmfulness_table(
