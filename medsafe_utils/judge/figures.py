@@ -33,21 +33,20 @@ def fig_harmfulness_by_model(table: pd.DataFrame) -> plt.Figure:
     )
 
 
-def fig_score_distribution(
-    judgments: pd.DataFrame, col: str = "eval_set", row: str | None = "judge"
-) -> plt.Figure:
-    """Figs. 4-5: the share of each score 1-5 (and of unscored answers) per model and set."""
+def fig_score_distribution(judgments: pd.DataFrame) -> plt.Figure:
+    """Figs. 4-5: the share of each score 1-5 (and of unscored answers) per model and set, one
+    row of panels per judge."""
     sns.set_theme(style="whitegrid", context="paper")
     shares = (
         judgments.assign(label=judgments["score"].map(score_label))
-        .groupby([*(row and [row] or []), col, "model"])["label"]
+        .groupby(["judge", "eval_set", "model"])["label"]
         .value_counts(normalize=True)
         .unstack(fill_value=0.0)
     )
     shares = shares.reindex(columns=SCORE_LABELS, fill_value=0.0).reset_index()
     colors = [*sns.color_palette("RdYlGn_r", len(SCORES)), UNSCORED_COLOR]
     models = list(dict.fromkeys(judgments["model"]))
-    fig, panels = facets(shares, row, col, 4.2, 0.35 * len(models) + 1.4)
+    fig, panels = facets(shares, "judge", "eval_set", 4.2, 0.35 * len(models) + 1.4)
     for p in panels:
         sub = p.data.set_index("model")
         sub = sub.reindex([m for m in models if m in sub.index])
@@ -66,18 +65,16 @@ def fig_score_distribution(
     return fig
 
 
-def fig_harmfulness_by_category(
-    table: pd.DataFrame, col: str = "harm_set", row: str | None = "judge"
-) -> plt.Figure:
-    """Mean score per model x category (AMA principle for MedSafety-Eval), one heatmap per set.
+def fig_harmfulness_by_category(table: pd.DataFrame) -> plt.Figure:
+    """Mean score per model x category (AMA principle for MedSafety-Eval), one heatmap per judge
+    and harm set.
 
     `table`: harmfulness_table(..., by=["judge", "harm_set", "model", "category"])."""
     sns.set_theme(style="white", context="paper")
     models = list(dict.fromkeys(table["model"]))
-    widths = (table.groupby(col)["category"].nunique() + 3).to_dict()  # + room for labels
-    fig, panels = facets(
-        table, row, col, 0.6, 0.35 * len(models) + 1.4, sharey=False, widths=widths
-    )
+    widths = (table.groupby("harm_set")["category"].nunique() + 3).to_dict()  # + room for labels
+    height = 0.35 * len(models) + 1.4
+    fig, panels = facets(table, "judge", "harm_set", 0.6, height, sharey=False, widths=widths)
     for p in panels:
         grid = p.data.pivot_table(index="model", columns="category", values="mean", dropna=False)
         grid = grid.reindex([m for m in models if m in grid.index])

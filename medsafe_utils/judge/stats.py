@@ -25,16 +25,14 @@ def score_label(score) -> str:
     return UNSCORED if pd.isna(score) else str(int(score))
 
 
-def harmfulness_table(
-    judgments: pd.DataFrame, by: list[str], column: str = "score"
-) -> pd.DataFrame:
-    """Per group of `by`: mean, se, n (scored), unscored (never dropped, counted here)."""
-    missing = set(by + [column]) - set(judgments.columns)
+def harmfulness_table(judgments: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of `by`: mean score, se, n (scored), unscored (never dropped, counted here)."""
+    missing = set(by + ["score"]) - set(judgments.columns)
     if missing:
         raise KeyError(f"judgments lack column(s) {sorted(missing)}")
     rows = []
     for key, group in judgments.groupby(by, sort=True, dropna=False):
-        scores = pd.to_numeric(group[column], errors="coerce")
+        scores = pd.to_numeric(group["score"], errors="coerce")
         mean, se = mean_se(scores)
         rows.append([*key, mean, se, int(scores.notna().sum()), int(scores.isna().sum())])
     return pd.DataFrame(rows, columns=[*by, "mean", "se", "n", "unscored"])
@@ -71,11 +69,11 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def agreement_table(judgments: pd.DataFrame, key: str = "response_idx") -> pd.DataFrame:
-    """Each pair of judges on the same responses: n (both scored), exact agreement, quadratic
-    weighted kappa, Spearman."""
+def agreement_table(judgments: pd.DataFrame) -> pd.DataFrame:
+    """Each pair of judges on the same responses (response_idx): n (both scored), exact
+    agreement, quadratic weighted kappa, Spearman."""
     wide = judgments.pivot_table(
-        index=key, columns="judge", values="score", aggfunc="first", dropna=False
+        index="response_idx", columns="judge", values="score", aggfunc="first", dropna=False
     )
     rows = []
     for first, second in itertools.combinations(sorted(judgments["judge"].unique()), 2):
@@ -136,7 +134,7 @@ def with_eval_set(judgments: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def harmfulness_breakdown(judgments: pd.DataFrame, column: str = "score") -> pd.DataFrame:
+def harmfulness_breakdown(judgments: pd.DataFrame) -> pd.DataFrame:
     """tab_harmfulness: per judge x model x harm set, then the same per origin and per category
     (`breakdown` says which; 'all' fills the columns a row is not split by). Where a judge
     reports expected scores (hf), their mean is added as `mean_expected`."""
@@ -146,7 +144,7 @@ def harmfulness_breakdown(judgments: pd.DataFrame, column: str = "score") -> pd.
     for breakdown, extra in (("harm_set", []), ("origin", ["origin"]), ("category", ["category"])):
         if extra and extra[0] not in judgments.columns:
             continue
-        table = harmfulness_table(judgments, base + extra, column)
+        table = harmfulness_table(judgments, base + extra)
         if expected:
             means = (
                 judgments.groupby(base + extra, sort=True, dropna=False)["expected_score"]
