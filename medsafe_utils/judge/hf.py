@@ -107,10 +107,9 @@ class HFJudge:
             for i in todo:
                 by_group.setdefault(groups[i], []).append(i)
             for rows in by_group.values():
-                for j, probs in enumerate(
-                    label_probs(self.lm, [contexts[i] for i in rows], self.labels)
-                ):
-                    todo.save(rows[j], {"judge": self.judge_id, "probs": probs})
+                probs = label_probs(self.lm, [contexts[i] for i in rows], self.labels)
+                for i, item_probs in zip(rows, probs, strict=True):
+                    todo.save(i, {"judge": self.judge_id, "probs": item_probs})
         return [self._record(p, r) for p, r in zip(todo.values("probs"), reasoning, strict=True)]
 
     def _record(self, probs: list[float], reasoning: str) -> dict:
