@@ -229,16 +229,11 @@ def judge_responses(
             if config.backend == "openai"
             else _judge_hf(prompts, policies, config, cache_path, lm)
         )
-    judged = pd.DataFrame(
-        records,
-        index=frame.index,
-        columns=["score", "expected_score", "score_probs", "raw_judgment", "reason"],
-    )
+    judged = pd.DataFrame(records, index=frame.index, columns=JUDGE_COLUMNS)
+    judged["judge"], judged["policy"] = config.judge_id, policies
     judged["status"] = judged["score"].map(lambda s: "unscored" if pd.isna(s) else "scored")
     judged["score"] = judged["score"].astype("Int64")
     judged["expected_score"] = judged["expected_score"].astype(float)
-    judged.insert(0, "judge", config.judge_id)
-    judged.insert(1, "policy", policies)
     unscored = int(judged["status"].eq("unscored").sum())
     if unscored:
         log.warning(
