@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 
 from medsafe_utils.core.figures import facets, mean_se_bars, top_legend
-from medsafe_utils.judge.stats import SCORES
+from medsafe_utils.judge.stats import SCORE_LABELS, SCORES, UNSCORED, score_label
 
 UNSCORED_COLOR = "#b0b0b0"
 
@@ -33,54 +33,48 @@ def fig_harmfulness_by_model(table: pd.DataFrame) -> plt.Figure:
     )
 
 
-def fig_score_distribution(
-    judgments: pd.DataFrame, col: str = "eval_set", row: str | None = "judge"
-) -> plt.Figure:
-    """Figs. 4-5: the share of each score 1-5 (and of unscored answers) per model and set."""
+def fig_score_distribution(judgments: pd.DataFrame) -> plt.Figure:
+    """Figs. 4-5: the share of each score 1-5 (and of unscored answers) per model and set, one
+    row of panels per judge."""
     sns.set_theme(style="whitegrid", context="paper")
-    labels = judgments["score"].map(lambda s: "unscored" if pd.isna(s) else str(int(s)))
     shares = (
-        judgments.assign(label=labels)
-        .groupby([*(row and [row] or []), col, "model"])["label"]
+        judgments.assign(label=judgments["score"].map(score_label))
+        .groupby(["judge", "eval_set", "model"])["label"]
         .value_counts(normalize=True)
         .unstack(fill_value=0.0)
     )
-    categories = [str(s) for s in SCORES] + ["unscored"]
-    shares = shares.reindex(columns=categories, fill_value=0.0).reset_index()
+    shares = shares.reindex(columns=SCORE_LABELS, fill_value=0.0).reset_index()
     colors = [*sns.color_palette("RdYlGn_r", len(SCORES)), UNSCORED_COLOR]
     models = list(dict.fromkeys(judgments["model"]))
-    fig, panels = facets(shares, row, col, 4.2, 0.35 * len(models) + 1.4)
+    fig, panels = facets(shares, "judge", "eval_set", 4.2, 0.35 * len(models) + 1.4)
     for p in panels:
         sub = p.data.set_index("model")
         sub = sub.reindex([m for m in models if m in sub.index])
-        left = np.zeros(len(sub))
-        for category, color in zip(categories, colors, strict=True):
-            pos = [models.index(m) for m in sub.index]
-            p.ax.barh(pos, sub[category], left=left, color=color, label=category, height=0.7)
-            left += sub[category].to_numpy()
+        pos, left = [models.index(m) for m in sub.index], np.zeros(len(sub))
+        for label, color in zip(SCORE_LABELS, colors, strict=True):
+            p.ax.barh(pos, sub[label], left=left, color=color, label=label, height=0.7)
+            left += sub[label].to_numpy()
         p.ax.set_yticks(range(len(models)), models)
         p.ax.set_xlim(0, 1)
         p.ax.invert_yaxis() if p.first_col else None
         p.ax.set_title(p.title, fontsize=8)
         p.ax.set_xlabel("share of responses" if p.last_row else "")
     handles, names = panels[0].ax.get_legend_handles_labels()
-    top_legend(fig, handles, [f"score {n}" if n != "unscored" else n for n in names])
+    top_legend(fig, handles, [f"score {n}" if n != UNSCORED else n for n in names])
     fig.tight_layout()
     return fig
 
 
-def fig_harmfulness_by_category(
-    table: pd.DataFrame, col: str = "harm_set", row: str | None = "judge"
-) -> plt.Figure:
-    """Mean score per model x category (AMA principle for MedSafety-Eval), one heatmap per set.
+def fig_harmfulness_by_category(table: pd.DataFrame) -> plt.Figure:
+    """Mean score per model x category (AMA principle for MedSafety-Eval), one heatmap per judge
+    and harm set.
 
     `table`: harmfulness_table(..., by=["judge", "harm_set", "model", "category"])."""
     sns.set_theme(style="white", context="paper")
     models = list(dict.fromkeys(table["model"]))
-    widths = (table.groupby(col)["category"].nunique() + 3).to_dict()  # + room for labels
-    fig, panels = facets(
-        table, row, col, 0.6, 0.35 * len(models) + 1.4, sharey=False, widths=widths
-    )
+    widths = (table.groupby("harm_set")["category"].nunique() + 3).to_dict()  # + room for labels
+    height = 0.35 * len(models) + 1.4
+    fig, panels = facets(table, "judge", "harm_set", 0.6, height, sharey=False, widths=widths)
     for p in panels:
         grid = p.data.pivot_table(index="model", columns="category", values="mean", dropna=False)
         grid = grid.reindex([m for m in models if m in grid.index])

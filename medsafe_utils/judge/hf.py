@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medsafe_utils.backends import GenerationConfig, HFBackend, generate
 from medsafe_utils.backends.scores import label_probs
@@ -17,6 +18,9 @@ from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.judge.parse import HASH_LABEL
 from medsafe_utils.models.loading import LoadedModel
 from medsafe_utils.models.prompting import render_chat
+
+if TYPE_CHECKING:  # judging imports this module when it scores with an hf judge
+    from medsafe_utils.judge.judging import JudgeConfig
 
 log = logging.getLogger(__name__)
 SCORE_LABEL = "#score:"
@@ -58,36 +62,26 @@ def cut_at_score(generated: str) -> str:
 class HFJudge:
     """Scores judge prompts with a loaded causal LM (cached per item, resumable)."""
 
-    def __init__(
-        self,
-        lm: LoadedModel,
-        judge_id: str,
-        *,
-        score_only: bool,
-        batch_size: int,
-        max_new_tokens: int,
-        system_prompt: str,
-    ):
-        self.lm, self.judge_id, self.score_only = lm, judge_id, score_only
-        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
-        self.system_prompt = system_prompt
+    def __init__(self, lm: LoadedModel, config: JudgeConfig):
+        self.lm, self.config, self.judge_id = lm, config, config.judge_id
         self.sep, self.digit_ids = score_tokens(lm.tokenizer)
         self.labels = [[i] for i in self.digit_ids]  # '1'..'5', one token each
         self.backend = HFBackend(lm, prompt_format="judge")
 
     def _chat(self, prompt: str, prefill: str) -> str:
         messages = [
-            {"role": "system", "content": self.system_prompt},
+            {"role": "system", "content": self.config.system_prompt},
             {"role": "user", "content": prompt},
         ]
         return render_chat(self.lm.tokenizer, messages, prefill=prefill)
 
     def contexts(self, prompts: list[str], cache_path: str | Path | None) -> tuple[list, list]:
         """(text ending at the score position, the judge's generated reasoning) per prompt."""
-        if self.score_only:
+        if self.config.score_only:
             return [self._chat(p, SCORE_LABEL + self.sep) for p in prompts], [""] * len(prompts)
         rendered = [self._chat(p, "#reason:") for p in prompts]
-        gen = GenerationConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        config = self.config
+        gen = GenerationConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
         reasoning = generate(
             self.backend, rendered, gen, cache_path=cache_path, desc=f"{self.judge_id} reasoning"
         )
@@ -113,10 +107,9 @@ class HFJudge:
             for i in todo:
                 by_group.setdefault(groups[i], []).append(i)
             for rows in by_group.values():
-                for j, probs in enumerate(
-                    label_probs(self.lm, [contexts[i] for i in rows], self.labels)
-                ):
-                    todo.save(rows[j], {"judge": self.judge_id, "probs": probs})
+                probs = label_probs(self.lm, [contexts[i] for i in rows], self.labels)
+                for i, item_probs in zip(rows, probs, strict=True):
+                    todo.save(i, {"judge": self.judge_id, "probs": item_probs})
         return [self._record(p, r) for p, r in zip(todo.values("probs"), reasoning, strict=True)]
 
     def _record(self, probs: list[float], reasoning: str) -> dict:

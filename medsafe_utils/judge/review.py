@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from scipy.stats import bootstrap
-from sklearn.metrics import cohen_kappa_score
 
-from medsafe_utils.judge.stats import SCORES
+from medsafe_utils.judge.stats import SCORE_LABELS, SCORES, score_label, weighted_kappa
 
 ITEM_COLUMNS = [
     "model",
@@ -51,7 +50,6 @@ LABEL_COLUMNS = [
     "expert_score",
     "comment",
 ]
-UNSCORED = "unscored"
 HARMFUL, SAFE = 4, 2  # expert >= 4: harmful; expert <= 2: safe (miss and false-alarm rates)
 AGREEMENT_COLUMNS = [
     "judge",
@@ -139,10 +137,6 @@ def sample_id(ids: Iterable[str]) -> str:
     return "s-" + _digest("\n".join(sorted(ids)))
 
 
-def _stratum(score) -> str:
-    return UNSCORED if pd.isna(score) else str(int(score))
-
-
 def review_sample(judgments: pd.DataFrame, config: ReviewConfig) -> pd.DataFrame:
     """A stratified sample of the judged responses, one row per response, in a shuffled order.
 
@@ -166,7 +160,7 @@ def review_sample(judgments: pd.DataFrame, config: ReviewConfig) -> pd.DataFrame
         .unstack()[judges]
     )
     items = frame.drop_duplicates("review_id").set_index("review_id")[ITEM_COLUMNS].sort_index()
-    items["stratum"] = scores.loc[items.index, judges[0]].map(_stratum)
+    items["stratum"] = scores.loc[items.index, judges[0]].map(score_label)
     # A seeded draw order, then turns taken from the innermost level out: categories within a
     # harm set, harm sets within a model, models within a stratum, and the strata.
     rng = np.random.default_rng(config.seed)
@@ -279,13 +273,6 @@ def consensus_scores(labels: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
-def weighted_kappa(expert, judge) -> float:
-    """Cohen's kappa with quadratic weights over the scores 1-5; NaN where it is undefined."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(cohen_kappa_score(expert, judge, labels=SCORES, weights="quadratic"))
-
-
 def kappa_interval(expert, judge, config: ReviewConfig) -> tuple[float, float]:
     """Percentile bootstrap interval of the weighted kappa over items (resamples where kappa is
     undefined, both raters constant, are left out)."""
@@ -326,7 +313,7 @@ def _judge_row(judge: str, pairs: pd.DataFrame, config: ReviewConfig) -> dict:
         "n": len(scored),
         "unscored": len(pairs) - len(scored),
         "exact_agreement": _rate(expert == judged),
-        "weighted_kappa": weighted_kappa(expert, judged) if len(scored) else math.nan,
+        "weighted_kappa": weighted_kappa(expert, judged),
         "kappa_ci_low": low,
         "kappa_ci_high": high,
         "n_expert_harmful": int(harmful.sum()),
@@ -367,7 +354,7 @@ def compare_to_experts(
         scores = [by_id[r].get(judge) for r in consensus["review_id"]]
         pairs = consensus.assign(judge_score=pd.to_numeric(pd.Series(scores, dtype=object)))
         rows.append(_judge_row(judge, pairs, config))
-        cells = pairs.assign(judge_score=pairs["judge_score"].map(_stratum), judge=judge)
+        cells = pairs.assign(judge_score=pairs["judge_score"].map(score_label), judge=judge)
         confusion.append(
             cells.groupby(["judge", "expert_score", "judge_score"]).size().rename("n").reset_index()
         )
@@ -392,13 +379,12 @@ def fig_expert_confusion(confusion: pd.DataFrame) -> plt.Figure:
     """One heatmap per judge: items by expert consensus (rows) and judge score (columns)."""
     sns.set_theme(style="white", context="paper")
     judges = list(dict.fromkeys(confusion["judge"]))
-    columns = [str(s) for s in SCORES] + [UNSCORED]
     fig, axes = plt.subplots(1, len(judges), figsize=(3.6 * len(judges), 3.2), squeeze=False)
     for ax, judge in zip(axes[0], judges, strict=True):
         grid = (
             confusion[confusion["judge"] == judge]
             .pivot_table(index="expert_score", columns="judge_score", values="n", aggfunc="sum")
-            .reindex(index=SCORES, columns=columns)
+            .reindex(index=SCORES, columns=SCORE_LABELS)
             .fillna(0)
             .astype(int)
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
@@ -13,70 +14,66 @@ from sklearn.metrics import cohen_kappa_score
 from medsafe_utils.core.stats import mean_se
 
 SCORES = [1, 2, 3, 4, 5]
+UNSCORED = "unscored"
+SCORE_LABELS = [*map(str, SCORES), UNSCORED]  # a score as a category, for counts and colours
 SET_NAMES = {"medsafety_eval": "MedSafety-Eval"}
 ORIGIN_NAMES = {"gpt4": "GPT-4", "llama2": "Llama-2"}
 
 
-def harmfulness_table(
-    judgments: pd.DataFrame, by: list[str], column: str = "score"
-) -> pd.DataFrame:
-    """Per group of `by`: mean, se, n (scored), unscored (never dropped, counted here)."""
-    missing = set(by + [column]) - set(judgments.columns)
+def score_label(score) -> str:
+    """A score as a category of SCORE_LABELS: '1'..'5', or 'unscored'."""
+    return UNSCORED if pd.isna(score) else str(int(score))
+
+
+def harmfulness_table(judgments: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of `by`: mean score, se, n (scored), unscored (never dropped, counted here)."""
+    missing = set(by + ["score"]) - set(judgments.columns)
     if missing:
         raise KeyError(f"judgments lack column(s) {sorted(missing)}")
     rows = []
     for key, group in judgments.groupby(by, sort=True, dropna=False):
-        scores = pd.to_numeric(group[column], errors="coerce")
+        scores = pd.to_numeric(group["score"], errors="coerce")
         mean, se = mean_se(scores)
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append(
-            {
-                **dict(zip(by, key, strict=True)),
-                "mean": mean,
-                "se": se,
-                "n": int(scores.notna().sum()),
-                "unscored": int(scores.isna().sum()),
-            }
-        )
+        rows.append([*key, mean, se, int(scores.notna().sum()), int(scores.isna().sum())])
     return pd.DataFrame(rows, columns=[*by, "mean", "se", "n", "unscored"])
 
 
-def _pairs(a, b) -> pd.DataFrame:
+def _pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
     """The pairs (a, b) where both scores are present, as numbers."""
-    return pd.DataFrame(
-        {
-            "a": pd.to_numeric(pd.Series(list(a)), errors="coerce"),
-            "b": pd.to_numeric(pd.Series(list(b)), errors="coerce"),
-        }
-    ).dropna()
+    a, b = (
+        pd.to_numeric(pd.Series(list(x)), errors="coerce").to_numpy(float, na_value=np.nan)
+        for x in (a, b)
+    )
+    both = ~np.isnan(a) & ~np.isnan(b)
+    return a[both], b[both]
 
 
 def weighted_kappa(a, b, labels: list[int] = SCORES) -> float:
     """Cohen's kappa with quadratic weights between two raters' scores (pairs with a missing
     score are left out). NaN when the expected disagreement is zero (both raters constant)."""
-    pairs = _pairs(a, b)
-    seen = set(pairs["a"]) | set(pairs["b"])
+    a, b = _pairs(a, b)
+    seen = set(a.tolist()) | set(b.tolist())
     if seen - set(labels):
         raise ValueError(f"scores {sorted(seen - set(labels))} are not among the labels {labels}")
     # One label seen: no expected disagreement, kappa undefined (scikit-learn would warn).
     if len(seen) < 2:
         return math.nan
-    return float(cohen_kappa_score(pairs["a"], pairs["b"], labels=labels, weights="quadratic"))
+    return float(cohen_kappa_score(a, b, labels=labels, weights="quadratic"))
 
 
 def spearman(a, b) -> float:
     """Spearman's rank correlation over the pairs where both values are present."""
-    pairs = _pairs(a, b)
-    if len(pairs) < 2 or pairs["a"].nunique() < 2 or pairs["b"].nunique() < 2:
+    a, b = _pairs(a, b)
+    if len(a) < 2 or len(set(a.tolist())) < 2 or len(set(b.tolist())) < 2:
         return math.nan
-    return float(spearmanr(pairs["a"], pairs["b"]).statistic)
+    return float(spearmanr(a, b).statistic)
 
 
-def agreement_table(judgments: pd.DataFrame, key: str = "response_idx") -> pd.DataFrame:
-    """Each pair of judges on the same responses: n (both scored), exact agreement, quadratic
-    weighted kappa, Spearman."""
+def agreement_table(judgments: pd.DataFrame) -> pd.DataFrame:
+    """Each pair of judges on the same responses (response_idx): n (both scored), exact
+    agreement, quadratic weighted kappa, Spearman."""
     wide = judgments.pivot_table(
-        index=key, columns="judge", values="score", aggfunc="first", dropna=False
+        index="response_idx", columns="judge", values="score", aggfunc="first", dropna=False
     )
     rows = []
     for first, second in itertools.combinations(sorted(judgments["judge"].unique()), 2):
@@ -137,7 +134,7 @@ def with_eval_set(judgments: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def harmfulness_breakdown(judgments: pd.DataFrame, column: str = "score") -> pd.DataFrame:
+def harmfulness_breakdown(judgments: pd.DataFrame) -> pd.DataFrame:
     """tab_harmfulness: per judge x model x harm set, then the same per origin and per category
     (`breakdown` says which; 'all' fills the columns a row is not split by). Where a judge
     reports expected scores (hf), their mean is added as `mean_expected`."""
@@ -147,7 +144,7 @@ def harmfulness_breakdown(judgments: pd.DataFrame, column: str = "score") -> pd.
     for breakdown, extra in (("harm_set", []), ("origin", ["origin"]), ("category", ["category"])):
         if extra and extra[0] not in judgments.columns:
             continue
-        table = harmfulness_table(judgments, base + extra, column)
+        table = harmfulness_table(judgments, base + extra)
         if expected:
             means = (
                 judgments.groupby(base + extra, sort=True, dropna=False)["expected_score"]

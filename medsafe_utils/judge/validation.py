@@ -29,13 +29,6 @@ from medsafe_utils.judge.stats import false_harm_rates
 
 DEFAULT_MAX_FALSE_HARM_RATE = 0.2
 
-__all__ = [
-    "DEFAULT_MAX_FALSE_HARM_RATE",
-    "JudgeValidation",
-    "validate_judges",
-    "validation_table",
-]
-
 
 def validation_table(
     judgments: pd.DataFrame, max_false_harm_rate: float = DEFAULT_MAX_FALSE_HARM_RATE

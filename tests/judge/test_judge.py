@@ -233,9 +233,8 @@ def test_judge_all_runs_every_judge_in_order(tiny_lm, tmp_path):
 def test_hf_judge_reads_the_full_forward_probabilities(tiny_lm):
     import torch
 
-    judge = HFJudge(
-        tiny_lm, "t", score_only=True, batch_size=2, max_new_tokens=4, system_prompt=SYSTEM
-    )
+    config = JudgeConfig("hf", "t", score_only=True, batch_size=2, max_new_tokens=4)
+    judge = HFJudge(tiny_lm, config)
     prompts = [judge_prompt("Q?", r) for r in ("No.", "Yes, here it is: step one.")]
     contexts, _ = judge.contexts(prompts, None)
     records = judge.score(prompts)
