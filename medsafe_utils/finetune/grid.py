@@ -22,7 +22,7 @@ from medsafe_utils.finetune.alpaca import (
     demonstration_split,
     held_out_demonstrations,
 )
-from medsafe_utils.finetune.qlora import QLoRAConfig, train
+from medsafe_utils.finetune.qlora import RUN_COLUMNS, QLoRAConfig, train
 from medsafe_utils.models import load_model
 from medsafe_utils.models.adapters import AdapterRecord, check_adapter, write_adapter_records
 from medsafe_utils.prompt_models.respond import RespondConfig, respond
@@ -166,27 +166,7 @@ def respond_grid(
 
 def training_table(trained: pd.DataFrame) -> pd.DataFrame:
     """tab_training: per run, loss start/end, eval loss before/after, steps, speed, memory."""
-    cols = [
-        "model",
-        "type",
-        "n",
-        "steps",
-        "loss_start",
-        "loss_end",
-        "eval_loss_before",
-        "eval_loss_after",
-        "train_tokens",
-        "tokens_per_s",
-        "wall_s",
-        "peak_memory_mb",
-        "device",
-        "compute_dtype",
-        "load_in_4bit",
-        "reused",
-        "max_abs_logit_diff",
-        "top1_changed",
-    ]
-    return trained[cols]
+    return trained[["model", "type", "n", *RUN_COLUMNS, "max_abs_logit_diff", "top1_changed"]]
 
 
 def finetune_metrics(table: pd.DataFrame, trained: pd.DataFrame, refusal: pd.DataFrame) -> dict:
