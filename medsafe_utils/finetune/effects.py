@@ -93,21 +93,14 @@ def refusal_table(responses: pd.DataFrame) -> pd.DataFrame:
     the base model on the same requests (delta = change of the rate)."""
     answers = _by_base_model(responses)
     answers["refused"] = [int(is_refusal(text)) for text in answers["response"]]
-    rows = []
-    for key, group in answers.groupby(GROUP, sort=True):
-        refused, total = int(group["refused"].sum()), len(group)
-        low, high = proportion_ci(refused, total, CONFIDENCE)
-        rows.append(
-            {
-                **dict(zip(GROUP, key, strict=True)),
-                "n_items": total,
-                "refused": refused,
-                "rate": refused / total,
-                "ci_low": low,
-                "ci_high": high,
-            }
-        )
-    table = pd.DataFrame(rows, columns=[*GROUP, "n_items", "refused", "rate", "ci_low", "ci_high"])
+    table = answers.groupby(GROUP)["refused"].agg(n_items="size", refused="sum").reset_index()
+    table["rate"] = table["refused"] / table["n_items"]
+    intervals = [
+        proportion_ci(int(k), int(n), CONFIDENCE)
+        for k, n in zip(table["refused"], table["n_items"], strict=True)
+    ]
+    table["ci_low"] = [low for low, _ in intervals]
+    table["ci_high"] = [high for _, high in intervals]
     return _with_paired_tests(table, answers, "refused")
 
 
