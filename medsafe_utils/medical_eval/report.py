@@ -10,6 +10,8 @@ scores, averaged over the benchmark's items (1/4 for four options, 1/3 for yes/n
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 
@@ -99,16 +101,7 @@ def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None, chance: float
         test = paired_test(
             base.loc[per_item.index].to_numpy(), per_item.to_numpy(), binary=len(per_seed) == 1
         )
-        row.update(
-            base_accuracy=base.mean(),
-            delta=test.delta,
-            delta_se=test.delta_se,
-            test=test.test,
-            statistic=test.statistic,
-            p_value=test.p_value,
-            n_better=test.n_better,
-            n_worse=test.n_worse,
-        )
+        row.update(base_accuracy=base.mean(), **asdict(test))
     return row
 
 
