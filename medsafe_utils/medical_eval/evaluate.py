@@ -23,7 +23,7 @@ import pandas as pd
 from medsafe_utils.core import steps
 from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.data import BENCHMARKS, MMLU_MEDITRON, load_meditron_instructions, scored_items
-from medsafe_utils.medical_eval.generation import generate_predictions, generation_settings
+from medsafe_utils.medical_eval.generation import generate_predictions
 from medsafe_utils.medical_eval.instructed import GenRequest, build_gen_requests
 from medsafe_utils.medical_eval.prompts import (
     PROMPT_VERSION,
@@ -217,18 +217,8 @@ def evaluate_model(
         if scored:
             frames.append(_score_loglikelihood(lm, adapter, scored, config, predictions_path))
         if generated:
-            settings = generation_settings(config.read_maybe, config.dtype, config.load_in_4bit)
-            frames.append(
-                generate_predictions(
-                    lm,
-                    generated,
-                    identity=_identity(lm, adapter),
-                    settings=settings,
-                    read_maybe=config.read_maybe,
-                    batch_size=config.batch_size,
-                    path=predictions_path,
-                )
-            )
+            identity = _identity(lm, adapter)
+            frames.append(generate_predictions(lm, generated, config, identity, predictions_path))
         return pd.concat(frames, ignore_index=True)
     finally:
         release(lm)
