@@ -30,6 +30,7 @@ from medsafe_utils.medical_eval.prompts import (
     McRequest,
     build_requests,
     fewshot_settings,
+    request_columns,
     shot_pools,
 )
 from medsafe_utils.medical_eval.scoring import (
@@ -144,12 +145,7 @@ def _record(
     return {
         **_identity(lm, adapter),
         "protocol": "loglikelihood",
-        "benchmark": req.benchmark,
-        "subject": req.subject,
-        "item_id": req.item_id,
-        "num_fewshot": req.num_fewshot,
-        "seed": req.seed,
-        "shot_ids": list(req.shot_ids),
+        **request_columns(req),
         "loglikelihoods": lls,
         "pred": pred,
         "answer": req.answer,

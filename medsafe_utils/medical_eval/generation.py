@@ -15,6 +15,7 @@ from medsafe_utils.backends import GenerationConfig, HFBackend
 from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.medical_eval.answers import answer_index, read_answer
 from medsafe_utils.medical_eval.instructed import PROMPT_VERSION, GenRequest
+from medsafe_utils.medical_eval.prompts import request_columns
 
 if TYPE_CHECKING:
     from medsafe_utils.medical_eval.evaluate import MedEvalConfig
@@ -113,12 +114,7 @@ def generate_predictions(
             record = {
                 **identity,
                 "protocol": "generation",
-                "benchmark": r.benchmark,
-                "subject": r.subject,
-                "item_id": r.item_id,
-                "num_fewshot": r.num_fewshot,
-                "seed": r.seed,
-                "shot_ids": list(r.shot_ids),
+                **request_columns(r),
                 "gold": r.gold,
                 "answer": r.answer,
                 **reading(r, text, config.read_maybe),

@@ -39,6 +39,12 @@ class McRequest:
     shot_ids: tuple[str, ...] = ()
 
 
+def request_columns(request) -> dict:
+    """What names a request (McRequest or GenRequest) in its prediction record."""
+    names = ("benchmark", "subject", "item_id", "num_fewshot", "seed")
+    return {k: getattr(request, k) for k in names} | {"shot_ids": list(request.shot_ids)}
+
+
 def letter(index: int) -> str:
     """0 -> 'A', 1 -> 'B', ... (raises on an index outside A..J)."""
     if not 0 <= index < len(LETTERS):
