@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import numpy as np
 import pandas as pd
 
 from medsafe_utils.core.stats import mean_ci, paired_test, proportion_ci, standard_error
@@ -87,7 +86,7 @@ def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None, chance: float
         ci_method=method,
         chance=chance,
         chance_in_ci=bool(low <= chance <= high),
-        seed_sd=per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan,
+        seed_sd=per_seed.std(ddof=1),  # NaN for one seed
         # answers (item x seed) that could not be read, all scored as wrong
         n_unreadable=int(group["unreadable"].astype(bool).sum()),
         unreadable_rate=float(group["unreadable"].astype(bool).mean()),

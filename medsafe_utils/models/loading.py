@@ -80,9 +80,8 @@ def smollm2_folder(spec: ModelSpec) -> Path:
             )
             # transformers refuses to save a GGUF-loaded model until its quantizer marks go.
             model.hf_quantizer = None
-            model.config.quantization_config = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
+            model.config.quantization_config = None  # so that the del below always finds it
+            del model.config.quantization_config
             partial = target.with_name(target.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             model.save_pretrained(partial)
