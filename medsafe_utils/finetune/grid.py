@@ -174,14 +174,11 @@ def finetune_metrics(table: pd.DataFrame, trained: pd.DataFrame, refusal: pd.Dat
     set the refusal rate (adapters: each with its p-value against the base model); per run the
     eval loss."""
     metrics: dict = {"n_adapters": len(trained)}
-    for r in table.to_dict("records"):
-        key = f"{r['judge']}/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}"
-        metrics[f"{key}/mean"] = r["mean"]
-        if r["type"] != BEFORE:
-            metrics[f"{key}/p_value"] = r["p_value"]
-    for r in refusal.to_dict("records"):
-        key = f"refusal/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}"
-        metrics[f"{key}/rate"] = r["rate"]
+    cells = [(r["judge"], "mean", r) for r in table.to_dict("records")]
+    cells += [("refusal", "rate", r) for r in refusal.to_dict("records")]
+    for head, value, r in cells:
+        key = f"{head}/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}"
+        metrics[f"{key}/{value}"] = r[value]
         if r["type"] != BEFORE:
             metrics[f"{key}/p_value"] = r["p_value"]
     for r in trained.to_dict("records"):
