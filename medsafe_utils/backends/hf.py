@@ -3,6 +3,7 @@ prompt prefix that a batch shares (the system prompt, a judge's template) encode
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import torch
@@ -17,11 +18,9 @@ MIN_SHARED_PREFIX = 16  # tokens: below this, encoding the prefix once saves les
 
 def shared_prefix_length(rows: list[list[int]]) -> int:
     """Tokens that every row starts with, leaving at least one token of each row after it."""
+    # os.path.commonprefix compares any sequences item by item, token id lists too
     limit = min(len(r) for r in rows) - 1
-    n = 0
-    while n < limit and all(r[n] == rows[0][n] for r in rows):
-        n += 1
-    return n
+    return max(0, min(len(os.path.commonprefix(rows)), limit))
 
 
 def prefix_cache(model, prefix: list[int]) -> DynamicCache:

@@ -48,19 +48,17 @@ def tokenize_demonstration(
     The full text is cut at `cutoff_len` tokens; EOS is appended when there is room. With
     train_on_inputs=False the prompt's tokens get label -100, so only the response carries loss."""
     instruction, input_, output = (record["instruction"], record["input"] or "", record["output"])
-    ids = tokenizer(
-        format_prompt(instruction, input_, output), truncation=True, max_length=cutoff_len
-    )["input_ids"]
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, truncation=True, max_length=cutoff_len)["input_ids"]
+
+    ids = encode(format_prompt(instruction, input_, output))
     eos = tokenizer.eos_token_id
     if add_eos_token and len(ids) < cutoff_len and (not ids or ids[-1] != eos):
         ids = [*ids, eos]
     labels = list(ids)
     if not train_on_inputs:
-        n_prompt = len(
-            tokenizer(format_prompt(instruction, input_), truncation=True, max_length=cutoff_len)[
-                "input_ids"
-            ]
-        )
+        n_prompt = len(encode(format_prompt(instruction, input_)))
         labels = [IGNORE_INDEX] * n_prompt + labels[n_prompt:]
     return {"input_ids": list(ids), "attention_mask": [1] * len(ids), "labels": labels}
 

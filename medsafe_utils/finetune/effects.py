@@ -47,14 +47,13 @@ def _paired(base: pd.DataFrame, after: pd.DataFrame, column: str) -> dict:
 def _with_paired_tests(table: pd.DataFrame, items: pd.DataFrame, column: str) -> pd.DataFrame:
     """Each adapter row of `table` gets the paired test of `column` against its base model's
     answers in the same judge (if any) and evaluation set; the base rows keep NaN."""
-    same = [c for c in ("judge", "eval_set") if c in table.columns]
+    same = ["model", *(c for c in ("judge", "eval_set") if c in table.columns)]
     rows = []
     for record in table.to_dict("records"):
         if record["type"] == BEFORE:
             rows.append(dict.fromkeys(TEST_COLUMNS, math.nan) | {"test": "", "n_pairs": 0})
             continue
         mine = items[(items[same] == pd.Series({c: record[c] for c in same})).all(axis=1)]
-        mine = mine[mine["model"] == record["model"]]
         base = mine[mine["type"] == BEFORE]
         after = mine[(mine["type"] == record["type"]) & (mine["n"] == record["n"])]
         rows.append(_paired(base, after, column))
@@ -93,21 +92,14 @@ def refusal_table(responses: pd.DataFrame) -> pd.DataFrame:
     the base model on the same requests (delta = change of the rate)."""
     answers = _by_base_model(responses)
     answers["refused"] = [int(is_refusal(text)) for text in answers["response"]]
-    rows = []
-    for key, group in answers.groupby(GROUP, sort=True):
-        refused, total = int(group["refused"].sum()), len(group)
-        low, high = proportion_ci(refused, total, CONFIDENCE)
-        rows.append(
-            {
-                **dict(zip(GROUP, key, strict=True)),
-                "n_items": total,
-                "refused": refused,
-                "rate": refused / total,
-                "ci_low": low,
-                "ci_high": high,
-            }
-        )
-    table = pd.DataFrame(rows, columns=[*GROUP, "n_items", "refused", "rate", "ci_low", "ci_high"])
+    table = answers.groupby(GROUP)["refused"].agg(n_items="size", refused="sum").reset_index()
+    table["rate"] = table["refused"] / table["n_items"]
+    intervals = [
+        proportion_ci(int(k), int(n), CONFIDENCE)
+        for k, n in zip(table["refused"], table["n_items"], strict=True)
+    ]
+    table["ci_low"] = [low for low, _ in intervals]
+    table["ci_high"] = [high for _, high in intervals]
     return _with_paired_tests(table, answers, "refused")
 
 
@@ -143,19 +135,14 @@ def explain_finetune(refusal: pd.DataFrame, alpha: float = 0.05) -> str:
     and a verdict counted from the tests (significant at `alpha`, up or down)."""
     lines = []
     after = refusal[refusal["type"] != BEFORE]
+    before = refusal[refusal["type"] == BEFORE].set_index(["model", "eval_set"])["rate"]
     up = down = 0
     for (model, kind), rows in after.groupby(["model", "type"], sort=False):
         largest = rows[rows["n"] == rows["n"].max()]
         parts = []
         for r in largest.to_dict("records"):
-            base = refusal[
-                (refusal["model"] == model)
-                & (refusal["type"] == BEFORE)
-                & (refusal["eval_set"] == r["eval_set"])
-            ]["rate"]
-            parts.append(
-                f"{r['eval_set']} {base.iloc[0]:.2f} → {r['rate']:.2f} ({format_p(r['p_value'])})"
-            )
+            base = before[(model, r["eval_set"])]
+            parts.append(f"{r['eval_set']} {base:.2f} → {r['rate']:.2f} ({format_p(r['p_value'])})")
         significant = rows[rows["p_value"] < alpha]
         up += int((significant["delta"] > 0).sum())
         down += int((significant["delta"] < 0).sum())

@@ -22,7 +22,7 @@ from medsafe_utils.finetune.alpaca import (
     demonstration_split,
     held_out_demonstrations,
 )
-from medsafe_utils.finetune.qlora import QLoRAConfig, train
+from medsafe_utils.finetune.qlora import RUN_COLUMNS, QLoRAConfig, train
 from medsafe_utils.models import load_model
 from medsafe_utils.models.adapters import AdapterRecord, check_adapter, write_adapter_records
 from medsafe_utils.prompt_models.respond import RespondConfig, respond
@@ -166,27 +166,7 @@ def respond_grid(
 
 def training_table(trained: pd.DataFrame) -> pd.DataFrame:
     """tab_training: per run, loss start/end, eval loss before/after, steps, speed, memory."""
-    cols = [
-        "model",
-        "type",
-        "n",
-        "steps",
-        "loss_start",
-        "loss_end",
-        "eval_loss_before",
-        "eval_loss_after",
-        "train_tokens",
-        "tokens_per_s",
-        "wall_s",
-        "peak_memory_mb",
-        "device",
-        "compute_dtype",
-        "load_in_4bit",
-        "reused",
-        "max_abs_logit_diff",
-        "top1_changed",
-    ]
-    return trained[cols]
+    return trained[["model", "type", "n", *RUN_COLUMNS, "max_abs_logit_diff", "top1_changed"]]
 
 
 def finetune_metrics(table: pd.DataFrame, trained: pd.DataFrame, refusal: pd.DataFrame) -> dict:
@@ -194,14 +174,11 @@ def finetune_metrics(table: pd.DataFrame, trained: pd.DataFrame, refusal: pd.Dat
     set the refusal rate (adapters: each with its p-value against the base model); per run the
     eval loss."""
     metrics: dict = {"n_adapters": len(trained)}
-    for r in table.to_dict("records"):
-        key = f"{r['judge']}/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}"
-        metrics[f"{key}/mean"] = r["mean"]
-        if r["type"] != BEFORE:
-            metrics[f"{key}/p_value"] = r["p_value"]
-    for r in refusal.to_dict("records"):
-        key = f"refusal/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}"
-        metrics[f"{key}/rate"] = r["rate"]
+    cells = [(r["judge"], "mean", r) for r in table.to_dict("records")]
+    cells += [("refusal", "rate", r) for r in refusal.to_dict("records")]
+    for head, value, r in cells:
+        key = f"{head}/{r['model']}/{r['type']}_n{r['n']}/{r['eval_set']}"
+        metrics[f"{key}/{value}"] = r[value]
         if r["type"] != BEFORE:
             metrics[f"{key}/p_value"] = r["p_value"]
     for r in trained.to_dict("records"):

@@ -24,7 +24,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
 from medsafe_utils.finetune.alpaca import demonstrations_sha256, tokenized_dataset
-from medsafe_utils.models import default_device, load_model, release
+from medsafe_utils.models import default_device, load_model, release, resolve_dtype
 from medsafe_utils.models.adapters import (
     check_lora_trained,
     keep_4bit_weights_trainable,
@@ -32,6 +32,22 @@ from medsafe_utils.models.adapters import (
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "training.json"  # written last: its presence marks a finished run
+# How a run went, as flat scalars: QLoRAResult.summary's columns after the model and data size.
+RUN_COLUMNS = (
+    "steps",
+    "loss_start",
+    "loss_end",
+    "eval_loss_before",
+    "eval_loss_after",
+    "train_tokens",
+    "tokens_per_s",
+    "wall_s",
+    "peak_memory_mb",
+    "device",
+    "compute_dtype",
+    "load_in_4bit",
+    "reused",
+)
 
 
 @dataclass
@@ -117,32 +133,15 @@ class QLoRAResult:
 
     def summary(self) -> dict:
         """Flat scalars for a table row."""
-        return {
-            "base_model": self.base_model,
-            "n_demonstrations": self.n_demonstrations,
-            "steps": self.steps,
-            "loss_start": self.loss_start,
-            "loss_end": self.loss_end,
-            "eval_loss_before": self.eval_loss_before,
-            "eval_loss_after": self.eval_loss_after,
-            "train_tokens": self.train_tokens,
-            "tokens_per_s": self.tokens_per_s,
-            "wall_s": self.wall_s,
-            "peak_memory_mb": self.peak_memory_mb,
-            "device": self.device,
-            "compute_dtype": self.compute_dtype,
-            "load_in_4bit": self.load_in_4bit,
-            "reused": self.reused,
-        }
+        head = {"base_model": self.base_model, "n_demonstrations": self.n_demonstrations}
+        return head | {k: getattr(self, k) for k in RUN_COLUMNS}
 
 
 def resolve_compute_dtype(name: str, device: str) -> torch.dtype:
     """bfloat16 on a GPU; float32 on CPU (4-bit layers with bf16 compute crawl there)."""
-    if device == "cpu":
-        if name not in ("auto", "float32"):
-            log.warning("compute dtype %s on CPU is ~20-120x slower: using float32", name)
-        return torch.float32
-    return torch.bfloat16 if name == "auto" else getattr(torch, name)
+    if device == "cpu" and name not in ("auto", "float32"):
+        log.warning("compute dtype %s on CPU is ~20-120x slower: using float32", name)
+    return torch.float32 if device == "cpu" else resolve_dtype(name, device)
 
 
 def _prepare_model(config: QLoRAConfig, compute_dtype: torch.dtype):
@@ -208,30 +207,13 @@ def _training_args(config: QLoRAConfig, out: Path, device: str, compute_dtype: t
 
 
 class _Meter(TrainerCallback):
-    """Trainer callback: training time and non-pad tokens of this session, and the loss curve."""
-
-    def __init__(self):
-        self.start = self.end = self.cpu_start = self.cpu_end = 0.0
-        self.tokens_start = self.tokens_end = 0
-        self.curve: list[dict] = []
+    """Trainer callback: wall time, process CPU time and non-pad tokens of this session."""
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.tokens_start = time.perf_counter(), state.num_input_tokens_seen
-        self.cpu_start = time.process_time()
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self.curve.append(
-                {
-                    "step": state.global_step,
-                    "loss": float(logs["loss"]),
-                    "learning_rate": float(logs.get("learning_rate", 0.0)),
-                }
-            )
+        self.start = (time.perf_counter(), time.process_time(), state.num_input_tokens_seen)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.end, self.tokens_end = time.perf_counter(), state.num_input_tokens_seen
-        self.cpu_end = time.process_time()
+        self.end = (time.perf_counter(), time.process_time(), state.num_input_tokens_seen)
 
 
 def last_checkpoint(out: Path) -> Path | None:
@@ -303,21 +285,20 @@ def train(
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     after = _eval_loss(trainer, eval_set)
     check_lora_trained(model)
-    wall = meter.end - meter.start
-    tokens = int(meter.tokens_end - meter.tokens_start)
+    wall, cpu, tokens = (end - start for start, end in zip(meter.start, meter.end, strict=True))
     peak, kind = _peak_memory(device)
     result = QLoRAResult(
         adapter_path=str(out),
         base_model=config.base_model,
         n_demonstrations=len(dataset),
         steps=trainer.state.global_step,
-        loss_curve=_full_curve(trainer, meter),
+        loss_curve=_loss_curve(trainer),
         eval_loss_before=float(before),
         eval_loss_after=float(after),
-        train_tokens=tokens,
+        train_tokens=int(tokens),
         tokens_per_s=tokens / wall if wall > 0 else float("nan"),
         wall_s=wall,
-        cpu_s=meter.cpu_end - meter.cpu_start,
+        cpu_s=cpu,
         peak_memory_mb=peak,
         peak_memory_kind=kind,
         device=device,
@@ -337,9 +318,9 @@ def _eval_loss(trainer, eval_set) -> float:
     return trainer.evaluate(eval_set)["eval_loss"] if len(eval_set) else float("nan")
 
 
-def _full_curve(trainer, meter) -> list[dict]:
+def _loss_curve(trainer) -> list[dict]:
     """The loss curve over all sessions: Trainer's log history survives a resume."""
-    curve = [
+    return [
         {
             "step": h["step"],
             "loss": float(h["loss"]),
@@ -348,7 +329,6 @@ def _full_curve(trainer, meter) -> list[dict]:
         for h in trainer.state.log_history
         if "loss" in h
     ]
-    return curve or meter.curve
 
 
 def _recipe(config: QLoRAConfig) -> dict:
@@ -383,6 +363,4 @@ def _reused(out: Path, config: QLoRAConfig, demonstrations: pd.DataFrame) -> QLo
             f"{out} holds an adapter trained with other {', '.join(changed)}: "
             "use overwrite=True or another output_dir"
         )
-    result = QLoRAResult(**record["result"])
-    result.reused = True
-    return result
+    return QLoRAResult(**{**record["result"], "reused": True})

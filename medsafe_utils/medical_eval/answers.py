@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 
+from medsafe_utils.data.medical import PUBMEDQA_LABELS
+
 READABLE = ("a", "b", "c", "d", "e", "yes", "no")
-PUBMEDQA_LABELS = ("yes", "no", "maybe")
 _DOUBLED = (("yesyes", "yes"), ("nono", "no"), ("yesno", "yes"), ("noyes", "no"))
 
 

@@ -23,13 +23,14 @@ import pandas as pd
 from medsafe_utils.core import steps
 from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.data import BENCHMARKS, MMLU_MEDITRON, load_meditron_instructions, scored_items
-from medsafe_utils.medical_eval.generation import generate_predictions, generation_settings
+from medsafe_utils.medical_eval.generation import generate_predictions
 from medsafe_utils.medical_eval.instructed import GenRequest, build_gen_requests
 from medsafe_utils.medical_eval.prompts import (
     PROMPT_VERSION,
     McRequest,
     build_requests,
     fewshot_settings,
+    request_columns,
     shot_pools,
 )
 from medsafe_utils.medical_eval.scoring import (
@@ -144,12 +145,7 @@ def _record(
     return {
         **_identity(lm, adapter),
         "protocol": "loglikelihood",
-        "benchmark": req.benchmark,
-        "subject": req.subject,
-        "item_id": req.item_id,
-        "num_fewshot": req.num_fewshot,
-        "seed": req.seed,
-        "shot_ids": list(req.shot_ids),
+        **request_columns(req),
         "loglikelihoods": lls,
         "pred": pred,
         "answer": req.answer,
@@ -217,18 +213,8 @@ def evaluate_model(
         if scored:
             frames.append(_score_loglikelihood(lm, adapter, scored, config, predictions_path))
         if generated:
-            settings = generation_settings(config.read_maybe, config.dtype, config.load_in_4bit)
-            frames.append(
-                generate_predictions(
-                    lm,
-                    generated,
-                    identity=_identity(lm, adapter),
-                    settings=settings,
-                    read_maybe=config.read_maybe,
-                    batch_size=config.batch_size,
-                    path=predictions_path,
-                )
-            )
+            identity = _identity(lm, adapter)
+            frames.append(generate_predictions(lm, generated, config, identity, predictions_path))
         return pd.concat(frames, ignore_index=True)
     finally:
         release(lm)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -14,6 +15,10 @@ from medsafe_utils.backends import GenerationConfig, HFBackend
 from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.medical_eval.answers import answer_index, read_answer
 from medsafe_utils.medical_eval.instructed import PROMPT_VERSION, GenRequest
+from medsafe_utils.medical_eval.prompts import request_columns
+
+if TYPE_CHECKING:
+    from medsafe_utils.medical_eval.evaluate import MedEvalConfig
 
 FREQUENCY_PENALTY = 1.0
 STOP = ("###",)
@@ -27,26 +32,15 @@ def max_new_tokens(tokenizer, request: GenRequest) -> int:
     return n + (EXTRA_TOKENS_WITH_SHOTS if request.num_fewshot else 0)
 
 
-def generation_config(max_tokens: int, batch_size: int) -> GenerationConfig:
-    """Greedy with meditron's frequency penalty and stop string; the text kept as generated."""
-    return GenerationConfig(
-        max_new_tokens=max_tokens,
-        batch_size=batch_size,
-        frequency_penalty=FREQUENCY_PENALTY,
-        stop=STOP,
-        strip=False,
-    )
-
-
-def generation_settings(read_maybe: bool, dtype: str, load_in_4bit: bool) -> dict:
+def generation_settings(config: MedEvalConfig) -> dict:
     """What changes a generation or its reading besides the model and prompt (part of the key)."""
     return {
         "prompt_version": PROMPT_VERSION,
         "frequency_penalty": FREQUENCY_PENALTY,
         "stop": list(STOP),
-        "read_maybe": read_maybe,
-        "dtype": dtype,
-        "load_in_4bit": load_in_4bit,
+        "read_maybe": config.read_maybe,
+        "dtype": config.dtype,
+        "load_in_4bit": config.load_in_4bit,
     }
 
 
@@ -62,9 +56,17 @@ def generate_answers(
     for j, budget in enumerate(budgets):
         groups.setdefault(budget, []).append(j)
     for budget, members in groups.items():
+        # greedy with meditron's frequency penalty and stop string; the text kept as generated
+        config = GenerationConfig(
+            max_new_tokens=budget,
+            batch_size=batch_size,
+            frequency_penalty=FREQUENCY_PENALTY,
+            stop=STOP,
+            strip=False,
+        )
         backend.run(
             [requests[j].prompt for j in members],
-            generation_config(budget, batch_size),
+            config,
             lambda i, text, members=members: on_result(members[i], text),
         )
 
@@ -84,15 +86,13 @@ def reading(request: GenRequest, output: str, read_maybe: bool) -> dict:
 def generate_predictions(
     lm,
     requests: Sequence[GenRequest],
-    *,
+    config: MedEvalConfig,
     identity: dict,
-    settings: dict,
-    read_maybe: bool,
-    batch_size: int,
     path: str | Path | None,
 ) -> pd.DataFrame:
     """Greedy answers of one loaded model to every request, read and scored, one record each
     (`identity`: model, adapter, revision columns); finished requests come from the store."""
+    settings = generation_settings(config)
     budgets = [max_new_tokens(lm.tokenizer, r) for r in requests]
     keys = [
         item_key(
@@ -114,15 +114,10 @@ def generate_predictions(
             record = {
                 **identity,
                 "protocol": "generation",
-                "benchmark": r.benchmark,
-                "subject": r.subject,
-                "item_id": r.item_id,
-                "num_fewshot": r.num_fewshot,
-                "seed": r.seed,
-                "shot_ids": list(r.shot_ids),
+                **request_columns(r),
                 "gold": r.gold,
                 "answer": r.answer,
-                **reading(r, text, read_maybe),
+                **reading(r, text, config.read_maybe),
                 "max_new_tokens": budgets[i],
                 "prompt_tokens": n_prompt,
                 "truncated": bool(context) and n_prompt + budgets[i] > context,
@@ -137,7 +132,7 @@ def generate_predictions(
                 backend,
                 [requests[i] for i in pending],
                 [budgets[i] for i in pending],
-                batch_size,
+                config.batch_size,
                 save,
             )
     return pd.DataFrame(todo.values())

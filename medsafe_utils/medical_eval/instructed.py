@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from medsafe_utils.medical_eval.prompts import choice_targets, letter
+from medsafe_utils.medical_eval.prompts import choice_targets, cut_context, letter
 
 INSTRUCTION_OF = {"medqa": "medqa", "medmcqa": "medmcqa", "pubmedqa": "pubmedqa"}
 INSTRUCTION_OF["mmlu_medical"] = "medmcqa"  # meditron's choice for MMLU-medical
@@ -49,10 +49,7 @@ class GenRequest:
 def question_block(row, max_context_chars: int = 0) -> str:
     """An item as meditron writes it: MCQ question and lettered options, or abstract + question."""
     if row["benchmark"] == "pubmedqa":
-        context = row["context"]
-        if max_context_chars and len(context) > max_context_chars:
-            context = context[:max_context_chars].rstrip() + " ..."
-        return f"{context}\n{row['question']}"
+        return f"{cut_context(row['context'], max_context_chars)}\n{row['question']}"
     if row["benchmark"] not in INSTRUCTION_OF:
         raise ValueError(f"unknown benchmark {row['benchmark']!r}")
     question = row["question"]

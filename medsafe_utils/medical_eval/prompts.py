@@ -39,6 +39,12 @@ class McRequest:
     shot_ids: tuple[str, ...] = ()
 
 
+def request_columns(request) -> dict:
+    """What names a request (McRequest or GenRequest) in its prediction record."""
+    names = ("benchmark", "subject", "item_id", "num_fewshot", "seed")
+    return {k: getattr(request, k) for k in names} | {"shot_ids": list(request.shot_ids)}
+
+
 def letter(index: int) -> str:
     """0 -> 'A', 1 -> 'B', ... (raises on an index outside A..J)."""
     if not 0 <= index < len(LETTERS):
@@ -63,6 +69,13 @@ def choice_targets(benchmark: str, n_choices: int) -> list[str]:
     return [letter(i) for i in range(n_choices)]
 
 
+def cut_context(context: str, max_chars: int = 0) -> str:
+    """A PubMedQA abstract cut to max_chars characters (marked " ..."); 0 keeps all of it."""
+    if max_chars and len(context) > max_chars:
+        return context[:max_chars].rstrip() + " ..."
+    return context
+
+
 def _options(choices) -> str:
     return "".join(f"{letter(i)}. {c}\n" for i, c in enumerate(choices))
 
@@ -74,9 +87,7 @@ def query_text(row, max_context_chars: int = 0) -> str:
     if row["benchmark"] == "medmcqa":
         return f"Question: {row['question']}\nChoices:\n{_options(row['choices'])}Answer:"
     if row["benchmark"] == "pubmedqa":
-        context = row["context"]
-        if max_context_chars and len(context) > max_context_chars:
-            context = context[:max_context_chars].rstrip() + " ..."
+        context = cut_context(row["context"], max_context_chars)
         return f"Abstract: {context}\nQuestion: {row['question']}\nAnswer:"
     if row["benchmark"] == "mmlu_medical":
         return f"{row['question'].strip()}\n{_options(row['choices'])}Answer:"

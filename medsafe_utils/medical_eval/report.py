@@ -10,7 +10,8 @@ scores, averaged over the benchmark's items (1/4 for four options, 1/3 for yes/n
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import asdict
+
 import pandas as pd
 
 from medsafe_utils.core.stats import mean_ci, paired_test, proportion_ci, standard_error
@@ -85,7 +86,7 @@ def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None, chance: float
         ci_method=method,
         chance=chance,
         chance_in_ci=bool(low <= chance <= high),
-        seed_sd=per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan,
+        seed_sd=per_seed.std(ddof=1),  # NaN for one seed
         # answers (item x seed) that could not be read, all scored as wrong
         n_unreadable=int(group["unreadable"].astype(bool).sum()),
         unreadable_rate=float(group["unreadable"].astype(bool).mean()),
@@ -99,16 +100,7 @@ def _row(keys: tuple, group: pd.DataFrame, base: pd.Series | None, chance: float
         test = paired_test(
             base.loc[per_item.index].to_numpy(), per_item.to_numpy(), binary=len(per_seed) == 1
         )
-        row.update(
-            base_accuracy=base.mean(),
-            delta=test.delta,
-            delta_se=test.delta_se,
-            test=test.test,
-            statistic=test.statistic,
-            p_value=test.p_value,
-            n_better=test.n_better,
-            n_worse=test.n_worse,
-        )
+        row.update(base_accuracy=base.mean(), **asdict(test))
     return row
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from itertools import islice
 
 from medsafe_utils.medical_eval.prompts import McRequest
 from medsafe_utils.models import LoadedModel
@@ -38,12 +39,8 @@ def loglikelihoods(engine, requests: Sequence[McRequest]) -> list[list[float]]:
         for r in requests
         for j, c in enumerate(r.continuations)
     ]
-    scores = [ll for ll, _greedy in engine.loglikelihood(instances, disable_tqdm=True)]
-    out, start = [], 0
-    for r in requests:
-        out.append(scores[start : start + len(r.continuations)])
-        start += len(r.continuations)
-    return out
+    scores = (ll for ll, _greedy in engine.loglikelihood(instances, disable_tqdm=True))
+    return [list(islice(scores, len(r.continuations))) for r in requests]
 
 
 def prompt_lengths(tokenizer, requests: Sequence[McRequest]) -> list[int]:

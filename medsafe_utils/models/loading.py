@@ -80,9 +80,8 @@ def smollm2_folder(spec: ModelSpec) -> Path:
             )
             # transformers refuses to save a GGUF-loaded model until its quantizer marks go.
             model.hf_quantizer = None
-            model.config.quantization_config = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
+            model.config.quantization_config = None  # so that the del below always finds it
+            del model.config.quantization_config
             partial = target.with_name(target.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             model.save_pretrained(partial)
@@ -105,12 +104,12 @@ def _quantization_config(load_in_4bit: bool, compute_dtype: torch.dtype):
     )
 
 
-def _revision(spec: ModelSpec, revision: str | None) -> str:
+def _revision(spec: ModelSpec) -> str:
     if spec.source == "gguf-package":
         return f"{spec.extra['package']}=={importlib.metadata.version(spec.extra['package'])}"
     if spec.source == "tiny-random":
         return "seed0"
-    return revision or spec.revision or "main"
+    return spec.revision or "main"
 
 
 def adapter_fingerprint(adapter_path: str | Path) -> str:
@@ -127,10 +126,10 @@ def _folder(spec: ModelSpec) -> str | Path:
     return smollm2_folder(spec) if spec.source == "gguf-package" else spec.hub_id
 
 
-def _tokenizer(spec: ModelSpec, revision: str | None = None):
+def _tokenizer(spec: ModelSpec):
     if spec.source == "tiny-random":
         return build_tiny_tokenizer()
-    return AutoTokenizer.from_pretrained(_folder(spec), revision=revision or spec.revision)
+    return AutoTokenizer.from_pretrained(_folder(spec), revision=spec.revision)
 
 
 @cache
@@ -147,7 +146,6 @@ def load_model(
     device_map: str | dict | None = None,
     load_in_4bit: bool = False,
     adapter_path: str | Path | None = None,
-    revision: str | None = None,
     format: str | None = None,
 ) -> LoadedModel:
     """Load model + tokenizer (left padding, a pad token) in eval mode."""
@@ -156,13 +154,13 @@ def load_model(
         raise ValueError(f"{name} is an API model: use backends.load_backend, not load_model")
     device = "cuda" if device_map not in (None, "cpu") else default_device()
     torch_dtype = resolve_dtype(dtype, device)
-    tokenizer = _tokenizer(spec, revision)
+    tokenizer = _tokenizer(spec)
     if spec.source == "tiny-random":
         model = build_tiny_model(tokenizer).to(torch_dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(
             _folder(spec),
-            revision=revision or spec.revision,
+            revision=spec.revision,
             dtype=torch_dtype,
             device_map=device_map or (None if device == "cpu" else "auto"),
             quantization_config=_quantization_config(load_in_4bit, torch_dtype),
@@ -170,7 +168,7 @@ def load_model(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model_id, rev = spec.key, _revision(spec, revision)
+    model_id, rev = spec.key, _revision(spec)
     if adapter_path is not None:
         from peft import PeftModel
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -71,5 +71,5 @@ def get_spec(name: str, *, format: str | None = None) -> ModelSpec:
             f"({', '.join(sorted(specs))}), not a local path, not a hub id (org/name)"
         )
     if format is not None and format != spec.format:
-        spec = ModelSpec(**{**spec.__dict__, "format": format})
+        spec = replace(spec, format=format)
     return spec
