@@ -69,6 +69,8 @@ class JudgeConfig:
     backoff_base: float = 0.5  # openai: first retry delay in seconds
     max_retries: int = 6  # openai: retries on 429/5xx/timeouts
     dtype: str = "auto"  # hf: float32 on CPU, bfloat16 on a GPU
+    load_in_4bit: bool = False  # hf: 4-bit NF4 weights
+    device_map: str | None = None  # hf: e.g. "auto" for a large judge
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -160,6 +162,8 @@ def load_judge_model(config: JudgeConfig) -> Backend:
         api_base_url=config.base_url,
         api_key_env=config.api_key_env,
         dtype=config.dtype,
+        load_in_4bit=config.load_in_4bit,
+        device_map=config.device_map,
         max_retries=config.max_retries,
         backoff_base=config.backoff_base,
         rejected_prefix=JUDGE_ERROR_PREFIX,
