@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 import pytest
+from medeval_rows import prediction_row  # tests/medical_eval/medeval_rows.py
 
 import medsafe_utils.medical_eval.over_refusal as over_refusal
 from medsafe_utils.core.stats import mean_ci, proportion_ci
@@ -61,25 +62,11 @@ def test_chance_levels_from_the_items_options():
 
 def _accuracy_predictions(base: list[int], tuned: list[int], benchmark="pubmedqa") -> pd.DataFrame:
     """Zero-shot log-likelihood predictions of a base model and one med adapter."""
-    rows = []
-    for model, adapter, correct in (("m", "", base), ("m+med", "med", tuned)):
-        for i, c in enumerate(correct):
-            rows.append(
-                {
-                    "protocol": "loglikelihood",
-                    "model": model,
-                    "base_model": "m",
-                    "adapter": adapter,
-                    "adapter_type": adapter,
-                    "adapter_n": 16 if adapter else 0,
-                    "benchmark": benchmark,
-                    "num_fewshot": 0,
-                    "seed": 0,
-                    "item_id": f"i{i}",
-                    "correct": c,
-                    "unreadable": False,
-                }
-            )
+    rows = [
+        prediction_row(model, adapter, i, c, benchmark=benchmark)
+        for model, adapter, correct in (("m", "", base), ("m+med", "med", tuned))
+        for i, c in enumerate(correct)
+    ]
     return pd.DataFrame(rows)
 
 

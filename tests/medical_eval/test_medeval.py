@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from medeval_rows import item_row  # tests/medical_eval/medeval_rows.py
+from medeval_rows import item_row, prediction_row  # tests/medical_eval/medeval_rows.py
 
 from benchmarks.reference.naive import naive_loglikelihoods
 from medsafe_utils.core.errors import DataError
@@ -184,22 +184,18 @@ def _predictions():
         for k, seed, correct in runs:
             for i, c in enumerate(correct):
                 rows.append(
-                    {
-                        "protocol": "loglikelihood",
-                        "model": model,
-                        "base_model": "m",
-                        "adapter": adapter,
-                        "adapter_type": "med" if adapter else "",
-                        "adapter_n": 100 * bool(adapter),
-                        "benchmark": "medqa",
-                        "num_fewshot": k,
-                        "seed": seed,
-                        "item_id": f"i{i}",
-                        "correct": c,
-                        "unreadable": False,
-                        "loglikelihoods": [-1.0 - c, -2.0],
-                        "pred": 1 - c,
-                    }
+                    prediction_row(
+                        model,
+                        adapter,
+                        i,
+                        c,
+                        adapter_type="med" if adapter else "",
+                        adapter_n=100 * bool(adapter),
+                        num_fewshot=k,
+                        seed=seed,
+                        loglikelihoods=[-1.0 - c, -2.0],
+                        pred=1 - c,
+                    )
                 )
     return pd.DataFrame(rows)
 
