@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def build_manifest(mirror: Path) -> dict:
             rel = path.relative_to(mirror).as_posix()
             inner = rel[len(source["prefix"]) :]
             url = source.get("file_urls", {}).get(inner) or (
-                source["url"] + inner if source["url"] else None
+                source["url"] + urllib.parse.quote(inner) if source["url"] else None
             )
             entry = {
                 "path": rel,

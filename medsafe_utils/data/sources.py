@@ -10,6 +10,8 @@ MSB_COMMIT = "191aa7954b82458079425292730d6cb28a89565d"
 MSB_RAW = f"https://raw.githubusercontent.com/AI4LIFE-GROUP/med-safety-bench/{MSB_COMMIT}"
 MSB_HOME = "https://github.com/AI4LIFE-GROUP/med-safety-bench"
 MSB_LICENSE = "MIT (research use only)"
+MEDITRON_COMMIT = "a4c22cbbf767e487e304417a02daa28b0a7daca1"  # th789/meditron, the pinned fork
+MEDITRON_RAW = f"https://raw.githubusercontent.com/th789/meditron/{MEDITRON_COMMIT}"
 
 
 def _msb(path: str, rows: int, upstream: str | None = None, license: str = MSB_LICENSE) -> dict:
@@ -96,11 +98,26 @@ SOURCES: dict[str, dict] = {
     "meditron_instructions": {
         "prefix": "meditron/",
         # the fork MedSafetyBench pins as its meditron submodule
-        "url": "https://raw.githubusercontent.com/th789/meditron/"
-        "a4c22cbbf767e487e304417a02daa28b0a7daca1/evaluation/",
+        "url": f"{MEDITRON_RAW}/evaluation/",
         "license": "Apache-2.0",
         "canonical": "https://github.com/th789/meditron (evaluation/instructions.json)",
         "rows": 19,  # named instructions
+    },
+    # The released code itself, byte for byte: the fidelity tests parse it and run its pure
+    # functions (tests/released_code.py). Its Markdown and LICENSE files are skipped as docs.
+    "released_med_safety_bench": {
+        "prefix": "released/med-safety-bench/",
+        "url": f"{MSB_RAW}/",
+        "license": "MIT",
+        "canonical": f"{MSB_HOME}/tree/{MSB_COMMIT}",
+        "rows": 34,  # source files
+    },
+    "released_meditron": {
+        "prefix": "released/meditron/",
+        "url": f"{MEDITRON_RAW}/",
+        "license": "Apache-2.0",
+        "canonical": f"https://github.com/th789/meditron/tree/{MEDITRON_COMMIT}/evaluation",
+        "rows": 6,  # source files
     },
 }
 

@@ -39,6 +39,8 @@ def summarize() -> list[dict]:
         "bianchi_safety": len(load_bianchi_safety()),
     } | {name: len(load_medical_benchmark(name, MMLU_MEDITRON)) for name in BENCHMARKS}
     counts["meditron_instructions"] = len(load_meditron_instructions())
+    for name in ("released_med_safety_bench", "released_meditron"):  # source files, verified
+        counts[name] = len([ensure_file(e["path"]) for e in manifest[name]["files"]])
     rows = [
         {
             "dataset": name,
