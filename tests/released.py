@@ -124,7 +124,9 @@ def _value(node: ast.expr) -> Any:
         return ast.unparse(node)
 
 
-def functions(relpath: str, *names: str, namespace: dict[str, Any] | None = None) -> SimpleNamespace:
+def functions(
+    relpath: str, *names: str, namespace: dict[str, Any] | None = None
+) -> SimpleNamespace:
     """Released functions, executed from their own source in one namespace, as oracles.
 
     `namespace` holds what they use (modules such as `re`), so that the released file's other
