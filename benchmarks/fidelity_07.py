@@ -74,6 +74,7 @@ def budget_changes(params: dict, model: str) -> dict:
         params["n_per_benchmark"],
         seed=params["subset_seed"],
         mmlu_subjects=params["mmlu_subjects"],
+        hold_out=any(k > 0 for k in params["num_fewshot"]),  # as the notebook
     )
     requests = build_all_requests(items, config)
     tokenizer = load_tokenizer(model)

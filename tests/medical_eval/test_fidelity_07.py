@@ -215,3 +215,39 @@ def test_07_adapters_stay_unmerged_on_the_base(tmp_path, make_adapter):
     layers = [m for m in lm.model.modules() if isinstance(m, LoraLayer)]
     assert isinstance(lm.model, PeftModel) and layers, "FIDELITY row 19: no LoRA layers"
     assert not any(m.merged for m in layers), "FIDELITY row 19: the adapter was merged"
+
+
+def test_zero_shot_scores_every_test_item():
+    """Row 4: a run without shots holds no few-shot pool out, so it scores every test item."""
+    from medsafe_utils.data import load_medical_benchmark
+    from medsafe_utils.medical_eval.evaluate import eval_items
+
+    for name in ("medqa", "medmcqa"):
+        every, held = eval_items([name], hold_out=False), eval_items([name])
+        assert len(every) == len(load_medical_benchmark(name)) > len(held), (
+            f"FIDELITY row 4 (medical sets): zero-shot {name} scores {len(every)} items"
+        )
+
+
+def test_vllm_auto_is_the_checkpoints_own_dtype(monkeypatch):
+    """Row 19: vLLM's "auto": the config's torch_dtype, float16 for float32; float32 on CPU."""
+    import json
+
+    import torch
+
+    import medsafe_utils.models.loading as loading
+
+    spec = loading.get_spec("smollm2-135m-instruct")
+    recorded = json.loads((loading.smollm2_folder(spec) / "config.json").read_text())
+    assert (
+        str(loading.checkpoint_dtype(spec))
+        == f"torch.{recorded.get('dtype') or recorded.get('torch_dtype')}"
+    )
+    assert loading.vllm_auto_dtype(spec, "cpu") == torch.float32
+    for config_dtype, on_gpu in [
+        (torch.bfloat16, torch.bfloat16),
+        (torch.float16, torch.float16),
+        (torch.float32, torch.float16),
+    ]:
+        monkeypatch.setattr(loading, "checkpoint_dtype", lambda _spec, d=config_dtype: d)
+        assert loading.vllm_auto_dtype(spec, "cuda") == on_gpu, "FIDELITY row 19"

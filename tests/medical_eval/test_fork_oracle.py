@@ -333,8 +333,8 @@ def _format_strings(function_name: str) -> list[str]:
 def fork_prompt(body: str, shots: list[tuple[str, str]], instruction: dict) -> str:
     """Benchmark.add_few_shot then add_instruction, by their own format strings: the train
     examples' (question block, gold) pairs before the item, the instruction around both."""
-    [template] = _format_strings("_add_instruction")
-    shot_format, join_format = _format_strings("add_few_shot")
+    template = _format_strings("_add_instruction")[0]  # the other one formats a CoT gold
+    _assert_message, shot_format, join_format = _format_strings("add_few_shot")
     if shots:
         body = join_format.format("\n\n".join(shot_format.format(q, g) for q, g in shots), body)
     return template.format(instruction["system"], body, instruction["user"])
