@@ -5,7 +5,7 @@ a GPU too, but in float32 on a CPU, and bfloat16 with `dtype: auto`. This measur
 precision alone changes: the same model, prompts, batches and greedy decoding, only the weights'
 dtype differs. The smoke profile's requests and token budget (04: 18 + 10 requests, 48 tokens):
 
-    python scripts/dtype_agreement.py --dtypes float16 bfloat16 float32
+    python scripts/dtype_agreement.py --dtypes float32 float16 bfloat16
 
 Prints one JSON line per pair of dtypes (answers that differ, identical, the first differing
 character's mean position) and the seconds each dtype took; no answer text (harmful requests).
@@ -15,7 +15,6 @@ Half precisions on a CPU are ~100x slower than float32: try `--limit 2` first.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 
@@ -46,7 +45,7 @@ def first_difference(a: str, b: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16", "float32"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float16", "bfloat16"])
     parser.add_argument(
         "--per-group", type=int, default=1, help="MedSafety-Eval requests per stratum"
     )
@@ -68,11 +67,6 @@ def main() -> None:
     lm = load_model(args.model, dtype=torch.float32)
     prompts = [render_prompt(lm.spec, r, lm.tokenizer) for r in requests["request"]]
     release(lm)
-    found, seconds = {}, {}
-    for dtype in args.dtypes:
-        start = time.perf_counter()
-        found[dtype] = answers(args.model, dtype, prompts, config)
-        seconds[dtype] = round(time.perf_counter() - start, 1)
     device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     print(
         json.dumps(
@@ -81,25 +75,34 @@ def main() -> None:
                 "requests": len(prompts),
                 "device": device,
                 "max_new_tokens": args.max_new_tokens,
-                "seconds": seconds,
             }
-        )
+        ),
+        flush=True,
     )
-    for a, b in itertools.combinations(args.dtypes, 2):
-        differ = [i for i, (x, y) in enumerate(zip(found[a], found[b], strict=True)) if x != y]
-        where = [first_difference(found[a][i], found[b][i]) for i in differ]
-        print(
-            json.dumps(
-                {
-                    "pair": [a, b],
-                    "differ": len(differ),
-                    "identical": len(prompts) - len(differ),
-                    "mean_first_difference_chars": round(sum(where) / len(where), 1)
-                    if where
-                    else None,
-                }
-            )
-        )
+    found: dict[str, list[str]] = {}
+    for dtype in args.dtypes:  # each pair reported as soon as both are done
+        start = time.perf_counter()
+        found[dtype] = answers(args.model, dtype, prompts, config)
+        print(json.dumps({"dtype": dtype, "seconds": round(time.perf_counter() - start, 1)}))
+        for other in list(found)[:-1]:
+            report(other, dtype, found)
+
+
+def report(a: str, b: str, found: dict[str, list[str]]) -> None:
+    """One JSON line: how many answers of dtypes a and b differ, and where they part."""
+    differ = [i for i, (x, y) in enumerate(zip(found[a], found[b], strict=True)) if x != y]
+    where = [first_difference(found[a][i], found[b][i]) for i in differ]
+    print(
+        json.dumps(
+            {
+                "pair": [a, b],
+                "differ": len(differ),
+                "identical": len(found[a]) - len(differ),
+                "mean_first_difference_chars": round(sum(where) / len(where), 1) if where else None,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -658,7 +658,7 @@ def test_our_additions_are_off_in_paper(row, name, step, param, off):
         (next(p for p in PINS if p.row == 22 and p.param == "model"), "llama3-8b-instruct"),
         (next(p for p in PINS if p.param == "n_values"), [100, 200]),
     ],
-    ids=_id,
+    ids=lambda v: _id(v) if isinstance(v, Pin) else "drifted",
 )
 def test_a_drifted_value_fails_with_the_rows_name(pin, drifted):
     params = paper_profile(pin.step) | {pin.param: drifted}

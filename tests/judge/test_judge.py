@@ -103,7 +103,7 @@ def test_paper_judge_prompt_is_the_released_one_byte_for_byte(harm_set, question
 
 def test_judge_call_is_the_released_one():
     """exp02's judge call: gpt-3.5-turbo-0125, its system prompt, temperature 0, 512 tokens."""
-    ((client,), call) = released.call_args(released.EXP02, "partial")
+    [((client,), call)] = released.call_args(released.EXP02, "partial")
     config = JudgeConfig()
     assert (config.backend, config.model) == (client.removeprefix("llm_"), call["model_name"])
     assert (config.system_prompt, config.max_new_tokens) == (
