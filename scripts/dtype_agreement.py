@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--n-general", type=int, default=10, help="general-harm requests")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--limit", type=int, default=0, help="only the first n requests (estimate)")
+    parser.add_argument("--limit", type=int, default=0, help="n requests spread over the list")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0: torch's")
     args = parser.parse_args()
     if args.threads:
@@ -60,8 +60,8 @@ def main() -> None:
     requests = harm_requests(
         ["medsafety_eval", "general"], per_group=args.per_group, n_general=args.n_general
     )
-    if args.limit:
-        requests = requests.head(args.limit)
+    if args.limit:  # spread over both harm sets: every k-th request
+        requests = requests.iloc[:: max(1, len(requests) // args.limit)].head(args.limit)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     # the tokenizer does not depend on the dtype: render once with a float32 load
     lm = load_model(args.model, dtype=torch.float32)
