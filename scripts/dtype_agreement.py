@@ -7,9 +7,12 @@ dtype differs. The smoke profile's requests and token budget (04: 18 + 10 reques
 
     python scripts/dtype_agreement.py --dtypes float32 float16 bfloat16
 
+README row 21 reports `--limit 8 --max-new-tokens 24` (8 of them, one batch, on a shared CPU).
+
 Prints one JSON line per pair of dtypes (answers that differ, identical, the first differing
 character's mean position) and the seconds each dtype took; no answer text (harmful requests).
-Half precisions on a CPU are ~100x slower than float32: try `--limit 2` first.
+Half precisions on a CPU can be much slower than float32 (not on every torch build): try
+`--limit 2` first.
 """
 
 from __future__ import annotations
