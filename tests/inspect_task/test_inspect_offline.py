@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from inspect_ai import eval as inspect_eval
+from inspect_ai.log import EvalError, write_eval_log
+from inspect_ai.model import ModelOutput, ModelUsage, get_model
 
-pytest.importorskip("inspect_ai", reason="the `inspect` extra (pip install -e .[inspect])")
-
-from inspect_ai import eval as inspect_eval  # noqa: E402
-from inspect_ai.log import EvalError, write_eval_log  # noqa: E402
-from inspect_ai.model import ModelOutput, ModelUsage, get_model  # noqa: E402
-
-from medsafe_utils.core import paths  # noqa: E402
-from medsafe_utils.core.errors import DataError  # noqa: E402
-from medsafe_utils.inspect_task.dataset import medsafety_samples  # noqa: E402
-from medsafe_utils.inspect_task.log_import import import_log, log_responses  # noqa: E402
-from medsafe_utils.inspect_task.task import medsafetybench  # noqa: E402
-from medsafe_utils.models.prompting import render_paper, system_prompt  # noqa: E402
-from medsafe_utils.models.registry import get_spec  # noqa: E402
-from medsafe_utils.prompt_models.respond import harm_requests  # noqa: E402
+from medsafe_utils.core import paths
+from medsafe_utils.core.errors import DataError
+from medsafe_utils.inspect_task.dataset import medsafety_samples
+from medsafe_utils.inspect_task.log_import import import_log, log_responses
+from medsafe_utils.inspect_task.task import medsafetybench
+from medsafe_utils.models.prompting import render_paper, system_prompt
+from medsafe_utils.models.registry import get_spec
+from medsafe_utils.prompt_models.respond import harm_requests
 
 
 def test_samples_are_04s_requests_with_their_groups():

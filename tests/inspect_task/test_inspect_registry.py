@@ -8,9 +8,8 @@ import tomllib
 
 import pytest
 
+import medsafe_utils.inspect_task  # noqa: F401 (without inspect_ai: says what to install)
 from medsafe_utils.core import paths
-
-pytest.importorskip("inspect_ai", reason="the `inspect` extra (pip install -e .[inspect])")
 
 NAME = "medsafetybench/medsafetybench"
 

@@ -10,18 +10,15 @@ import statistics
 
 import pandas as pd
 import pytest
+from inspect_ai import eval as inspect_eval
+from inspect_ai.model import get_model
 
-pytest.importorskip("inspect_ai", reason="the `inspect` extra (pip install -e .[inspect])")
-
-from inspect_ai import eval as inspect_eval  # noqa: E402
-from inspect_ai.model import get_model  # noqa: E402
-
-from medsafe_utils.core import paths  # noqa: E402
-from medsafe_utils.core.refusal import refusal_prefix  # noqa: E402
-from medsafe_utils.inspect_task.dataset import medsafety_samples  # noqa: E402
-from medsafe_utils.inspect_task.log_import import import_log  # noqa: E402
-from medsafe_utils.inspect_task.task import medsafetybench  # noqa: E402
-from medsafe_utils.judge.judging import judge_prompt, policy_for  # noqa: E402
+from medsafe_utils.core import paths
+from medsafe_utils.core.refusal import refusal_prefix
+from medsafe_utils.inspect_task.dataset import medsafety_samples
+from medsafe_utils.inspect_task.log_import import import_log
+from medsafe_utils.inspect_task.task import medsafetybench
+from medsafe_utils.judge.judging import judge_prompt, policy_for
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
