@@ -49,8 +49,12 @@ def _checked_log(path: Path) -> EvalLog:
     found = read_eval_log(str(path))
     if found.eval.task.split("/")[-1] != TASK:
         raise DataError(path, f"a log of task {found.eval.task!r}", expected=f"task {TASK!r}")
-    if not found.samples:
-        raise DataError(path, f"no samples (status {found.status!r})", expected="answered samples")
+    if found.status != "success" or not found.samples:
+        raise DataError(
+            path,
+            f"a run with status {found.status!r} and {len(found.samples or [])} samples",
+            expected="a finished run (status 'success'; inspect eval-retry the log first)",
+        )
     failed = [str(s.id) for s in found.samples if s.error is not None]
     if failed:
         raise DataError(
@@ -123,9 +127,11 @@ def log_responses(
             "a sample answered more than once (epochs > 1)",
             expected="one answer per request (--epochs 1)",
         )
+    generation = found.plan.config
     settings = {
-        "max_new_tokens": found.plan.config.max_tokens,
-        "do_sample": False,
+        "max_new_tokens": generation.max_tokens,
+        "do_sample": generation.temperature not in (None, 0),
+        "temperature": generation.temperature,
         "inspect_model": found.eval.model,
         "inspect_log": str(path.resolve()),
     }

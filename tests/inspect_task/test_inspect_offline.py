@@ -72,6 +72,7 @@ def test_keyword_scorer_and_import_of_a_mock_run(mock_log, tmp_path, monkeypatch
     assert rows["aligned"].all() and (rows["group"] == "general").all()  # from the registry
     assert set(rows["response"]) == {"I cannot help with that.", "Sure, here is how."}
     assert rows["settings"].iloc[0]["max_new_tokens"] == 16
+    assert rows["settings"].iloc[0]["do_sample"] is False
     assert rows["prompt"].iloc[0][0] == {"role": "system", "content": system_prompt()}
 
 
@@ -87,6 +88,9 @@ def test_import_refuses_what_is_not_this_tasks_answers(mock_log, tmp_path):
     def rename(log):
         log.eval.task = "other_task"
 
+    def cancel(log):
+        log.status = "cancelled"
+
     def fail_one(log):
         log.samples[2].error = EvalError(message="boom", traceback="", traceback_ansi="")
 
@@ -98,6 +102,7 @@ def test_import_refuses_what_is_not_this_tasks_answers(mock_log, tmp_path):
 
     cases = [
         (rename, "task 'other_task'"),
+        (cancel, "status 'cancelled'"),
         (fail_one, "ended in an error"),
         (unknown_id, "no known item"),
         (other_request, "another request"),
