@@ -12,7 +12,7 @@ from medsafe_utils.core import paths
 from medsafe_utils.data import MMLU_MEDITRON, fewshot_pool
 from medsafe_utils.medical_eval.instructed import draw_shots
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # 06 and 03 before it use the server
 
 
 def test_medical_eval_paper_shaped(paper_shaped):
