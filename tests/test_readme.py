@@ -82,7 +82,9 @@ def test_two_commands_are_the_scripts_as_typed():
 def test_data_table_names_the_download_source():
     """Each repository the data table says a file downloads from is in that dataset's URL."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    urls = " ".join(str(s.get("url")) + " ".join(s.get("file_urls", {}).values()) for s in SOURCES.values())
+    urls = " ".join(
+        f"{s.get('url')} {' '.join(s.get('file_urls', {}).values())}" for s in SOURCES.values()
+    )
     table = text.split("| dataset | rows | downloaded from", 1)[1].split("\n\n", 1)[0]
     rows = re.findall(r"^\| [^|]+ \| [^|]+ \| ([^|]+) \| [^|]+ \|$", table, flags=re.M)
     named = {m for cell in rows for m in re.findall(r"\b([\w.-]+/[\w.-]+)\b", cell)}
