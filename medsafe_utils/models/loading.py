@@ -41,14 +41,19 @@ def default_device() -> str:
 
 
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | None = None) -> torch.dtype:
-    """'auto' is bfloat16 on a GPU and float32 on CPU (bf16 matmuls are ~120x slower there)."""
+    """'auto' is bfloat16 on a GPU and float32 on CPU (bf16 matmuls are ~120x slower there);
+    'float16' (the released answering precision, a GPU one) is float32 on CPU, with a warning."""
+    on_cpu = (device or default_device()) == "cpu"
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     elif dtype == "auto":
-        resolved = torch.bfloat16 if (device or default_device()) == "cuda" else torch.float32
+        resolved = torch.float32 if on_cpu else torch.bfloat16
+    elif dtype == "float16" and on_cpu:
+        log.warning("float16 (the released precision) on CPU: running float32 instead")
+        return torch.float32
     else:
         resolved = getattr(torch, dtype)
-    if (device or default_device()) == "cpu" and resolved in (torch.bfloat16, torch.float16):
+    if on_cpu and resolved in (torch.bfloat16, torch.float16):
         log.warning(
             "%s on CPU is ~120x slower than float32 here; consider dtype='float32'", resolved
         )

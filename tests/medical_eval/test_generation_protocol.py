@@ -180,7 +180,8 @@ def test_a_pool_that_holds_a_scored_item_is_refused():
 
 
 def test_meditron_draw_is_datasets_shuffle_and_shared_by_every_item():
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a dependency of the package: never a skip
+
     pool = fewshot_pool("mmlu_medical", MMLU_MEDITRON)
     for seed in (1234, 432, 32):
         expected = datasets.Dataset.from_dict({"i": list(range(len(pool)))}).shuffle(seed=seed)

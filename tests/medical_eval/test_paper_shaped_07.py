@@ -13,7 +13,7 @@ from medsafe_utils.core import paths
 from medsafe_utils.medical_eval.answers import read_answer
 from medsafe_utils.medical_eval.evaluate import FORK_SEEDS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # 06 and 03 before it use the server
 
 
 def test_medical_eval_paper_shaped(paper_shaped):
