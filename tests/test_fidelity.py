@@ -395,20 +395,6 @@ PINS = [
         MODEL_FT,
         BATCHED,
     ),
-    # Rows 3-5: 07 as meditron's evaluation (MedQA's 5-option set is not in the data: README).
-    *[
-        Pin(row, name, "07_medical_eval", param, value, MEDITRON)
-        for row, name, param, value in [
-            (3, "medical evaluation method", "protocols", ["generation"]),
-            (3, "medical evaluation method", "read_maybe", False),
-            (3, "medical evaluation method: no over-refusal (ours)", "over_refusal_n", 0),
-            (4, "medical sets", "mmlu_subjects", MMLU_11),
-            (4, "medical sets", "seeds", [1234, 432, 32]),
-            (4, "medical sets: every item", "n_per_benchmark", 0),
-            (5, "medical-eval weights", "load_in_4bit", False),
-            (5, "medical-eval weights", "dtype", "bfloat16"),
-        ]
-    ],
     # Row 9: GCG as exps/adv_attack/gcg.py runs it (its arguments and its functions' defaults).
     *[
         Pin(9, "GCG", "02_jailbreak", param, released, GCG)
