@@ -41,7 +41,7 @@ class Pin:
     name: str  # the row's name (what)
     step: str  # notebook stem
     param: str
-    released: Any  # a function reading the released code's value from its files
+    released: Callable[[], Any]  # reads the released code's value from its files
     source: str  # the released file that says so
     deviation: tuple[Any, str] | None = None  # (the paper profile's value, why) if deliberate
     view: Callable[[Any], Any] | None = None  # what of the parameter is compared
@@ -49,8 +49,7 @@ class Pin:
     @property
     def released_value(self) -> Any:
         """The released code's value, read from its files now."""
-        # a plain value only in the 07 block below, which moves to tests/medical_eval
-        return self.released() if callable(self.released) else self.released
+        return self.released()
 
     @property
     def expected(self) -> Any:
@@ -184,11 +183,6 @@ EXP02, FINETUNING, EXP01, GCG = R.EXP02, R.FINETUNING, R.EXP01, R.GCG
 MODEL_HF, MODEL_FT, EXP03, FILTER = R.MODEL_HF, R.MODEL_FT, R.EXP03, R.FILTER
 PREFILL = f"{R.GENERATE_PROMPTS}, {R.SCRIPTS}/llama3-prompts.sh, llama3-tutorial.sh"
 SCRIPTS = f"{R.GCG}, {R.SCRIPTS}/adv_ama_idx_*.sh"
-MEDITRON = "meditron evaluation/inference.py, evaluate.py, benchmarks.py"
-# meditron's MMLU-medical subjects, in its order (evaluation/benchmarks.py)
-MMLU_11 = ["anatomy", "college_biology", "college_medicine", "professional_medicine"]
-MMLU_11 += ["medical_genetics", "virology", "clinical_knowledge", "high_school_biology"]
-MMLU_11 += ["high_school_chemistry", "nutrition", "college_chemistry"]
 QLORA = (
     True,
     "the project's brief asks for 4-bit QLoRA; load_in_4bit false is the released fp16 LoRA",
