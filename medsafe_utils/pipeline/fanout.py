@@ -178,7 +178,8 @@ def fan_out(
     folder = paths.results_root() / profile / "jobs" / notebook.stem
     outcomes: dict[str, Outcome] = {}
     todo: list[tuple[Slice, dict]] = []
-    for part in plan(notebook, resolved):
+    slices = plan(notebook, resolved)
+    for part in slices:
         slice_overrides = {**overrides, **part.params, "shard": part.shard}
         if is_done(slice_overrides):
             outcomes[part.shard] = Outcome(part.shard, part.describe(), "done")
@@ -205,7 +206,7 @@ def fan_out(
                 failed.append((part, slice_overrides))
             outcomes[part.shard] = outcome
         todo = failed
-    return list(outcomes.values())
+    return [outcomes[part.shard] for part in slices]  # in the sweep's order
 
 
 def wait_for(jobs, poll_s: float = 2.0) -> None:
