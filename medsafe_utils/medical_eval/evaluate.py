@@ -111,20 +111,23 @@ class MedEvalConfig:
 
 
 def read_adapter_index(profile: str, which: str = "all") -> list[AdapterRecord]:
-    """Adapters listed in results/<profile>/06_finetune/adapters.jsonl ('all'), or none ('none').
+    """Adapters listed in results/<profile>/06_finetune/adapters.jsonl ('all'), those of one
+    base model ('base:<model>', a fan-out's slice), or none ('none').
 
     'all' without an index (06 not run) warns and returns no adapters: base models only."""
-    if which not in ("all", "none"):
-        raise ValueError(f"adapters must be 'all' or 'none', got {which!r}")
+    kind, _, base = which.partition(":") if which.startswith("base:") else (which, "", "")
+    if kind not in ("all", "none", "base") or (kind == "base" and not base):
+        raise ValueError(f"adapters must be 'all', 'none' or 'base:<model>', got {which!r}")
     index = steps.step_file(profile, "06_finetune", "adapters")
-    if which == "none":
+    if kind == "none":
         return []
     if not index.exists():
         log.warning(
             "no adapter index at %s (06_finetune not run): evaluating base models only", index
         )
         return []
-    return read_adapter_records(index)
+    records = read_adapter_records(index)
+    return [r for r in records if r.base_model == base] if base else records
 
 
 def eval_items(
