@@ -175,7 +175,8 @@ def _fan_out(notebook: Path, profile: str, overrides: dict, args, settings) -> d
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """run_all.sh's command line (the README's commands are checked against it)."""
     parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="smoke", help="params/<profile>/ (smoke)")
     parser.add_argument("--only", nargs="+", default=[], metavar="NN", help="run just these")
@@ -211,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="report.html shows sample requests and responses (research use; off: none)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not (paths.PARAMS_DIR / args.profile).is_dir():
         raise SystemExit(
             f"unknown profile {args.profile!r}: no folder {paths.PARAMS_DIR / args.profile}"
