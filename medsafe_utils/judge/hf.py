@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medsafe_utils.backends import GenerationConfig, HFBackend, generate
 from medsafe_utils.backends.scores import label_probs
 from medsafe_utils.core.store import Store, item_key
+from medsafe_utils.judge.config import JudgeConfig
 from medsafe_utils.judge.parse import HASH_LABEL
 from medsafe_utils.models.loading import LoadedModel
 from medsafe_utils.models.prompting import render_chat
-
-if TYPE_CHECKING:  # judging imports this module when it scores with an hf judge
-    from medsafe_utils.judge.judging import JudgeConfig
 
 log = logging.getLogger(__name__)
 SCORE_LABEL = "#score:"

@@ -15,7 +15,6 @@ weights hash), protocol, prompt and settings, so a rerun skips what is finished.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -23,17 +22,14 @@ import pandas as pd
 from medsafe_utils.core import steps
 from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.data import (
-    BENCHMARKS,
-    MMLU_MEDITRON,
     load_medical_benchmark,
     load_meditron_instructions,
     scored_items,
 )
-from medsafe_utils.medical_eval.answers import READERS
-from medsafe_utils.medical_eval.generation import BUDGETS, generate_predictions
+from medsafe_utils.medical_eval.config import MedEvalConfig
+from medsafe_utils.medical_eval.generation import generate_predictions
 from medsafe_utils.medical_eval.instructed import GenRequest, build_gen_requests
 from medsafe_utils.medical_eval.prompts import (
-    PROMPT_VERSION,
     McRequest,
     build_requests,
     fewshot_settings,
@@ -49,7 +45,6 @@ from medsafe_utils.models import load_model, release
 from medsafe_utils.models.adapters import AdapterRecord, check_adapter, read_adapter_records
 
 log = logging.getLogger(__name__)
-PROTOCOLS = ("generation", "loglikelihood")
 CHECK_COLUMNS = [
     "model",
     "protocol",
@@ -59,55 +54,6 @@ CHECK_COLUMNS = [
     "output_changed",
     "pred_changed",
 ]
-
-
-# th789/meditron's few-shot seeds (inference.py's multi-seed loop; tests read them from there)
-FORK_SEEDS = [7825, 1166, 5892, 7036, 4172, 5427, 8147, 3649, 7112, 3035]
-
-
-def seeds_origin(num_fewshot: list[int], seeds: list[int]) -> str:
-    """Whose few-shot seeds a run uses: "fork" (its ten), "ours", or "none" (zero-shot only)."""
-    if not any(k > 0 for k in num_fewshot):
-        return "none"
-    return "fork" if list(seeds) == FORK_SEEDS else "ours"
-
-
-@dataclass
-class MedEvalConfig:
-    """What is evaluated and how (defaults: the paper's generation protocol on full sets,
-    zero-shot, the fork's reader and budgets)."""
-
-    benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
-    protocols: list[str] = field(default_factory=lambda: ["generation"])
-    mmlu_subjects: list[str] = field(default_factory=lambda: list(MMLU_MEDITRON))
-    num_fewshot: list[int] = field(default_factory=lambda: [0])
-    seeds: list[int] = field(default_factory=lambda: list(FORK_SEEDS))  # few-shot draws, averaged
-    answer_reader: str = "fork"  # generation: "fork" (th789/meditron's eval()) or "upstream"
-    budget: str = "released"  # generation: "released" (the fork's, per batch) or "per_item"
-    batch_size: int = 8  # contexts per forward pass (HFLM) or prompts per generate call
-    max_length: int = 0  # tokens; 0: the model's; longer prompts lose their start (flagged)
-    max_context_chars: int = 0  # PubMedQA abstracts cut to this many characters; 0 keeps all
-    save_every: int = 64  # requests scored between appends to the predictions file
-    dtype: str = "auto"
-    load_in_4bit: bool = False
-
-    def settings(self) -> dict:
-        """What changes log-likelihoods besides the model and the prompt (part of the key)."""
-        return {
-            "prompt_version": PROMPT_VERSION,
-            "max_length": self.max_length,
-            "dtype": self.dtype,
-            "load_in_4bit": self.load_in_4bit,
-        }
-
-    def __post_init__(self):
-        unknown = [p for p in self.protocols if p not in PROTOCOLS]
-        if unknown or not self.protocols:
-            raise ValueError(f"protocols must be among {PROTOCOLS}, got {self.protocols}")
-        if self.answer_reader not in READERS:
-            raise ValueError(f"answer_reader must be one of {READERS}, got {self.answer_reader!r}")
-        if self.budget not in BUDGETS:
-            raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
 
 
 def read_adapter_index(profile: str, which: str = "all") -> list[AdapterRecord]:

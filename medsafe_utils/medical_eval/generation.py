@@ -15,26 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from medsafe_utils.backends import GenerationConfig, HFBackend
 from medsafe_utils.core.store import Store, item_key
 from medsafe_utils.medical_eval.answers import answer_index, read_answer
+from medsafe_utils.medical_eval.config import BUDGETS, MedEvalConfig
 from medsafe_utils.medical_eval.instructed import PROMPT_VERSION, GenRequest
 from medsafe_utils.medical_eval.prompts import request_columns
-
-if TYPE_CHECKING:
-    from medsafe_utils.medical_eval.evaluate import MedEvalConfig
 
 FREQUENCY_PENALTY = 1.0
 STOP = ("###",)
 EXTRA_TOKENS_WITH_SHOTS = 8
 PROMPT_FORMAT = "meditron-instructions"  # raw text prompts, no chat template
-
-
-BUDGETS = ("released", "per_item")
 
 
 def max_new_tokens(tokenizer, request: GenRequest) -> int:

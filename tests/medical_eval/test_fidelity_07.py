@@ -20,7 +20,7 @@ import papermill as pm
 import pytest
 from released import BENCHMARKS, EVALUATE, INFERENCE, PIPELINE, shell_vars, source, tree
 
-from medsafe_utils.medical_eval.evaluate import FORK_SEEDS
+from medsafe_utils.medical_eval.config import FORK_SEEDS
 from medsafe_utils.pipeline.run import notebooks, profile_params
 
 STEP = "07_medical_eval"

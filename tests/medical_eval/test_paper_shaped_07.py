@@ -11,7 +11,7 @@ import yaml
 
 from medsafe_utils.core import paths
 from medsafe_utils.medical_eval.answers import read_answer
-from medsafe_utils.medical_eval.evaluate import FORK_SEEDS
+from medsafe_utils.medical_eval.config import FORK_SEEDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # 06 and 03 before it use the server
 
