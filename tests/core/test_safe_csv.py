@@ -33,7 +33,7 @@ def test_other_values_are_unchanged(value):
 def test_tables_and_csvs_hold_no_cell_a_spreadsheet_would_evaluate(tmp_path):
     frame = pd.DataFrame(
         {"model": HOSTILE, "score": [1, -2, 3, 4, 5, -1], "delta": [-0.5] * 6, "n": range(6)}
-    )
+    ).assign(judge=lambda f: pd.Categorical(f["model"]))
     for path in (write_table(frame, tmp_path / "tab_x.csv"), write_csv(frame, tmp_path / "y.csv")):
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
@@ -41,6 +41,7 @@ def test_tables_and_csvs_hold_no_cell_a_spreadsheet_would_evaluate(tmp_path):
             assert not row[0].startswith(FORMULA_START), row[0]
         read = pd.read_csv(path)
         assert read["model"].tolist() == ["'" + t for t in HOSTILE]
+        assert read["judge"].tolist() == ["'" + t for t in HOSTILE]
         assert read["score"].tolist() == [1, -2, 3, 4, 5, -1]  # numbers stay numbers
         assert read["delta"].eq(-0.5).all()
     assert frame["model"].tolist() == HOSTILE  # the caller's frame is left alone
