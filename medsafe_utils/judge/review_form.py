@@ -25,9 +25,9 @@ from medsafe_utils.judge.review import LABEL_COLUMNS
 
 DATA_MARK = "/*__REVIEW_DATA__*/"
 CSP_MARK = "/*__CSP__*/"
-# Longer texts are cut in the form and the CSV (sample.jsonl keeps them whole): a megabyte
-# without white space takes a browser tab many seconds to lay out, and a spreadsheet cell holds
-# at most 32,767 characters.
+# Longer texts are cut in the form and the CSV (sample.jsonl keeps them whole): the page stays
+# small and quick to lay out whatever a model wrote, and a spreadsheet cell holds at most 32,767
+# characters.
 MAX_SHOWN = 20_000
 RUBRIC_LINE = re.compile(r"^Score (\d): (.*)$")
 
