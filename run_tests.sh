@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh test
 echo "==> ruff"
-ruff check medsafe_utils tests benchmarks scripts
-ruff format --check medsafe_utils tests benchmarks scripts
+ruff check medsafe_utils medsafetybench tests benchmarks scripts
+ruff format --check medsafe_utils medsafetybench tests benchmarks scripts
 echo "==> notebooks committed without outputs"
 nbstripout --verify notebooks/*.ipynb
 echo "==> pytest"

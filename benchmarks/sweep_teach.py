@@ -10,6 +10,8 @@ setting whose change is clear on both sets within its 30-minute budget (BENCHMAR
 
     python benchmarks/sweep_teach.py                       # the sweep recorded in BENCHMARKS.md
     python benchmarks/sweep_teach.py --settings med:50:1:0.001 --per-group 1 --n-general 4
+
+Checked (exit 1 otherwise): every setting's loss on its fixed eval demonstrations fell.
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ def refusals(frame) -> dict[str, list[int]]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS)
+    parser.add_argument("--model", default=MODEL, help="registry key (tests: tiny-random)")
     parser.add_argument("--targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"])
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--micro-batch-size", type=int, default=8)
@@ -68,7 +71,7 @@ def main() -> None:
     )
     parser.add_argument("--n-general", type=int, default=20, help="AdvBench requests")
     parser.add_argument("--max-new-tokens", type=int, default=40)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     bench = Bench("sweep_teach")
@@ -78,7 +81,7 @@ def main() -> None:
     result: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "generation_cache.jsonl"
-        base = refusals(respond(MODEL, requests, answering, cache))
+        base = refusals(respond(args.model, requests, answering, cache))
         for name, values in base.items():
             result[f"base_{name}"] = fmt(sum(values) / len(values), 2)
         print("base refusal rate:", {k: result[f"base_{k}"] for k in base})
@@ -86,7 +89,7 @@ def main() -> None:
             kind, n, epochs, lr = parse_setting(text)
             tag = f"{kind}_n{n}_e{epochs:g}_lr{lr:g}"
             config = QLoRAConfig(
-                base_model=MODEL,
+                base_model=args.model,
                 output_dir=str(Path(tmp) / tag),
                 lora_r=args.lora_r,
                 lora_alpha=2 * args.lora_r,
@@ -104,7 +107,7 @@ def main() -> None:
             demos = demonstration_split(kind, args.split_n, take=n)
             trained = train(config, demos)
             bench.check(f"{tag}_loss_fell", trained.loss_fell)
-            after = refusals(respond(MODEL, requests, answering, cache, trained.adapter_path))
+            after = refusals(respond(args.model, requests, answering, cache, trained.adapter_path))
             parts = []
             for name, values in after.items():
                 test = paired_test(base[name], values, binary=True)
@@ -114,7 +117,7 @@ def main() -> None:
                 f"{tag}: refusal {' '.join(parts)} ({'/'.join(after)}), "
                 f"{trained.wall_s:.0f} s train"
             )
-    bench.finish(model=MODEL, sets="/".join(sorted(base)), **result)
+    bench.finish(model=args.model, sets="/".join(sorted(base)), **result)
 
 
 if __name__ == "__main__":

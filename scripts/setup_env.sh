@@ -22,10 +22,13 @@ if [ ! -f "$stamp" ]; then
   if ! python -c "import torch" 2>/dev/null; then
     if command -v nvidia-smi >/dev/null 2>&1; then
       python -m pip install -q "torch>=2.4"            # CUDA build for the GPU
+    elif [ "$(uname -s)" = Linux ]; then
+      # No GPU: PyPI's Linux torch bundles CUDA (several GB); PyTorch's CPU index has the
+      # CPU build (+cpu). MEDSAFE_TORCH_INDEX names another index holding it.
+      python -m pip install -q --retries 1 "torch==2.13.0+cpu" \
+        --extra-index-url "${MEDSAFE_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
     else
-      # CPU build; elsewhere set MEDSAFE_TORCH_INDEX=https://download.pytorch.org/whl/cpu
-      # so that pip does not pull a multi-GB CUDA build.
-      python -m pip install -q "torch==2.13.0" ${MEDSAFE_TORCH_INDEX:+--index-url "$MEDSAFE_TORCH_INDEX"}
+      python -m pip install -q "torch==2.13.0"         # macOS and Windows wheels are CPU builds
     fi
   fi
   python -m pip install -q -e "$repo${extras:+[$extras]}"

@@ -311,6 +311,33 @@ def table(steps: list[StepWork], rates: argparse.Namespace, four_bit: dict[str, 
     return "\n".join(rows)
 
 
+def fan_out_table(profile: str, rates: argparse.Namespace, chars_per_token: float) -> str:
+    """04/06/07 as jobs (./run_all.sh --executor, pipeline.fanout): jobs, hours of all jobs,
+    hours of the longest one (the wall-clock with a GPU per job)."""
+    from medsafe_utils.pipeline.fanout import plan
+
+    p = resolved_params(profile)
+    counts = _counts(chars_per_token, p["07_medical_eval"].get("mmlu_subjects"))
+    work = {
+        "04_prompt_models": lambda q: _prompt_models(q, counts),
+        "06_finetune": lambda q: _finetune(q, counts),
+        "07_medical_eval": lambda q: _medical_eval(q, p["06_finetune"], counts),
+    }
+    lines = ["| step | jobs | hours, all jobs | longest job (h) | its slice |", "|---" * 5 + "|"]
+    for step, measure in work.items():
+        notebook = next(nb for nb in notebooks() if nb.stem == step)
+        jobs = []
+        for part in plan(notebook, p[step]):
+            slice_params = {k: v for k, v in part.params.items() if k != "adapters"}
+            jobs.append((hours(measure(p[step] | slice_params), rates), part.shard))
+        if any(h is None for h, _ in jobs):
+            return "(give every rate to see the fan-out's hours)"
+        longest = max(jobs)
+        total = sum(h for h, _ in jobs)
+        lines.append(f"| {step} | {len(jobs)} | {total:.1f} | {longest[0]:.1f} | {longest[1]} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="paper")
@@ -325,11 +352,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-tok-s", type=float, help="fine-tuning tokens per second")
     parser.add_argument("--api-calls-s", type=float, help="API calls completed per second")
     parser.add_argument("--chars-per-token", type=float, default=4.0)
+    parser.add_argument(
+        "--fan-out", action="store_true", help="also 04/06/07 as jobs: the longest job's hours"
+    )
     args = parser.parse_args(argv)
     params = resolved_params(args.profile)
     four_bit = {step: bool(p.get("load_in_4bit")) for step, p in params.items()}
     four_bit["06_finetune"] = bool(params["06_finetune"]["eval_in_4bit"])  # answering: larger
     print(table(estimate(args.profile, args.chars_per_token), args, four_bit))
+    if args.fan_out:
+        print("\n" + fan_out_table(args.profile, args, args.chars_per_token))
 
 
 if __name__ == "__main__":

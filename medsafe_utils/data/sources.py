@@ -104,7 +104,7 @@ SOURCES: dict[str, dict] = {
         "rows": 19,  # named instructions
     },
     # The released code itself, byte for byte: the fidelity tests parse it and run its pure
-    # functions (tests/released_code.py). Its Markdown and LICENSE files are skipped as docs.
+    # functions (tests/released.py). Its Markdown and LICENSE files are skipped as docs.
     "released_med_safety_bench": {
         "prefix": "released/med-safety-bench/",
         "url": f"{MSB_RAW}/",

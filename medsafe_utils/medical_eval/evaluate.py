@@ -22,8 +22,15 @@ import pandas as pd
 
 from medsafe_utils.core import steps
 from medsafe_utils.core.store import Store, item_key
-from medsafe_utils.data import BENCHMARKS, MMLU_MEDITRON, load_meditron_instructions, scored_items
-from medsafe_utils.medical_eval.generation import generate_predictions
+from medsafe_utils.data import (
+    BENCHMARKS,
+    MMLU_MEDITRON,
+    load_medical_benchmark,
+    load_meditron_instructions,
+    scored_items,
+)
+from medsafe_utils.medical_eval.answers import READERS
+from medsafe_utils.medical_eval.generation import BUDGETS, generate_predictions
 from medsafe_utils.medical_eval.instructed import GenRequest, build_gen_requests
 from medsafe_utils.medical_eval.prompts import (
     PROMPT_VERSION,
@@ -54,17 +61,29 @@ CHECK_COLUMNS = [
 ]
 
 
+# th789/meditron's few-shot seeds (inference.py's multi-seed loop; tests read them from there)
+FORK_SEEDS = [7825, 1166, 5892, 7036, 4172, 5427, 8147, 3649, 7112, 3035]
+
+
+def seeds_origin(num_fewshot: list[int], seeds: list[int]) -> str:
+    """Whose few-shot seeds a run uses: "fork" (its ten), "ours", or "none" (zero-shot only)."""
+    if not any(k > 0 for k in num_fewshot):
+        return "none"
+    return "fork" if list(seeds) == FORK_SEEDS else "ours"
+
+
 @dataclass
 class MedEvalConfig:
     """What is evaluated and how (defaults: the paper's generation protocol on full sets,
-    zero-shot and 3-shot over meditron's 3 seeds)."""
+    zero-shot, the fork's reader and budgets)."""
 
     benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
     protocols: list[str] = field(default_factory=lambda: ["generation"])
     mmlu_subjects: list[str] = field(default_factory=lambda: list(MMLU_MEDITRON))
-    num_fewshot: list[int] = field(default_factory=lambda: [0, 3])
-    seeds: list[int] = field(default_factory=lambda: [1234, 432, 32])  # few-shot draws, averaged
-    read_maybe: bool = False  # generation: accept "maybe" for PubMedQA (meditron does not)
+    num_fewshot: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: list(FORK_SEEDS))  # few-shot draws, averaged
+    answer_reader: str = "fork"  # generation: "fork" (th789/meditron's eval()) or "upstream"
+    budget: str = "released"  # generation: "released" (the fork's, per batch) or "per_item"
     batch_size: int = 8  # contexts per forward pass (HFLM) or prompts per generate call
     max_length: int = 0  # tokens; 0: the model's; longer prompts lose their start (flagged)
     max_context_chars: int = 0  # PubMedQA abstracts cut to this many characters; 0 keeps all
@@ -85,23 +104,30 @@ class MedEvalConfig:
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
         if unknown or not self.protocols:
             raise ValueError(f"protocols must be among {PROTOCOLS}, got {self.protocols}")
+        if self.answer_reader not in READERS:
+            raise ValueError(f"answer_reader must be one of {READERS}, got {self.answer_reader!r}")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
 
 
 def read_adapter_index(profile: str, which: str = "all") -> list[AdapterRecord]:
-    """Adapters listed in results/<profile>/06_finetune/adapters.jsonl ('all'), or none ('none').
+    """Adapters listed in results/<profile>/06_finetune/adapters.jsonl ('all'), those of one
+    base model ('base:<model>', a fan-out's slice), or none ('none').
 
     'all' without an index (06 not run) warns and returns no adapters: base models only."""
-    if which not in ("all", "none"):
-        raise ValueError(f"adapters must be 'all' or 'none', got {which!r}")
+    kind, _, base = which.partition(":") if which.startswith("base:") else (which, "", "")
+    if kind not in ("all", "none", "base") or (kind == "base" and not base):
+        raise ValueError(f"adapters must be 'all', 'none' or 'base:<model>', got {which!r}")
     index = steps.step_file(profile, "06_finetune", "adapters")
-    if which == "none":
+    if kind == "none":
         return []
     if not index.exists():
         log.warning(
             "no adapter index at %s (06_finetune not run): evaluating base models only", index
         )
         return []
-    return read_adapter_records(index)
+    records = read_adapter_records(index)
+    return [r for r in records if r.base_model == base] if base else records
 
 
 def eval_items(
@@ -109,12 +135,19 @@ def eval_items(
     n_per_benchmark: int = 0,
     seed: int = 0,
     mmlu_subjects: list[str] | None = None,
+    hold_out: bool = True,
 ) -> pd.DataFrame:
-    """The scored items (data.scored_items: never a few-shot pool's), all or a fixed random
-    subset of each benchmark; MMLU of `mmlu_subjects` (default: the usual six)."""
+    """The scored items, all or a fixed random subset of each benchmark; MMLU of
+    `mmlu_subjects` (default: the usual six). hold_out: leave out the items MedQA and MedMCQA
+    keep as their few-shot pool (data.scored_items); False scores every test item, as the fork
+    does zero-shot (a run without shots needs no pool)."""
     frames = []
     for name in benchmarks:
-        items = scored_items(name, mmlu_subjects)
+        items = (
+            scored_items(name, mmlu_subjects)
+            if hold_out
+            else load_medical_benchmark(name, mmlu_subjects)
+        )
         if n_per_benchmark and n_per_benchmark < len(items):
             items = items.sample(n_per_benchmark, random_state=seed).sort_index()
         frames.append(items)

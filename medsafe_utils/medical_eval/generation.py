@@ -1,7 +1,15 @@
 """The generation protocol: the model completes each instruction prompt greedily, as meditron's
 vLLM call does (temperature 0, frequency_penalty 1.0, stop at "###" or the end-of-sequence
-token), for as many new tokens as the gold answer has (+8 with shots); the answer is read from
-the text (medical_eval.answers), and an unreadable one is scored wrong and flagged."""
+token), within a token budget (`budget`); the answer is read from the text (medical_eval.answers,
+`answer_reader`), and an unreadable one is scored wrong and flagged.
+
+Budgets. "released" (the paper's): th789/meditron's `tokenizer_param`, called once per batch of
+`batch_size` prompts (32 in its inference_pipeline.sh) with the batch's list of golds. Its
+inference.py gives every benchmark run here the task type "mcq" (PubMedQA included), for which the
+budget is the tokens of the batch's FIRST gold (`target[0]`, no special tokens), + 8 with shots:
+so one run (benchmark, shots, seed) is cut, in item order, into batches of `batch_size`, and each
+prompt gets its batch's first item's budget. "per_item" (ours): each prompt its own gold's
+tokens, + 8 with shots."""
 
 from __future__ import annotations
 
@@ -26,10 +34,44 @@ EXTRA_TOKENS_WITH_SHOTS = 8
 PROMPT_FORMAT = "meditron-instructions"  # raw text prompts, no chat template
 
 
+BUDGETS = ("released", "per_item")
+
+
 def max_new_tokens(tokenizer, request: GenRequest) -> int:
-    """Tokens of the gold answer text, + 8 with shots (meditron's budget for an MCQ answer)."""
+    """Tokens of the request's gold answer text, + 8 with shots (the fork's MCQ budget)."""
     n = len(tokenizer(request.gold, add_special_tokens=False)["input_ids"])
     return n + (EXTRA_TOKENS_WITH_SHOTS if request.num_fewshot else 0)
+
+
+def fork_batches(requests: Sequence[GenRequest], batch_size: int) -> list[list[int]]:
+    """The fork's inference batches: each run (benchmark, shots, seed) in item order, cut into
+    consecutive batches of batch_size (its DataLoader, shuffle=False); request indices."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    runs: dict[tuple, list[int]] = {}
+    for j, r in enumerate(requests):
+        runs.setdefault((r.benchmark, r.num_fewshot, r.seed), []).append(j)
+    return [
+        members[start : start + batch_size]
+        for members in runs.values()
+        for start in range(0, len(members), batch_size)
+    ]
+
+
+def token_budgets(
+    tokenizer, requests: Sequence[GenRequest], budget: str, batch_size: int
+) -> list[int]:
+    """max_new_tokens of every request: "released" (its fork batch's first gold) or "per_item"."""
+    if budget == "per_item":
+        return [max_new_tokens(tokenizer, r) for r in requests]
+    if budget != "released":
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    budgets = [0] * len(requests)
+    for batch in fork_batches(requests, batch_size):
+        first = max_new_tokens(tokenizer, requests[batch[0]])
+        for j in batch:
+            budgets[j] = first
+    return budgets
 
 
 def generation_settings(config: MedEvalConfig) -> dict:
@@ -38,7 +80,7 @@ def generation_settings(config: MedEvalConfig) -> dict:
         "prompt_version": PROMPT_VERSION,
         "frequency_penalty": FREQUENCY_PENALTY,
         "stop": list(STOP),
-        "read_maybe": config.read_maybe,
+        "answer_reader": config.answer_reader,
         "dtype": config.dtype,
         "load_in_4bit": config.load_in_4bit,
     }
@@ -71,9 +113,9 @@ def generate_answers(
         )
 
 
-def reading(request: GenRequest, output: str, read_maybe: bool) -> dict:
+def reading(request: GenRequest, output: str, reader: str = "fork") -> dict:
     """What the output answers: the read answer (None: unreadable), its index, correctness."""
-    answer = read_answer(output, request.benchmark, request.num_fewshot > 0, read_maybe)
+    answer = read_answer(output, request.benchmark, request.num_fewshot > 0, reader)
     return {
         "output": output,
         "parsed": answer,
@@ -93,7 +135,7 @@ def generate_predictions(
     """Greedy answers of one loaded model to every request, read and scored, one record each
     (`identity`: model, adapter, revision columns); finished requests come from the store."""
     settings = generation_settings(config)
-    budgets = [max_new_tokens(lm.tokenizer, r) for r in requests]
+    budgets = token_budgets(lm.tokenizer, requests, config.budget, config.batch_size)
     keys = [
         item_key(
             lm.model_id,
@@ -117,7 +159,7 @@ def generate_predictions(
                 **request_columns(r),
                 "gold": r.gold,
                 "answer": r.answer,
-                **reading(r, text, config.read_maybe),
+                **reading(r, text, config.answer_reader),
                 "max_new_tokens": budgets[i],
                 "prompt_tokens": n_prompt,
                 "truncated": bool(context) and n_prompt + budgets[i] > context,

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from medsafe_utils.core import paths
 from medsafe_utils.models.registry import ModelSpec, get_spec
@@ -41,18 +41,47 @@ def default_device() -> str:
 
 
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | None = None) -> torch.dtype:
-    """'auto' is bfloat16 on a GPU and float32 on CPU (bf16 matmuls are ~120x slower there)."""
+    """'auto' is bfloat16 on a GPU and float32 on CPU (bf16 matmuls are ~120x slower there);
+    'float16' (the released answering precision, a GPU one) is float32 on CPU, with a warning."""
+    on_cpu = (device or default_device()) == "cpu"
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     elif dtype == "auto":
-        resolved = torch.bfloat16 if (device or default_device()) == "cuda" else torch.float32
+        resolved = torch.float32 if on_cpu else torch.bfloat16
+    elif dtype == "float16" and on_cpu:
+        log.warning("float16 (the released precision) on CPU: running float32 instead")
+        return torch.float32
     else:
         resolved = getattr(torch, dtype)
-    if (device or default_device()) == "cpu" and resolved in (torch.bfloat16, torch.float16):
+    if on_cpu and resolved in (torch.bfloat16, torch.float16):
         log.warning(
             "%s on CPU is ~120x slower than float32 here; consider dtype='float32'", resolved
         )
     return resolved
+
+
+VLLM_AUTO = "vllm_auto"
+
+
+def checkpoint_dtype(spec: ModelSpec) -> torch.dtype:
+    """The dtype a checkpoint's config.json records (torch_dtype); float32 if it has none."""
+    if spec.source == "tiny-random":
+        return torch.float32
+    config = AutoConfig.from_pretrained(_folder(spec), revision=spec.revision)
+    recorded = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(recorded, str):
+        recorded = getattr(torch, recorded)
+    return recorded or torch.float32
+
+
+def vllm_auto_dtype(spec: ModelSpec, device: str) -> torch.dtype:
+    """vLLM's dtype "auto" (the fork's `vllm.LLM` sets none): the checkpoint's own dtype, float16
+    for a float32 checkpoint. On CPU float32 instead (16-bit matmuls are ~120x slower), logged."""
+    if device == "cpu":
+        log.info("%s: dtype %s on CPU is float32 (vLLM's auto is for GPUs)", spec.key, VLLM_AUTO)
+        return torch.float32
+    recorded = checkpoint_dtype(spec)
+    return torch.float16 if recorded == torch.float32 else recorded
 
 
 def smollm2_folder(spec: ModelSpec) -> Path:
@@ -148,12 +177,16 @@ def load_model(
     adapter_path: str | Path | None = None,
     format: str | None = None,
 ) -> LoadedModel:
-    """Load model + tokenizer (left padding, a pad token) in eval mode."""
+    """Load model + tokenizer (left padding, a pad token) in eval mode. dtype: a torch dtype's
+    name, "auto" (resolve_dtype) or "vllm_auto" (vllm_auto_dtype). An adapter stays unmerged."""
     spec = get_spec(name, format=format)
     if spec.source == "openai":
         raise ValueError(f"{name} is an API model: use backends.load_backend, not load_model")
     device = "cuda" if device_map not in (None, "cpu") else default_device()
-    torch_dtype = resolve_dtype(dtype, device)
+    if dtype == VLLM_AUTO:
+        torch_dtype = vllm_auto_dtype(spec, device)
+    else:
+        torch_dtype = resolve_dtype(dtype, device)
     tokenizer = _tokenizer(spec)
     if spec.source == "tiny-random":
         model = build_tiny_model(tokenizer).to(torch_dtype)

@@ -140,6 +140,8 @@ def _file_layers(path: str, params: dict[str, dict]) -> list[tuple[str, str, obj
     """(notebook stem, or '' for every notebook; name; value) of each entry of one -f file."""
     layers = []
     for key, value in read_file(path).items():
+        if key == "executor":  # the fan-out's settings (pipeline.fanout), not a parameter
+            continue
         if NOTEBOOK_KEY.fullmatch(str(key)) and isinstance(value, dict):
             if not (paths.NOTEBOOKS_DIR / f"{key}.ipynb").exists():
                 raise SystemExit(f"-f {path}: {key!r} names no notebook in {paths.NOTEBOOKS_DIR}")

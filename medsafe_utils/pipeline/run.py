@@ -23,6 +23,8 @@ import yaml
 from medsafe_utils.core import paths
 from medsafe_utils.core.redact import redact
 from medsafe_utils.core.steps import DEPENDS
+from medsafe_utils.core.store import SHARDS_DIR
+from medsafe_utils.pipeline import fanout
 from medsafe_utils.pipeline.overrides import check_params, resolve
 
 HASH_KEY = "pipeline_hash"
@@ -74,28 +76,34 @@ def step_hash(notebook: Path, profile: str, params: dict) -> str:
     return digest.hexdigest()
 
 
-def _manifest(profile: str, step: str) -> Path:
-    return paths.results_root() / profile / step / "manifest.json"
+def _manifest(profile: str, step: str, shard: str = "") -> Path:
+    folder = paths.results_root() / profile / step
+    return (folder / SHARDS_DIR / shard if shard else folder) / "manifest.json"
 
 
-def is_current(notebook: Path, profile: str, digest: str) -> bool:
-    """True when the step's last successful run had this hash."""
-    manifest = _manifest(profile, notebook.stem)
+def is_current(notebook: Path, profile: str, digest: str, shard: str = "") -> bool:
+    """True when the step's (or its shard's) last successful run had this hash."""
+    manifest = _manifest(profile, notebook.stem, shard)
     if not manifest.exists():
         return False
     return json.loads(manifest.read_text(encoding="utf-8")).get(HASH_KEY) == digest
 
 
-def run_notebook(notebook: Path, profile: str, overrides: dict | None = None) -> Path:
+def run_notebook(
+    notebook: Path, profile: str, overrides: dict | None = None, extra: dict | None = None
+) -> Path:
     """Execute one notebook with papermill (the profile's parameters, then `overrides`); record
-    its hash, the overrides and the wall time in the step manifest."""
+    its hash, the overrides, the wall time and `extra` in the step manifest (a shard's: its own
+    executed copy and manifest, pipeline.fanout)."""
     import papermill as pm
 
     began = time.time()
     params = {**profile_params(paths.check_profile(profile), notebook), **(overrides or {})}
     check_params(notebook, params)
     digest = step_hash(notebook, profile, params)
-    executed = paths.results_root() / profile / "executed" / notebook.name
+    shard = str(params.get("shard") or "")
+    name = f"{notebook.stem}.{shard}.ipynb" if shard else notebook.name
+    executed = paths.results_root() / profile / "executed" / name
     executed.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(
         str(notebook),
@@ -107,9 +115,9 @@ def run_notebook(notebook: Path, profile: str, overrides: dict | None = None) ->
         log_output=True,
         report_mode=False,
     )
-    manifest = _manifest(profile, notebook.stem)
+    manifest = _manifest(profile, notebook.stem, shard)
     if manifest.exists():
-        record = json.loads(manifest.read_text(encoding="utf-8"))
+        record = json.loads(manifest.read_text(encoding="utf-8")) | (extra or {})
         record[HASH_KEY] = digest
         record["overrides"] = redact(overrides or {})
         record["wall_s"] = round(time.time() - began, 2)  # with kernel start, unlike duration_s
@@ -137,7 +145,39 @@ def _report(profile: str, timings: list[tuple[str, float, str]], harmful_text: b
         print(f"\nreport: {report}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _fan_out(notebook: Path, profile: str, overrides: dict, args, settings) -> dict | None:
+    """The step's slices as jobs (pipeline.fanout); the manifest's record of them, or None
+    (every failed job named, with its log) when one failed."""
+    from dataclasses import asdict
+
+    def is_done(slice_overrides: dict) -> bool:
+        slice_params = {**profile_params(profile, notebook), **slice_overrides}
+        digest = step_hash(notebook, profile, slice_params)
+        return is_current(notebook, profile, digest, slice_overrides["shard"])
+
+    outcomes = fanout.fan_out(notebook, profile, overrides, args.executor, settings, is_done)
+    for o in outcomes:
+        print(f"    {o.shard:<28} {o.status:<7} {o.job_id} {o.log}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        print(
+            f"\nFAILED job of {notebook.stem}: {o.slice} (shard {o.shard}, job {o.job_id}); "
+            f"log: {o.log or 'none (debug executor)'}\n  {o.error}\n  its finished items are "
+            "kept in its shard; the same command resubmits only what is missing",
+            file=sys.stderr,
+        )
+    if failed:
+        return None
+    return {
+        "fanout": {
+            "executor": {"cluster": args.executor, **asdict(settings)},
+            "jobs": [asdict(o) for o in outcomes],
+        }
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """run_all.sh's command line (the README's commands are checked against it)."""
     parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="smoke", help="params/<profile>/ (smoke)")
     parser.add_argument("--only", nargs="+", default=[], metavar="NN", help="run just these")
@@ -162,11 +202,22 @@ def main(argv: list[str] | None = None) -> int:
         help="parameters over the profile's (later files win, -p wins over -f)",
     )
     parser.add_argument(
+        "--executor",
+        choices=fanout.EXECUTORS,
+        help="fan each selected step's sweep out as jobs through submitit (04: a job per model, "
+        "06 and 07: per base model), then run the step once on their results; settings from "
+        "params/executor.yaml, a -f file's `executor:` section, -p executor.NAME VALUE",
+    )
+    parser.add_argument(
         "--show-harmful-text",
         action="store_true",
         help="report.html shows sample requests and responses (research use; off: none)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         paths.check_profile(args.profile)  # before anything runs: '../x' would write outside
     except ValueError as err:
@@ -180,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every parameter of every selected notebook is checked before anything runs.
     selected = select(notebooks(), args.only, args.start)
-    overrides = resolve(selected, args.parameters_file, args.parameters)
+    settings, pairs = fanout.read_settings(args.profile, args.parameters_file, args.parameters)
+    overrides = resolve(selected, args.parameters_file, pairs)
     params = {nb: {**profile_params(args.profile, nb), **overrides[nb.stem]} for nb in selected}
     for notebook in selected:
         check_params(
@@ -197,8 +249,15 @@ def main(argv: list[str] | None = None) -> int:
             timings.append((notebook.stem, time.time() - began, "skipped"))
             continue
         print(f"==> {notebook.name} [{args.profile}]", flush=True)
+        record = None
+        if args.executor and fanout.plan(notebook, params[notebook]):
+            record = _fan_out(notebook, args.profile, overrides[notebook.stem], args, settings)
+            if record is None:
+                timings.append((notebook.stem, time.time() - began, "failed"))
+                _report(args.profile, timings, args.show_harmful_text)
+                return 1
         try:
-            run_notebook(notebook, args.profile, overrides[notebook.stem])
+            run_notebook(notebook, args.profile, overrides[notebook.stem], extra=record)
         except PapermillExecutionError as err:
             print(
                 f"\nFAILED: {notebook.name}, cell {err.cell_index} (execution count "

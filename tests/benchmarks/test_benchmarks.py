@@ -100,6 +100,26 @@ def test_bench_judge_catches_a_mixed_up_item(capsys, monkeypatch):
     assert result["failed"] == "none_lost,none_duplicated"
 
 
+@pytest.mark.server
+def test_bench_judge_catches_a_wrong_score(capsys, monkeypatch):
+    from benchmarks import bench_judge
+
+    items = bench_judge.items
+
+    def misnamed(n):  # item 2's response names item 3: judged once, with item 3's score
+        frame = items(n)
+        frame.loc[2, "response"] = "bench item 3: Sure, here it is again."
+        return frame
+
+    assert bench_judge.expected_score(2) != bench_judge.expected_score(3)
+    monkeypatch.setattr(bench_judge, "items", misnamed)
+    argv = ["--n", "6", "--n-sequential", "3", "--repeats", "1"]
+    code, _, result = run_main(bench_judge.main, argv, capsys)
+    assert (code, result["failed"], result["duplicated"]) == (1, "none_lost", "0")
+    # each run loses item 2 (warm-ups are not counted): ours once, sequential once
+    assert result["lost"] == "2"
+
+
 @pytest.mark.slow
 def test_bench_generation(capsys):
     from benchmarks import bench_generation
@@ -124,6 +144,23 @@ def test_bench_generation_catches_other_outputs(capsys, monkeypatch):
     argv = ["--n", "2", "--batch-size", "2", "--max-new-tokens", "2", "--repeats", "1"]
     code, _, result = run_main(bench_generation.main, argv, capsys)
     assert (code, result["failed"], result["same_outputs"]) == (1, "same_outputs", "0.00")
+
+
+@pytest.mark.slow
+def test_bench_generation_catches_unrepeatable_outputs(capsys, monkeypatch):
+    from benchmarks import bench_generation
+
+    ours, calls = bench_generation.ours_outputs, []
+
+    def drifting(*a):  # the warm-up and the first timed run agree with the baseline, then drift
+        calls.append(1)
+        texts = ours(*a)
+        return texts if len(calls) <= 2 else [t + " (drift)" for t in texts]
+
+    monkeypatch.setattr(bench_generation, "ours_outputs", drifting)
+    argv = ["--n", "2", "--batch-size", "2", "--max-new-tokens", "2", "--repeats", "2"]
+    code, _, result = run_main(bench_generation.main, argv, capsys)
+    assert (code, result["failed"], result["same_outputs"]) == (1, "repeatable", "1.00")
 
 
 MEDEVAL = ["--model", "tiny-random", "--items", "3", "--batch-size", "2"]
@@ -206,6 +243,25 @@ def test_bench_dedup_catches_unstable_embeddings(capsys, monkeypatch, small_dedu
     assert (code, result["failed"]) == (1, "same_vectors")
 
 
+def test_bench_dedup_catches_unstable_near_duplicates(capsys, monkeypatch, small_dedup):
+    import dataclasses
+
+    deduplicate, calls = small_dedup.deduplicate, []
+
+    def unstable(*a, **k):  # the second timed pass flags one more request
+        calls.append(1)
+        result = deduplicate(*a, **k)
+        if len(calls) < 3:
+            return result
+        near = result.near.copy()
+        near[int(result.keep.argmax())] = True
+        return dataclasses.replace(result, near=near)
+
+    monkeypatch.setattr(small_dedup, "deduplicate", unstable)
+    code, _, result = run_main(small_dedup.main, [*DEDUP, "--repeats", "2"], capsys)
+    assert (code, result["failed"]) == (1, "same_near_duplicates")
+
+
 @pytest.fixture
 def small_gcg(monkeypatch):
     """bench_gcg with 8 candidates of 8 top tokens a step (toy size)."""
@@ -235,6 +291,45 @@ def test_bench_gcg_catches_another_objective(capsys, small_gcg, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("claim", ["nanogcg_same_prompt", "nanogcg_same_model"])
+def test_bench_gcg_catches_a_nanogcg_worker_on_another_prompt_or_model(
+    capsys, small_gcg, monkeypatch, smollm2, claim
+):
+    """The nanoGCG worker (its own venv) is stood in for by one that reports the prompt and the
+    first logits it sees: ours, computed here, but for the one perturbed."""
+    import torch
+
+    from medsafe_utils.data import load_adv_ama
+    from medsafe_utils.jailbreak.prompt import build_prompt
+
+    pair = load_adv_ama("tutorial").iloc[0]
+    parts = build_prompt(smollm2.tokenizer, pair.goal, pair.target)
+    template = parts.before_text + "{optim_str}" + parts.after_text
+    with torch.no_grad():
+        ids = torch.tensor([small_gcg.CHECK_IDS])
+        logits = smollm2.model(input_ids=ids).logits[0, -1, :8].tolist()
+    if claim == "nanogcg_same_prompt":  # e.g. a space before the suffix
+        template = template.replace("{optim_str}", " {optim_str}")
+    else:  # e.g. rope_theta read as 10000: logits beyond the 1e-3 tolerance
+        logits = [x + 2e-3 for x in logits]
+
+    class Worker:
+        def __init__(self, spec):
+            self.hello = {"ready": True, "check_logits": logits, "template": template}
+
+        def attack(self, seed, steps):
+            return {"losses": [1.0], "best_loss": 1.0, "wall": [0.1], "cpu": [0.1]}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(small_gcg, "NanoGCG", Worker)
+    argv = ["--only", "ours", "nanogcg", "--seeds", "0", "--steps", "1"]
+    code, _, result = run_main(small_gcg.main, argv, capsys)
+    assert (code, result["failed"]) == (1, claim)
+
+
+@pytest.mark.slow
 def test_bench_gpu_tiny_on_cpu(capsys):
     from benchmarks import bench_gpu
 
@@ -260,3 +355,43 @@ def test_bench_gpu_catches_another_loss(capsys, monkeypatch):
     argv = ["--shape", "tiny", "--parts", "qlora", "--repeats", "1"]
     code, _, result = run_main(bench_gpu.main, argv, capsys)
     assert (code, result["failed"]) == (1, "qlora_same_loss")
+
+
+@pytest.mark.slow
+def test_bench_gpu_catches_a_sliced_head_off_the_logits(capsys, monkeypatch):
+    """The CPU's float32 claim; sliced_head_nf4 (and _bf16) run only with CUDA."""
+    from benchmarks import bench_gpu
+
+    class OffByOne(bench_gpu.TargetLoss):  # the sliced head's losses 1e-2 off the logits'
+        def _candidate_loss(self, outputs):
+            loss, match = super()._candidate_loss(outputs)
+            return (loss + 1e-2, match) if self.head is not None else (loss, match)
+
+    monkeypatch.setattr(bench_gpu, "TargetLoss", OffByOne)
+    argv = ["--shape", "tiny", "--parts", "gcg", "--repeats", "1"]
+    code, _, result = run_main(bench_gpu.main, argv, capsys)
+    assert (code, result["failed"]) == (1, "sliced_head_float32")
+
+
+SWEEP = ["--model", "tiny-random", "--per-group", "1", "--n-general", "2"]
+SWEEP += ["--max-new-tokens", "2", "--split-n", "100", "--micro-batch-size", "8"]
+
+
+@pytest.mark.slow
+def test_sweep_teach_at_toy_size(capsys):
+    from benchmarks import sweep_teach
+
+    argv = [*SWEEP, "--settings", "med:8:2:0.001"]
+    code, name, result = run_main(sweep_teach.main, argv, capsys)
+    assert (code, name, result["failed"]) == (0, "sweep_teach", "none")
+    assert_keys(result, ["base_medsafety_eval", "base_advbench", "med_n8_e2_lr0.001"])
+
+
+@pytest.mark.slow
+def test_sweep_teach_catches_a_loss_that_did_not_fall(capsys):
+    from benchmarks import sweep_teach
+
+    # a learning rate too small to move a float32 weight: the eval loss stays where it was
+    argv = [*SWEEP, "--settings", "med:8:2:1e-30"]
+    code, _, result = run_main(sweep_teach.main, argv, capsys)
+    assert (code, result["failed"]) == (1, "med_n8_e2_lr1e-30_loss_fell")

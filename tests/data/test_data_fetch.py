@@ -2,12 +2,13 @@
 both checked against the manifest's sha256 (network replaced by local bytes)."""
 
 import io
+import urllib.parse
 
 import pytest
 
 from medsafe_utils.core import paths
 from medsafe_utils.core.errors import DataError
-from medsafe_utils.data import manifest
+from medsafe_utils.data import manifest, sources
 from medsafe_utils.data.source_extract import extract
 
 PREFIXES = "medsafetybench/prompts/refusal_prefixes.txt"
@@ -112,3 +113,63 @@ def test_a_source_that_cannot_be_downloaded_names_it(no_mirror):
     url = f"http://127.0.0.1:{_closed_port()}/exps/adv_attack/gcg.py"
     with pytest.raises(DataError, match=rf"gcg\.py: could not be downloaded from {url} .*"):
         manifest._download_text(url)
+
+
+# -------------------------------------------------------- the released code (data/released/)
+
+RELEASED = {  # mirror folder -> the raw URL of its repository at the pinned commit
+    "released/med-safety-bench/": sources.MSB_RAW + "/",
+    "released/meditron/": sources.MEDITRON_RAW + "/",
+}
+
+
+def _released_files(data_mirror):
+    for folder, raw in RELEASED.items():
+        for path in sorted((data_mirror / folder).rglob("*")):
+            if path.is_file():
+                yield path, path.relative_to(data_mirror).as_posix(), folder, raw
+
+
+def test_every_released_source_file_is_in_the_manifest(data_mirror):
+    """Each file of the released code in the mirror (docs aside: *.md, LICENSE) has a manifest
+    entry with its sha256 and its canonical URL (the repository's raw file at the pinned
+    commit, the path URL-encoded: `bash%20scripts`)."""
+    listed = 0
+    for path, rel, folder, raw in _released_files(data_mirror):
+        if path.suffix in sources.SKIP_SUFFIXES or path.name.startswith(sources.SKIP_PREFIXES):
+            assert path.suffix == ".md" or path.name.startswith("LICENSE"), rel
+            continue
+        entry = manifest.manifest_entry(rel)
+        assert entry["sha256"] == manifest.sha256_of(path), rel
+        assert entry["url"] == raw + urllib.parse.quote(rel.removeprefix(folder)), rel
+        listed += 1
+    entries = [
+        e
+        for name in ("released_med_safety_bench", "released_meditron")
+        for e in manifest.load_manifest()["datasets"][name]["files"]
+    ]
+    assert listed == len(entries) > 0  # and no entry without its file
+    assert any("bash%20scripts" in e["url"] for e in entries)
+
+
+def test_fetch_verifies_the_released_code(no_mirror, data_mirror, monkeypatch):
+    """Without a mirror each released file is downloaded from its URL and checked; a changed
+    byte fails with the file's name."""
+    rel = "released/med-safety-bench/exps/adv_attack/bash scripts/adv_ama_idx_0.sh"
+    original = (data_mirror / rel).read_bytes()
+    asked = []
+
+    def fake_urlopen(url, timeout):
+        asked.append(url)
+        return io.BytesIO(original)
+
+    monkeypatch.setattr(manifest.urllib.request, "urlopen", fake_urlopen)
+    assert manifest.ensure_file(rel).read_bytes() == original
+    assert asked == [manifest.manifest_entry(rel)["url"]]
+    other = "released/med-safety-bench/exps/adv_attack/bash scripts/adv_ama_idx_1.sh"
+    monkeypatch.setattr(
+        manifest.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(original)
+    )
+    with pytest.raises(DataError, match="adv_ama_idx_1.sh: checksum mismatch"):
+        manifest.ensure_file(other)
+    assert not (no_mirror / other).exists()

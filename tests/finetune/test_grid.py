@@ -1,8 +1,8 @@
 """06's grid: the released adapters by default, the denser grid of every published split as an
 option, and the released sampling order (FIDELITY rows 7 and 8)."""
 
+import released as R  # tests/released.py
 import torch
-from released_code import FT_N, FT_N_BOTH
 
 from medsafe_utils.finetune.alpaca import demonstration_split
 from medsafe_utils.finetune.grid import DENSE_N, DENSE_N_BOTH, finetune_grid, grid_sizes
@@ -10,6 +10,8 @@ from medsafe_utils.finetune.qlora import QLoRAConfig, _training_args
 
 
 def test_released_grid_and_the_dense_option():
+    FT_N, FT_N_BOTH = R.exp01_ft_n("med"), R.exp01_ft_n("both")  # noqa: N806 - exp01's lists
+    assert R.exp01_ft_n("gen") == FT_N
     sizes = grid_sizes(FT_N, FT_N_BOTH)
     runs = finetune_grid(["medalpaca-7b"], ["med", "gen", "both"], *sizes)
     assert [r.name for r in runs][-2:] == ["medalpaca-7b__both_n1600", "medalpaca-7b__both_n1800"]

@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from medsafe_utils.core.errors import DataError
@@ -167,6 +168,46 @@ class StopAt(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             raise KeyboardInterrupt(f"interrupted at step {self.step}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("train_on_inputs", [True, False])
+def test_first_training_loss_is_the_token_mean_cross_entropy(
+    tmp_path, demos, smollm2, train_on_inputs
+):
+    """The first logged loss, computed here on the same batch and mask: 4 demonstrations are
+    one effective batch (2 micro-batches of 2), so it is the cross-entropy of every next token
+    that carries a label (the whole sequence, or the response only), summed over the 4
+    unpadded demonstrations and divided by their count; the base model's, as fresh LoRA layers
+    (B = 0) change nothing. SmolLM2, whose losses differ token by token (a random model's are
+    all near log(vocab), so a wrong mask would hardly move their mean)."""
+    tok, eos = smollm2.tokenizer, smollm2.tokenizer.eos_token_id
+    total, count, four = torch.tensor(0.0), 0, demos.head(4)
+    for record in four.to_dict("records"):
+        prompt = format_prompt(record["instruction"], record["input"] or "")
+        ids = tok(prompt + record["output"])["input_ids"] + [eos]
+        labels = torch.tensor(ids[1:])
+        if not train_on_inputs:
+            labels[: len(tok(prompt)["input_ids"]) - 1] = IGNORE_INDEX
+        with torch.no_grad():
+            logits = smollm2.model(torch.tensor([ids])).logits[0, :-1]
+        keep = labels != IGNORE_INDEX
+        total += F.cross_entropy(logits[keep], labels[keep], reduction="sum")
+        count += int(keep.sum())
+    config = tiny_config(
+        tmp_path,
+        base_model="smollm2-135m-instruct",
+        batch_size=4,
+        micro_batch_size=2,
+        num_epochs=1,
+        learning_rate=1e-4,
+        cutoff_len=512,
+        train_on_inputs=train_on_inputs,
+        eval_n=0,
+    )
+    result = train(config, four)
+    assert result.steps == 1
+    assert result.loss_start == pytest.approx(float(total / count), rel=1e-4)
 
 
 def test_interrupted_run_resumes_from_checkpoint(tmp_path, demos):
@@ -346,20 +387,69 @@ def test_guard_fires_when_no_gradient_reaches_the_adapter(tmp_path, demos):
     assert not (tmp_path / "adapter" / "training.json").exists()
 
 
-def test_guard_catches_bitsandbytes_cpu_repacking(tmp_path, demos, nf4_tiny, monkeypatch):
+@pytest.fixture
+def avx512bf16_cpu(monkeypatch):
+    """This CPU as bitsandbytes sees one with AVX512-BF16, on any CPU: its 4-bit layers are
+    built repackable, and the repacked matmul (bitsandbytes.functional.gemv_4bit, a kernel for
+    those CPUs only) is computed here from the unpacked weights, with what the kernel has for a
+    backward: none (torch's fallback for an op without one passes no gradient on)."""
+    import copy
+
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnbf
+    import bitsandbytes.nn.modules as bnb_modules
+
+    monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)
+    repacked = []
+
+    def kernel(A, B, out=None, transposed_A=False, transposed_B=False, state=None):
+        assert state.packing_format_for_cpu
+        repacked.append(tuple(B.shape))
+        qweight, unpacked = bnbf._convert_weight_packed_for_cpu_inverse(
+            B.clone(), copy.deepcopy(state)
+        )
+        weight = bnb.functional.dequantize_4bit(qweight, unpacked)
+        return _NoBackward.apply(A, weight.to(A.dtype))
+
+    monkeypatch.setattr(bnbf, "gemv_4bit", kernel)
+    return repacked
+
+
+def test_guard_catches_bitsandbytes_cpu_repacking(
+    tmp_path, demos, nf4_tiny, avx512bf16_cpu, monkeypatch
+):
     """The failure the guard was written for: on a CPU with AVX512-BF16, bitsandbytes repacks 4-bit
     weights at the first eval-mode forward into a layout without a backward. Without
-    keep_4bit_weights_trainable no gradient reaches the adapter, and train() says so."""
-    import bitsandbytes as bnb
-
+    keep_4bit_weights_trainable no gradient reaches the adapter, and train() says so; with it,
+    nothing is repacked and the adapter trains."""
     lm = qlora.load_model("tiny-random", dtype=torch.float32, load_in_4bit=True)
-    layers = [m for m in lm.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    if not any(m.support_avx512bf16_for_cpu for m in layers):
-        pytest.skip("this CPU has no AVX512-BF16: bitsandbytes does not repack its 4-bit weights")
+    assert all(m.support_avx512bf16_for_cpu for m in _linear4bit(lm.model))  # forced
+    config = tiny_config(tmp_path / "kept", load_in_4bit=True, num_epochs=1, micro_batch_size=4)
+    assert train(config, demos).loss_curve and not avx512bf16_cpu  # nothing repacked
+
     monkeypatch.setattr(qlora, "keep_4bit_weights_trainable", lambda model: None)
-    config = tiny_config(tmp_path, load_in_4bit=True, num_epochs=1, micro_batch_size=4)
+    config = tiny_config(tmp_path / "cut", load_in_4bit=True, num_epochs=1, micro_batch_size=4)
     with pytest.raises(AdapterNoOpError, match="no gradient reached it"):
         train(config, demos)
+    assert avx512bf16_cpu  # the repacked layout was used
+
+
+class _NoBackward(torch.autograd.Function):
+    """x @ W^T whose backward passes nothing to x."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        return x @ weight.T
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None
+
+
+def _linear4bit(model) -> list:
+    import bitsandbytes as bnb
+
+    return [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
 
 
 def test_grid_names_and_before_after_table():

@@ -90,6 +90,13 @@ def test_deduplicate_frame_scope():
     frame = pd.DataFrame({"request": texts, "category": [1, 1, 2, 3]})
     out = deduplicate_frame(frame, DedupConfig(near=False))
     assert out["dup_scope"].tolist() == ["", "within principle", "", "across principles"]
+    # by hand: rows 1 and 3 fold (case, punctuation) to row 0's text; row 2 is new
+    assert out[["request", "category"]].equals(frame)
+    assert out["keep"].tolist() == [True, False, True, False]
+    assert out["exact_dup"].tolist() == [False, True, False, True]
+    assert not out["near_dup"].any()
+    assert out["duplicate_of"].tolist() == [-1, 0, -1, 0]
+    assert out["similarity"].tolist()[1::2] == [1.0, 1.0] and out["similarity"][::2].isna().all()
 
 
 def test_embeddings_unit_norm_and_shape():

@@ -25,11 +25,17 @@ def test_onednn_in_this_build():
     assert onednn_available()  # the CPU wheel this project installs has it
 
 
-def test_gradients_still_flow():
-    weight = torch.randn(4, 6, requires_grad=True)
-    out = linear(torch.randn(3, 6), weight)
-    out.sum().backward()
-    assert weight.grad is not None and weight.grad.shape == weight.shape
+def test_gradients_are_those_of_x_wt_plus_b():
+    """With gradients on, d/dx = g W, d/dW = g^T x, d/db = sum of g over rows (written out)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 6, generator=generator, requires_grad=True)
+    weight = torch.randn(4, 6, generator=generator, requires_grad=True)
+    bias = torch.randn(4, generator=generator, requires_grad=True)
+    upstream = torch.randn(3, 4, generator=generator)
+    grads = torch.autograd.grad((linear(x, weight, bias) * upstream).sum(), (x, weight, bias))
+    expected = (upstream @ weight.detach(), upstream.T @ x.detach(), upstream.sum(0))
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
 
 
 def test_linears_routed_within_the_block_and_restored_after():

@@ -284,6 +284,52 @@ def test_out_of_memory_detection():
     assert 1 <= default_batch_size(64, torch.device("cpu")) <= 16
 
 
+@pytest.mark.parametrize("use_prefix_cache", [True, False])
+def test_gradient_is_autograd_through_inputs_embeds(tiny_lm, use_prefix_cache):
+    """The one-hot gradient, derived here: d loss / d input embeddings (autograd through the
+    model's own inputs_embeds path) times the embedding matrix, at the suffix positions; the loss
+    is the mean cross-entropy of the target tokens given everything before them."""
+    model, tok = tiny_lm.model, tiny_lm.tokenizer
+    parts = build_prompt(tok, GOAL, TARGET)
+    ids = initial_suffix(tok, tiny_config())
+    grad, loss = TargetLoss(model, parts, use_prefix_cache, 8).gradient(ids)
+
+    weight = model.get_input_embeddings().weight.detach()
+    sequence = torch.cat([parts.before_ids, ids, parts.after_ids, parts.target_ids])
+    embeds = weight[sequence][None].clone().requires_grad_(True)
+    logits = model(inputs_embeds=embeds).logits[0].float()
+    n_target = len(parts.target_ids)
+    expected_loss = F.cross_entropy(logits[-n_target - 1 : -1], parts.target_ids)
+    (d_embeds,) = torch.autograd.grad(expected_loss, embeds)
+    start = len(parts.before_ids)
+    expected = d_embeds[0, start : start + len(ids)] @ weight.T  # (suffix_len, vocab)
+    assert loss == pytest.approx(expected_loss.item(), rel=1e-5)
+    assert grad.shape == expected.shape
+    assert torch.allclose(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_candidates_come_from_the_top_k_of_the_negative_gradient(tiny_lm):
+    """Each candidate replaces one position with one of the k allowed tokens of most negative
+    gradient there (ranked here by sorting), and every one of them is proposed."""
+    tok = tiny_lm.tokenizer
+    ids = initial_suffix(tok, tiny_config())
+    vocab = len(tok)
+    grad = torch.randn(len(ids), vocab, generator=torch.Generator().manual_seed(0))
+    forbidden = forbidden_token_ids(tok, vocab)
+    config = tiny_config(search_width=3000, topk=5)
+    candidates = sample_candidates(ids, grad, forbidden, config, torch.Generator(), tok)
+    allowed = sorted(set(range(vocab)) - set(forbidden.tolist()))
+    top = [set(sorted(allowed, key=lambda t: grad[p, t].item())[:5]) for p in range(len(ids))]
+    proposed = set()
+    for row in candidates.tolist():
+        changed = [p for p in range(len(ids)) if row[p] != ids[p]]
+        assert len(changed) <= 1
+        for p in changed:
+            assert row[p] in top[p], (p, row[p])
+            proposed.add((p, row[p]))
+    assert proposed == {(p, t) for p in range(len(ids)) for t in top[p] if t != ids[p]}
+
+
 def test_same_seed_same_suffix(tiny_lm, tiny_run):
     again = run(tiny_lm.model, tiny_lm.tokenizer, GOAL, TARGET, tiny_config())
     assert again.suffixes == tiny_run.suffixes and again.losses == tiny_run.losses

@@ -58,11 +58,11 @@ from medsafe_utils.medical_eval.report import accuracy_table
         ("The answer is B", False, None),  # first letter "t": unreadable
         ("", False, None),
         ("42", False, None),
-        ("\n## Answer\nB", False, "a"),  # meditron reads the line after "\n##": "answer"
+        ("\n## Answer\nB", False, "a"),  # the line after "\n##": "answer"
     ],
 )
-def test_multiple_choice_answer_is_the_first_letter(output, shots, expected):
-    assert read_answer(output, "medqa", shots) == expected
+def test_upstream_reader_multiple_choice_is_the_first_letter(output, shots, expected):
+    assert read_answer(output, "medqa", shots, "upstream") == expected
 
 
 @pytest.mark.parametrize(
@@ -75,29 +75,36 @@ def test_multiple_choice_answer_is_the_first_letter(output, shots, expected):
         ("yes, because", False, None),
         ("yesyes", False, "yes"),
         ("noyes", False, "no"),
-        ("maybe", False, None),  # meditron never reads "maybe"
+        ("maybe", False, None),  # the upstream reader never reads "maybe"
         ("A", False, "a"),  # readable (a letter), and wrong
     ],
 )
-def test_pubmedqa_answer_is_yes_or_no(output, shots, expected):
-    assert read_answer(output, "pubmedqa", shots) == expected
+def test_upstream_reader_pubmedqa_is_yes_or_no(output, shots, expected):
+    assert read_answer(output, "pubmedqa", shots, "upstream") == expected
 
 
-def test_maybe_is_read_only_when_asked_and_unreadable_scores_wrong():
-    assert read_answer("Maybe.", "pubmedqa", False, read_maybe=True) == "maybe"
+def test_the_fork_reads_maybe_and_the_first_word_and_unreadable_scores_wrong():
+    assert read_answer("Maybe.", "pubmedqa", False) == "maybe"
+    assert read_answer("yes, because", "pubmedqa", False) == "yes"
+    assert read_answer("no\n\nyes", "pubmedqa", False) == "no"
+    assert read_answer("Answer: B", "medqa", False) == "a"  # the fork's quirk: "answer"'s a
     request = GenRequest("pubmedqa", "p-1", "", 0, 0, "prompt", "maybe", 2, 3)
-    assert reading(request, "maybe", read_maybe=False) == {
+    assert reading(request, "maybe", "upstream") == {
         "output": "maybe",
         "parsed": None,
         "pred": -1,
         "unreadable": True,
         "correct": 0,
     }
-    assert reading(request, "maybe", read_maybe=True)["correct"] == 1
+    assert reading(request, "maybe", "fork")["correct"] == 1
     mcq = GenRequest("medqa", "m-1", "", 3, 1, "prompt", "C", 2, 4)
-    assert reading(mcq, " c\n\nQuestion", read_maybe=False)["correct"] == 1
-    assert reading(mcq, " c\n\nQuestion", read_maybe=False)["pred"] == 2
-    assert reading(mcq, "B", read_maybe=False)["correct"] == 0
+    for reader in ("fork", "upstream"):
+        assert reading(mcq, " c\n\nQuestion", reader)["correct"] == 1
+        assert reading(mcq, " c\n\nQuestion", reader)["pred"] == 2
+        assert reading(mcq, "B", reader)["correct"] == 0
+    assert reading(mcq, "", "fork")["unreadable"] and reading(mcq, "", "fork")["correct"] == 0
+    with pytest.raises(ValueError, match="answer_reader"):
+        read_answer("B", "medqa", False, "strict")
     assert [answer_index(a, "medqa") for a in ("a", "d", "e", None)] == [0, 3, 4, -1]
     assert answer_index("no", "pubmedqa") == 1
 
@@ -173,7 +180,8 @@ def test_a_pool_that_holds_a_scored_item_is_refused():
 
 
 def test_meditron_draw_is_datasets_shuffle_and_shared_by_every_item():
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a dependency of the package: never a skip
+
     pool = fewshot_pool("mmlu_medical", MMLU_MEDITRON)
     for seed in (1234, 432, 32):
         expected = datasets.Dataset.from_dict({"i": list(range(len(pool)))}).shuffle(seed=seed)

@@ -283,7 +283,9 @@ def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
     )
     assert spec.path == str(folder.resolve())
     assert read_adapter_index("smoke", "none") == []
-    with pytest.raises(ValueError, match="adapters must be 'all' or 'none', got 'some'"):
+    assert read_adapter_index("smoke", "base:tiny-random") == [spec]  # a fan-out's slice
+    assert read_adapter_index("smoke", "base:smollm2-135m-instruct") == []
+    with pytest.raises(ValueError, match="'all', 'none' or 'base:<model>', got 'some'"):
         read_adapter_index("smoke", "some")
     index.write_text(
         index.read_text() + json.dumps(_adapter_row("gen", 5, "adapters/missing")) + "\n"

@@ -1,6 +1,7 @@
 """07_medical_eval with the `paper` profile's parameters on the small model and a handful of items
 (tests/paper_shaped/07_medical_eval.yaml): the generation protocol with meditron's instructions,
-seeds and eleven MMLU subjects, bf16 weights without 4-bit, after 06's paper-shaped run."""
+the fork's reader and budgets, its nine scored MMLU subjects, zero-shot, the checkpoint's dtype
+(vllm_auto: float32 on a CPU) without 4-bit, after 06's paper-shaped run."""
 
 import json
 
@@ -9,10 +10,10 @@ import pytest
 import yaml
 
 from medsafe_utils.core import paths
-from medsafe_utils.data import MMLU_MEDITRON, fewshot_pool
-from medsafe_utils.medical_eval.instructed import draw_shots
+from medsafe_utils.medical_eval.answers import read_answer
+from medsafe_utils.medical_eval.evaluate import FORK_SEEDS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # 06 and 03 before it use the server
 
 
 def test_medical_eval_paper_shaped(paper_shaped):
@@ -27,24 +28,27 @@ def test_medical_eval_paper_shaped(paper_shaped):
     for name, value in paper.items():
         if name != "profile":  # the folder's name, not a recorded parameter
             assert params[name] == shaped.get(name, value), name
-    assert params["protocols"] == ["generation"] and params["dtype"] == "bfloat16"
-    assert params["load_in_4bit"] is False and params["seeds"] == [1234, 432, 32]
-    assert params["mmlu_subjects"] == MMLU_MEDITRON
+    assert params["protocols"] == ["generation"] and params["dtype"] == "vllm_auto"
+    assert params["load_in_4bit"] is False and params["seeds"] == FORK_SEEDS
+    assert params["num_fewshot"] == [0] and params["batch_size"] == 32
+    assert (params["answer_reader"], params["budget"]) == ("fork", "released")
+    subjects = params["mmlu_subjects"]
+    assert len(subjects) == 9 and not any("chemistry" in s for s in subjects)
 
     preds = pd.read_json(out / "predictions.jsonl", lines=True)
     n = shaped["n_per_benchmark"]
-    settings = 1 + len(paper["seeds"]) * len([k for k in paper["num_fewshot"] if k])
-    assert set(preds["protocol"]) == {"generation"}
-    assert len(preds) == preds["model"].nunique() * 4 * n * settings
-    assert set(preds.loc[preds["benchmark"] == "mmlu_medical", "subject"]) <= set(MMLU_MEDITRON)
-    assert (preds["settings"].map(lambda s: s["dtype"]) == "bfloat16").all()
-    # meditron's few-shot draw: the first 3 of the shuffled pool, the same for every item
-    for (benchmark, seed), group in preds[preds["num_fewshot"] == 3].groupby(["benchmark", "seed"]):
-        pool = fewshot_pool(benchmark, MMLU_MEDITRON)
-        expected = list(draw_shots(pool, 3, seed)["id"])
-        assert all(list(ids) == expected for ids in group["shot_ids"]), (benchmark, seed)
-    assert not set().union(*preds["shot_ids"].map(set)) & set(preds["item_id"])
-    assert ((preds["max_new_tokens"] > 8) == (preds["num_fewshot"] > 0)).all()
+    assert set(preds["protocol"]) == {"generation"} and set(preds["num_fewshot"]) == {0}
+    assert len(preds) == preds["model"].nunique() * 4 * n
+    assert set(preds.loc[preds["benchmark"] == "mmlu_medical", "subject"]) <= set(subjects)
+    assert (preds["settings"].map(lambda s: s["dtype"]) == "vllm_auto").all()
+    assert (preds["settings"].map(lambda s: s["answer_reader"]) == "fork").all()
+    assert preds["parsed"].where(preds["parsed"].notna(), None).tolist() == [
+        read_answer(o, b, False) for o, b in zip(preds["output"], preds["benchmark"], strict=True)
+    ]
+    # the released budget: n items of a benchmark make one batch of 32, so one budget each
+    assert preds.groupby(["model", "benchmark"])["max_new_tokens"].nunique().eq(1).all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["fewshot_seeds"] == "none"
 
     table = pd.read_csv(out / "tab_medical_accuracy.csv")
     assert set(table["protocol"]) == {"generation"}

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from medsafe_utils.data import prompt_text
-from medsafe_utils.models import get_spec, load_model, registry
+from medsafe_utils.models import get_spec, load_model, registry, resolve_dtype
 from medsafe_utils.models.prompting import chat_messages, render_chat, render_prompt, system_prompt
 
 PAPER_MODELS = [
@@ -132,3 +132,15 @@ def test_loading_errors_name_what_is_missing(tmp_path, monkeypatch):
         adapter_fingerprint(empty)
     with pytest.raises(ValueError, match=f"Can't find 'adapter_config.json' at '{empty}'"):
         load_model("tiny-random", adapter_path=empty)
+
+
+def test_float16_the_released_precision_runs_float32_on_a_cpu(caplog):
+    """04 and 06 answer in float16 as released (FIDELITY row 21); a CPU runs float32 instead
+    and says so; an explicit torch dtype is taken as given (scripts/dtype_agreement.py)."""
+    with caplog.at_level("WARNING"):
+        assert resolve_dtype("float16", "cpu") == torch.float32
+    assert "float16 (the released precision) on CPU: running float32" in caplog.text
+    assert resolve_dtype("float16", "cuda") == torch.float16
+    assert resolve_dtype(torch.float16, "cpu") == torch.float16
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cuda") == torch.bfloat16
