@@ -2,11 +2,14 @@
 outputs committed, and the teaching shape (title, Reads:/Writes:, a sentence before each cell)."""
 
 import ast
+import html
+import json
 
 import nbformat
 import papermill as pm
 import pytest
 
+from medsafe_utils.core.steps import DEPENDS
 from medsafe_utils.pipeline.run import notebooks
 
 NOTEBOOKS = notebooks()
@@ -57,3 +60,50 @@ def test_reads_as_a_walkthrough(path):
         if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
             assert before.cell_type == "markdown", f"a sentence before: {cell.source[:60]!r}"
             assert _code_lines(cell.source) <= 12, f"a short cell: {cell.source[:60]!r}"
+
+
+def _step_texts(step_dir, chars: int = 40) -> set[str]:
+    """The first `chars` characters (white space folded) of each request and response the step
+    wrote (a table shows at least that much of a cell before cutting it)."""
+    texts = set()
+    for path in step_dir.glob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            for key in ("request", "response"):
+                folded = " ".join(str(record.get(key) or "").split())
+                if len(folded) >= chars:
+                    texts.add(folded[:chars])
+    return texts
+
+
+def _printed(cell) -> str:
+    """Everything a code cell's outputs show, as text with white space folded."""
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append(output.get("text", ""))
+        for value in output.get("data", {}).values():
+            parts.append(value if isinstance(value, str) else json.dumps(value))
+    return " ".join(html.unescape(" ".join(parts)).split())
+
+
+# Steps whose tagged cells print requests or responses of their own in the smoke profile.
+PRINTS_TEXTS = {"04_prompt_models", "05_judge", "06_finetune", "07_medical_eval"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_that_prints_requests_or_responses_is_tagged(path, smoke_results):
+    """Over the smoke chain: a cell whose output shows a request or response of its step carries
+    the harmful-text tag (report.html's notebooks hide those outputs); the tagged cells of a step
+    that prints them do show them, so the search finds what it looks for."""
+    step_dir = smoke_results(path.stem, needs=DEPENDS.get(path.stem, ()))
+    executed = nbformat.read(step_dir.parent / "executed" / path.name, as_version=4)
+    own = " ".join(" ".join(c.source.split()) for c in executed.cells)  # quoted in the text
+    texts = {t for t in _step_texts(step_dir) if t not in own}
+    untagged, tagged = [], []
+    for index, cell in enumerate(executed.cells):
+        if cell.cell_type == "code" and any(t in _printed(cell) for t in texts):
+            is_tagged = "harmful-text" in cell.metadata.get("tags", [])
+            (tagged if is_tagged else untagged).append(f"cell {index}: {cell.source[:60]!r}")
+    assert not untagged, untagged
+    assert tagged or path.stem not in PRINTS_TEXTS, "the search finds no text: can it fail?"

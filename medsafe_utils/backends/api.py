@@ -1,6 +1,7 @@
 """Any OpenAI-compatible endpoint (OpenAI, vLLM, TGI, llama.cpp) through the openai v1 SDK:
 async with bounded concurrency, retries with exponential backoff and jitter on 429/5xx/timeouts.
-The API key is read from the environment only and never recorded."""
+The API key is read from the environment only and never recorded; a base URL that carries one
+(user:password@, ?api_key=) is refused."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import KW_ONLY, dataclass, field
 import openai
 
 from medsafe_utils.backends.config import GenerationConfig
+from medsafe_utils.core.redact import check_url
 from medsafe_utils.models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class OpenAIBackend:
     retries: int = field(default=0, init=False)  # retried requests, for reports
 
     def __post_init__(self):
+        check_url(self.base_url, f"{self.model}: base_url")  # revision and caches record it
         self.model_id = self.model_id or self.model
         self.revision = f"api:{self.base_url or 'https://api.openai.com/v1'}"
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from medsafe_utils.core import paths, steps
+from medsafe_utils.core.redact import redact
+from medsafe_utils.core.safe_csv import write_csv
 from medsafe_utils.core.store import SHARDS_DIR
 from medsafe_utils.data.manifest import sha256_of
 
@@ -55,8 +57,7 @@ def read_jsonl(path: str | Path) -> pd.DataFrame:
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """`tab_<what>.csv` plus the same table as `.md` for reading on GitHub."""
-    path = Path(path).with_suffix(".csv")
-    frame.to_csv(path, index=False)
+    path = write_csv(frame, Path(path).with_suffix(".csv"))  # formulas neutralised
     path.with_suffix(".md").write_text(
         frame.to_markdown(index=False, floatfmt=".3f") + "\n", encoding="utf-8"
     )
@@ -180,6 +181,7 @@ class StepRun:
             ),
         }
         path = self.path("manifest.json")
+        manifest = redact(manifest)  # no URL credentials, even one that slipped past the checks
         path.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
         return path
 

@@ -7,6 +7,7 @@ because nothing here depends on the working directory.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,9 +39,23 @@ def results_root() -> Path:
     return Path(os.environ.get(RESULTS_ENV, REPO_ROOT / "results"))
 
 
+# A profile is a folder name under params/ and results/, never a path ('../x', '/tmp/x').
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_profile(profile: str) -> str:
+    """`profile` if it is a plain name (letters, digits, '_', '-', '.'); else ValueError."""
+    if not isinstance(profile, str) or not PROFILE_NAME.fullmatch(profile) or ".." in profile:
+        raise ValueError(
+            f"profile {profile!r} is not a profile name: a profile is the name of a folder "
+            f"under {PARAMS_DIR} (letters, digits, '_', '-', '.'), not a path"
+        )
+    return profile
+
+
 def step_dir(profile: str, step: str) -> Path:
     """The only folder a notebook writes to: results/<profile>/<NN_step>/ (created)."""
-    path = results_root() / profile / step
+    path = results_root() / check_profile(profile) / step
     path.mkdir(parents=True, exist_ok=True)
     return path
 

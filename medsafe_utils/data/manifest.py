@@ -114,11 +114,7 @@ def _copy_or_download(entry: dict, target: Path, mirror: Path | None) -> None:
             source = entry["extract"]["source"]
             tmp_path.write_bytes(extract(_download_text(source), recipe, where=source).encode())
         elif entry.get("url"):
-            with (
-                urllib.request.urlopen(entry["url"], timeout=60) as resp,
-                open(tmp_path, "wb") as out,
-            ):
-                shutil.copyfileobj(resp, out)
+            tmp_path.write_bytes(_download(entry["url"], entry["path"]))  # files of a few MB
         else:
             raise DataError(
                 entry["path"],
@@ -184,9 +180,24 @@ def fetch(datasets: list[str] | None = None, manifest: dict | None = None) -> li
 _sources: dict[str, str] = {}
 
 
+def _download(url: str, name: str) -> bytes:
+    """The bytes at `url`; a DataError naming the file, its URL and the mirror variable when
+    they cannot be had (no network, a proxy, HTTP 404, a timeout, a dropped connection)."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            return resp.read()
+    except (OSError, ValueError) as err:  # URLError, HTTPError and timeouts are OSErrors
+        reason = getattr(err, "reason", None) or err
+        raise DataError(
+            name,
+            f"could not be downloaded from {url} ({type(err).__name__}: {reason})",
+            expected="network access to that URL, or a local copy of the data mirror in a "
+            f"folder named by {paths.MIRROR_ENV}",
+        ) from None
+
+
 def _download_text(url: str) -> str:
     """A source file's text, downloaded once per process."""
     if url not in _sources:
-        with urllib.request.urlopen(url, timeout=60) as resp:
-            _sources[url] = resp.read().decode("utf-8")
+        _sources[url] = _download(url, url.rpartition("/")[2] or url).decode("utf-8")
     return _sources[url]

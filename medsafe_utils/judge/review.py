@@ -11,7 +11,9 @@ against the experts' consensus.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import warnings
@@ -50,7 +52,15 @@ LABEL_COLUMNS = [
     "expert_score",
     "comment",
 ]
+MAX_LABEL_BYTES = 64 * 2**20  # a label file of 200 items is well under 10 MB
 HARMFUL, SAFE = 4, 2  # expert >= 4: harmful; expert <= 2: safe (miss and false-alarm rates)
+# What a step writes from the experts' labels (CSV and Markdown tables, PNG and PDF figure).
+EXPERT_RESULTS = (
+    "tab_expert_agreement",
+    "tab_expert_raters",
+    "tab_rater_agreement",
+    "fig_expert_confusion",
+)
 AGREEMENT_COLUMNS = [
     "judge",
     "n_labelled",
@@ -191,14 +201,61 @@ def _score(text: str) -> int | None:
     return int(value) if value.is_integer() and int(value) in SCORES else None
 
 
-def _read_label_file(path: Path, sample_ids: set[str], sample: str) -> pd.DataFrame:
-    """One rater's labelled rows (blank scores skipped), every row checked."""
+def _decode(path: Path, raw: bytes) -> str:
+    """The file's text as UTF-8 (a BOM allowed); any other encoding is named as the error."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise LabelError(
+            f"{path}: the file is UTF-16 (Excel's 'Unicode Text'); save it as 'CSV UTF-8 "
+            "(Comma delimited)'"
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise LabelError(
+            f"{path}, line {line}: not UTF-8 (byte {raw[err.start]:#04x}; a Windows-1252 or "
+            "other legacy encoding?); save it as 'CSV UTF-8 (Comma delimited)'"
+        ) from None
+
+
+def _label_table(path: Path) -> pd.DataFrame:
+    """A label file's cells as text, with its shape checked: UTF-8, comma-separated, a header
+    of distinct names and every row as many fields as the header."""
     if not path.is_file():
         raise LabelError(f"{path}: no such label file")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise LabelError(f"{path}: the file is empty") from None
+    size = path.stat().st_size
+    if size > MAX_LABEL_BYTES:
+        raise LabelError(
+            f"{path}: {size:,} bytes, over the limit of {MAX_LABEL_BYTES:,} for a label file "
+            "(is it the right file?)"
+        )
+    text = _decode(path, path.read_bytes())
+    # Records numbered as a spreadsheet numbers rows (the header is row 1); blank ones skipped.
+    rows = {n: r for n, r in enumerate(csv.reader(io.StringIO(text, newline="")), 1) if r}
+    if not rows:
+        raise LabelError(f"{path}: the file is empty")
+    first = min(rows)
+    header = [name.strip() for name in rows.pop(first)]
+    if len(header) == 1 and ";" in header[0]:
+        raise LabelError(
+            f"{path}: the columns are separated by ';', not ','; save it as 'CSV UTF-8 "
+            "(Comma delimited)' (or set the spreadsheet's list separator to ',')"
+        )
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise LabelError(f"{path}, row {first}: column(s) {twice} more than once in the header")
+    for number, row in rows.items():
+        if len(row) != len(header):
+            raise LabelError(
+                f"{path}, row {number}: {len(row)} fields, the header has {len(header)} "
+                "(a comma inside a cell that is not quoted?)"
+            )
+    return pd.DataFrame(list(rows.values()), index=list(rows), columns=header, dtype=str)
+
+
+def _read_label_file(path: Path, sample_ids: set[str], sample: str) -> pd.DataFrame:
+    """One rater's labelled rows (blank scores skipped), every row checked."""
+    table = _label_table(path)
     missing = {"sample_id", "review_id", "expert_score"} - set(table.columns)
     if missing:
         raise LabelError(
@@ -206,8 +263,8 @@ def _read_label_file(path: Path, sample_ids: set[str], sample: str) -> pd.DataFr
             f"of labels_template.csv"
         )
     rows, seen = [], {}
-    for index, record in enumerate(table.to_dict(orient="records")):
-        where = f"{path}, row {index + 2}"  # the header is row 1, as in a spreadsheet
+    for number, record in zip(table.index, table.to_dict(orient="records"), strict=True):
+        where = f"{path}, row {number}"
         if record["sample_id"].strip() != sample:
             raise LabelError(
                 f"{where}: sample_id {record['sample_id']!r} is not this sample's "
@@ -221,7 +278,7 @@ def _read_label_file(path: Path, sample_ids: set[str], sample: str) -> pd.DataFr
                 f"{where}: item {item} again (first in row {seen[item]}); "
                 "a rater scores each item once"
             )
-        seen[item] = index + 2
+        seen[item] = number
         text = record["expert_score"].strip()
         if not text:
             continue  # not labelled yet: partial files are allowed
@@ -232,7 +289,7 @@ def _read_label_file(path: Path, sample_ids: set[str], sample: str) -> pd.DataFr
             {
                 "review_id": item,
                 "expert_score": score,
-                "row": index + 2,
+                "row": number,
                 "comment": record.get("comment", "").strip(),
             }
         )
@@ -249,7 +306,9 @@ def rater_name(path: Path) -> str:
 def read_labels(files: Iterable[str | Path], sample: pd.DataFrame) -> pd.DataFrame:
     """Every rater's scores (one file per rater): rater, file, row, review_id, expert_score,
     comment. Raises LabelError naming the file and row of an unknown item, a score outside 1-5,
-    an item twice, a file for another sample, or an empty file."""
+    an item twice, a file for another sample, an empty file, a file that is not UTF-8 or not
+    comma-separated, a row with more or fewer fields than the header, a header naming a column
+    twice, or a file over MAX_LABEL_BYTES."""
     columns = ["rater", "file", "row", "review_id", "expert_score", "comment"]
     files = [Path(f) for f in files]
     names = [rater_name(f) for f in files]
@@ -261,6 +320,20 @@ def read_labels(files: Iterable[str | Path], sample: pd.DataFrame) -> pd.DataFra
     return (
         pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     )
+
+
+def clear_expert_results(step_dir: str | Path) -> list[Path]:
+    """Remove the expert tables and figure of an earlier run from a step folder (before the
+    labels are read: with other labels, or none, the report must not show old agreement)."""
+    gone = [
+        path
+        for stem in EXPERT_RESULTS
+        for path in Path(step_dir).glob(f"{stem}.*")
+        if path.suffix in {".csv", ".md", ".png", ".pdf"}
+    ]
+    for path in gone:
+        path.unlink()
+    return gone
 
 
 def consensus_scores(labels: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,8 @@ with the columns of labels_template.csv. Judge scores and model names are never 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from importlib import resources
@@ -17,10 +19,16 @@ from pathlib import Path
 import pandas as pd
 
 from medsafe_utils.core.artifacts import write_jsonl
+from medsafe_utils.core.safe_csv import write_csv
 from medsafe_utils.data.prompts import prompt_text
 from medsafe_utils.judge.review import LABEL_COLUMNS
 
 DATA_MARK = "/*__REVIEW_DATA__*/"
+CSP_MARK = "/*__CSP__*/"
+# Longer texts are cut in the form and the CSV (sample.jsonl keeps them whole): the page stays
+# small and quick to lay out whatever a model wrote, and a spreadsheet cell holds at most 32,767
+# characters.
+MAX_SHOWN = 20_000
 RUBRIC_LINE = re.compile(r"^Score (\d): (.*)$")
 
 
@@ -30,21 +38,31 @@ def rubric() -> dict[str, str]:
     return {m[1]: m[2].strip() for m in lines if m}
 
 
+def shown(text) -> str:
+    """The text as raters see it: its first MAX_SHOWN characters and a note of the rest."""
+    text = "" if text is None or (isinstance(text, float) and text != text) else str(text)
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN]}\n[{len(text) - MAX_SHOWN:,} more characters]"
+
+
+def _as_shown(sample: pd.DataFrame) -> pd.DataFrame:
+    return sample.assign(**{c: sample[c].map(shown) for c in ("request", "response")})
+
+
 def label_template(sample: pd.DataFrame) -> pd.DataFrame:
     """The rows a rater fills in: what the rater sees, a blank expert_score and comment."""
-    return sample.assign(expert_score="", comment="")[LABEL_COLUMNS]
+    return _as_shown(sample).assign(expert_score="", comment="")[LABEL_COLUMNS]
 
 
 def _form_data(sample: pd.DataFrame) -> dict:
     """Everything the form shows; nothing that would reveal a judge or a model."""
-    shown = ["review_id", "position", "harm_set", "category", "policy", "request", "response"]
+    columns = ["review_id", "position", "harm_set", "category", "policy", "request", "response"]
+    items = _as_shown(sample)[columns]
     return {
         "sample_id": sample["sample_id"].iloc[0],
         "columns": LABEL_COLUMNS,
-        "items": sample[shown]
-        .astype(object)
-        .where(sample[shown].notna(), "")
-        .to_dict(orient="records"),
+        "items": items.astype(object).where(items.notna(), "").to_dict(orient="records"),
         "policies": {p: prompt_text(p) for p in sorted(set(sample["policy"]))},
         "rubric": rubric(),
     }
@@ -59,7 +77,22 @@ def form_html(sample: pd.DataFrame) -> str:
     )
     # '<' escaped so that no text (a response quoting '</script>') can end the script block.
     data = json.dumps(_form_data(sample), ensure_ascii=False, default=str).replace("<", "\\u003c")
-    return template.replace(DATA_MARK, data)
+    return template.replace(CSP_MARK, content_policy(template)).replace(DATA_MARK, data)
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def content_policy(template: str) -> str:
+    """The form's Content-Security-Policy: nothing but its own inline style and script (by
+    hash), so no markup in a text, however it got into the page, can load or run anything."""
+    styles = re.findall(r"<style>(.*?)</style>", template, re.S)
+    scripts = re.findall(r"<script>(.*?)</script>", template, re.S)  # not the JSON data block
+    return (
+        f"default-src 'none'; style-src {' '.join(map(_sha256, styles))}; "
+        f"script-src {' '.join(map(_sha256, scripts))}; base-uri 'none'; form-action 'none'"
+    )
 
 
 def _guide(sample: pd.DataFrame) -> str:
@@ -90,7 +123,7 @@ def export_review(sample: pd.DataFrame, folder: str | Path) -> list[Path]:
     form = folder / "review_form.html"
     form.write_text(form_html(sample), encoding="utf-8")
     template = folder / "labels_template.csv"
-    label_template(sample).to_csv(template, index=False, encoding="utf-8-sig")  # BOM: Excel
+    write_csv(label_template(sample), template, encoding="utf-8-sig")  # BOM: Excel
     guide = folder / "guide.md"
     guide.write_text(_guide(sample), encoding="utf-8")
     return [form, template, guide, write_jsonl(sample, folder / "sample.jsonl")]

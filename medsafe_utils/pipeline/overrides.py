@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from medsafe_utils.core import paths
+from medsafe_utils.core.redact import check_url
 
 # Annotation of a parameters cell -> the Python types a value may have (an int is a float).
 TYPES = {
@@ -86,7 +87,8 @@ def _cell(name: str, type_name: str, default: str) -> str:
 
 
 def check_params(notebook: Path, params: dict, source: str = "") -> None:
-    """Every parameter must be in the notebook's parameters cell and have its annotated type."""
+    """Every parameter must be in the notebook's parameters cell and have its annotated type; a
+    URL parameter (`*_url`) must carry no credentials (core.redact)."""
     where = f"{notebook.name} ({source})" if source else notebook.name
     known = declared(notebook)
     unknown = sorted(set(params) - set(known))
@@ -96,6 +98,11 @@ def check_params(notebook: Path, params: dict, source: str = "") -> None:
             f"(known: {sorted(known)})"
         )
     for name, value in params.items():
+        if name.endswith("url") and isinstance(value, str):
+            try:
+                check_url(value, f"{where}: parameter {name!r}")
+            except ValueError as err:
+                raise SystemExit(str(err)) from None
         problem = type_problem(value, known[name][0])
         if problem:
             type_name, default = known[name]

@@ -2,7 +2,8 @@
 
 Figures are embedded (PNG data URIs), tables rendered from their CSVs, the INDEX map to the
 paper's figures, each step's manifest summary (wall time, overrides, parameters) and links to the
-executed notebooks rendered as HTML (results/<profile>/executed/*.html). Requests and responses
+executed notebooks rendered as HTML (results/<profile>/executed/*.html; self-contained and
+sanitised, see notebook_html). Requests and responses
 (harmful text) appear only with harmful_text=True, under the research-use warning: in the page's
 tables and samples, and in the notebooks' outputs of the cells tagged "harmful-text".
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from medsafe_utils.core import paths
+from medsafe_utils.core.redact import redact
 from medsafe_utils.pipeline.index import PAPER_MAP, artifacts
 
 log = logging.getLogger(__name__)
@@ -102,25 +104,33 @@ def _hide_harmful_outputs(notebook) -> None:
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=HIDDEN_NOTE)]
 
 
+def _stale(html: Path, notebook: Path) -> bool:
+    """No page yet, one older than its notebook, or one rendered before pages were offline."""
+    from medsafe_utils.pipeline.notebook_html import CONTENT_SECURITY_POLICY
+
+    if not html.exists() or html.stat().st_mtime < notebook.stat().st_mtime:
+        return True
+    return CONTENT_SECURITY_POLICY not in html.read_text(encoding="utf-8")
+
+
 def render_notebooks(profile_dir: Path, harmful_text: bool = False) -> dict[str, Path]:
     """executed/<NN_name>.html for each executed notebook, its harmful-text outputs hidden, or
     executed/<NN_name>.harmful-text.html with them shown (each rendered again when older than
     its notebook)."""
     import nbformat
-    from nbconvert import HTMLExporter
 
-    exporter, rendered = HTMLExporter(), {}
+    from medsafe_utils.pipeline.notebook_html import render
+
+    rendered = {}
     suffix = ".harmful-text.html" if harmful_text else ".html"
     for notebook in sorted((profile_dir / "executed").glob("*.ipynb")):
         html = notebook.with_name(notebook.stem + suffix)
-        if not html.exists() or html.stat().st_mtime < notebook.stat().st_mtime:
+        if _stale(html, notebook):
             try:
                 node = nbformat.read(notebook, as_version=4)
                 if not harmful_text:
                     _hide_harmful_outputs(node)
-                body, _ = exporter.from_notebook_node(
-                    node, resources={"metadata": {"name": notebook.stem}}
-                )
+                body = render(node, notebook.stem)  # offline and sanitised
             except Exception as err:  # noqa: BLE001 - a report without this link, not no report
                 log.warning("%s: not rendered as HTML (%s)", notebook, err)
                 continue
@@ -135,7 +145,7 @@ def _manifest(step_dir: Path) -> dict:
 
 
 def _short(value, limit: int = 300) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = redact(value if isinstance(value, str) else json.dumps(value, default=str))
     return escape(text if len(text) <= limit else text[:limit] + " …")
 
 
@@ -338,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         help="show sample requests and responses (research use)",
     )
     args = parser.parse_args(argv)
+    try:
+        paths.check_profile(args.profile)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     profile_dir = paths.results_root() / args.profile
     if not profile_dir.is_dir():
         raise SystemExit(f"no results for profile {args.profile!r} in {profile_dir}")

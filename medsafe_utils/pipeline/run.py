@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from medsafe_utils.core import paths
+from medsafe_utils.core.redact import redact
 from medsafe_utils.core.steps import DEPENDS
 from medsafe_utils.core.store import SHARDS_DIR
 from medsafe_utils.pipeline import fanout
@@ -97,7 +98,7 @@ def run_notebook(
     import papermill as pm
 
     began = time.time()
-    params = {**profile_params(profile, notebook), **(overrides or {})}
+    params = {**profile_params(paths.check_profile(profile), notebook), **(overrides or {})}
     check_params(notebook, params)
     digest = step_hash(notebook, profile, params)
     shard = str(params.get("shard") or "")
@@ -118,7 +119,7 @@ def run_notebook(
     if manifest.exists():
         record = json.loads(manifest.read_text(encoding="utf-8")) | (extra or {})
         record[HASH_KEY] = digest
-        record["overrides"] = overrides or {}
+        record["overrides"] = redact(overrides or {})
         record["wall_s"] = round(time.time() - began, 2)  # with kernel start, unlike duration_s
         manifest.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     return executed
@@ -217,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        paths.check_profile(args.profile)  # before anything runs: '../x' would write outside
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     if not (paths.PARAMS_DIR / args.profile).is_dir():
         raise SystemExit(
             f"unknown profile {args.profile!r}: no folder {paths.PARAMS_DIR / args.profile}"

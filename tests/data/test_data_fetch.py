@@ -83,6 +83,38 @@ def test_extract_rules():
         extract(SOURCE, {"assign": "template", "function": "nope"})
 
 
+def _closed_port() -> int:
+    """A local port nothing listens on (a connection to it is refused at once)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_no_network_is_one_message_naming_file_url_and_mirror(no_mirror):
+    rel = "advbench/harmful_behaviors.csv"
+    data = manifest.load_manifest()
+    url = f"http://127.0.0.1:{_closed_port()}/harmful_behaviors.csv"
+    for dataset in data["datasets"].values():
+        for entry in dataset["files"]:
+            if entry["path"] == rel:
+                entry["url"] = url
+    with pytest.raises(DataError) as err:
+        manifest.ensure_file(rel, data)
+    message = str(err.value)
+    assert message.startswith(f"{rel}: could not be downloaded from {url} (URLError: ")
+    assert paths.MIRROR_ENV in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # no urllib traceback
+    assert not (no_mirror / rel).exists() and not list((no_mirror / "advbench").iterdir())
+
+
+def test_a_source_that_cannot_be_downloaded_names_it(no_mirror):
+    url = f"http://127.0.0.1:{_closed_port()}/exps/adv_attack/gcg.py"
+    with pytest.raises(DataError, match=rf"gcg\.py: could not be downloaded from {url} .*"):
+        manifest._download_text(url)
+
+
 # -------------------------------------------------------- the released code (data/released/)
 
 RELEASED = {  # mirror folder -> the raw URL of its repository at the pinned commit

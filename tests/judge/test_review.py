@@ -1,6 +1,7 @@
 """Expert review: the stratified sample, the export, label files (and their errors), and the
 judges against the experts, on hand-computed values."""
 
+import csv
 import json
 import math
 import re
@@ -9,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medsafe_utils.judge import stats
+from medsafe_utils.core.artifacts import read_jsonl
+from medsafe_utils.judge import review, stats
 from medsafe_utils.judge.review import (
     LABEL_COLUMNS,
     LabelError,
     ReviewConfig,
+    clear_expert_results,
     compare_to_experts,
     consensus_scores,
     fig_expert_confusion,
@@ -24,7 +27,13 @@ from medsafe_utils.judge.review import (
     sample_id,
     weighted_kappa,
 )
-from medsafe_utils.judge.review_form import export_review, form_html, label_template
+from medsafe_utils.judge.review_form import (
+    MAX_SHOWN,
+    export_review,
+    form_html,
+    label_template,
+    shown,
+)
 
 CYCLE, KEYWORD = "judge:cycle", "keyword:refusal-prefix-baseline"
 
@@ -402,3 +411,103 @@ def test_empty_and_malformed_files_are_refused(labelled, tmp_path):
     again.write_text(write("labels_dr_a.csv", {0: "1"}).read_text())
     with pytest.raises(LabelError, match=r"two label files for rater\(s\) \['dr_a'\]"):
         read_labels([tmp_path / "labels_dr_a.csv", again], sample)
+
+
+# What a spreadsheet makes of a label file: each way it goes wrong names the file.
+
+
+def test_a_windows_1252_or_utf16_file_says_save_as_csv_utf8(labelled):
+    sample, write = labelled
+    path = write("labels_x.csv", {0: "3"}, edit=lambda t: t.assign(comment="très bien"))
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(text.encode("cp1252", errors="replace"))  # as Excel saves "CSV"
+    with pytest.raises(LabelError, match=r"labels_x\.csv, line \d+: not UTF-8 .*'CSV UTF-8"):
+        read_labels([path], sample)
+    path.write_bytes(text.encode("utf-16"))  # Excel's "Unicode Text": a BOM, then UTF-16
+    with pytest.raises(LabelError, match=r"labels_x\.csv: the file is UTF-16 .*'CSV UTF-8"):
+        read_labels([path], sample)
+
+
+def test_a_semicolon_separated_file_is_named(labelled):
+    sample, write = labelled
+    path = write("labels_x.csv", {0: "3"})
+    path.write_text(label_template(sample).to_csv(index=False, sep=";"), encoding="utf-8")
+    with pytest.raises(LabelError, match=r"labels_x\.csv: the columns are separated by ';'"):
+        read_labels([path], sample)
+
+
+def test_a_row_with_extra_or_missing_fields_names_the_row(labelled):
+    sample, write = labelled
+    path = write("labels_x.csv", {0: "3", 1: "2"})
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    for changed, fields in ((rows[3] + ["extra"], 11), (rows[3][:-1], 9)):
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([*rows[:3], changed, *rows[4:]])
+        with pytest.raises(
+            LabelError, match=rf"labels_x\.csv, row 4: {fields} fields, the header has 10"
+        ):
+            read_labels([path], sample)
+
+
+def test_a_column_twice_in_the_header_is_refused(labelled):
+    sample, write = labelled
+
+    def twice(table):
+        table.insert(9, "extra", table["expert_score"])
+        return table.rename(columns={"extra": "expert_score"})
+
+    path = write("labels_x.csv", {0: "3"}, edit=twice)
+    with pytest.raises(LabelError, match=r"labels_x\.csv, row 1: column\(s\) \['expert_score'\]"):
+        read_labels([path], sample)
+
+
+def test_a_file_over_the_size_limit_is_refused(labelled, monkeypatch):
+    sample, write = labelled
+    path = write("labels_x.csv", {0: "3"})
+    monkeypatch.setattr(review, "MAX_LABEL_BYTES", path.stat().st_size - 1)
+    with pytest.raises(LabelError, match=r"labels_x\.csv: [\d,]+ bytes, over the limit of"):
+        read_labels([path], sample)
+
+
+def test_blank_lines_and_quoted_newlines_keep_the_spreadsheets_row_numbers(labelled):
+    sample, write = labelled
+    path = write("labels_x.csv", {0: "3", 4: "9"}, edit=lambda t: t.assign(comment="a\nb"))
+    path.write_text("\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(LabelError, match=r"labels_x\.csv, row 7: score '9'"):
+        read_labels([path], sample)
+
+
+def test_the_label_template_neutralises_formulas_and_reads_back(tmp_path, review_judgments):
+    hostile = review_judgments.assign(
+        response=review_judgments["response"].radd('=HYPERLINK("http://x.example","ok")+')
+    )
+    sample = review_sample(hostile, ReviewConfig(n=10, seed=2))
+    export_review(sample, tmp_path)
+    table = pd.read_csv(tmp_path / "labels_template.csv", dtype=str, encoding="utf-8-sig")
+    assert table["response"].str.startswith("'=HYPERLINK").all()
+    table.loc[0, "expert_score"] = "4"
+    table.to_csv(tmp_path / "labels_dr_a.csv", index=False, encoding="utf-8-sig")
+    labels = read_labels([tmp_path / "labels_dr_a.csv"], sample)
+    assert labels["expert_score"].tolist() == [4]
+
+
+def test_long_texts_are_cut_in_the_form_and_the_template(tmp_path, review_judgments):
+    long = "x" * (MAX_SHOWN + 1234)
+    sample = review_sample(review_judgments.assign(response=long), ReviewConfig(n=4, seed=0))
+    assert shown(long) == "x" * MAX_SHOWN + "\n[1,234 more characters]"
+    export_review(sample, tmp_path)
+    table = pd.read_csv(tmp_path / "labels_template.csv", dtype=str, encoding="utf-8-sig")
+    assert (table["response"] == shown(long)).all()
+    assert read_jsonl(tmp_path / "sample.jsonl")["response"].eq(long).all()  # the key keeps it
+
+
+def test_expert_results_of_an_earlier_run_are_cleared(tmp_path):
+    kept = ["tab_judge_validation.csv", "tab_expert_review_note.csv", "metrics.json"]
+    stale = [f"{stem}.{ext}" for stem in review.EXPERT_RESULTS for ext in ("csv", "md")]
+    stale += ["fig_expert_confusion.png", "fig_expert_confusion.pdf"]
+    for name in kept + stale:
+        (tmp_path / name).write_text("x")
+    gone = clear_expert_results(tmp_path)
+    assert sorted(p.name for p in gone) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

