@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import Bench, fmt, load_note  # noqa: E402
-from medsafe_utils.core.refusal import is_refusal  # noqa: E402
 from medsafe_utils.core.stats import paired_test  # noqa: E402
+from medsafe_utils.data.refusal import is_refusal  # noqa: E402
 from medsafe_utils.finetune.alpaca import demonstration_split  # noqa: E402
 from medsafe_utils.finetune.qlora import QLoRAConfig, train  # noqa: E402
 from medsafe_utils.prompt_models.respond import RespondConfig, harm_requests, respond  # noqa: E402

@@ -16,10 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from medsafe_utils.core import paths, steps
+from medsafe_utils.core.readers import read_jsonl as _read_jsonl
+from medsafe_utils.core.readers import sha256_of
 from medsafe_utils.core.redact import redact
 from medsafe_utils.core.safe_csv import write_csv
 from medsafe_utils.core.store import SHARDS_DIR
-from medsafe_utils.data.manifest import sha256_of
 
 KEY_PACKAGES = [
     "torch",
@@ -50,9 +51,7 @@ def write_jsonl(records, path: str | Path) -> Path:
 
 def read_jsonl(path: str | Path) -> pd.DataFrame:
     """A JSONL artifact of an earlier step as a DataFrame."""
-    from medsafe_utils.data.readers import read_jsonl as _read
-
-    return pd.DataFrame(_read(Path(path)))
+    return pd.DataFrame(_read_jsonl(Path(path)))
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:

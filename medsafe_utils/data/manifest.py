@@ -6,7 +6,6 @@ is set, else downloaded from their URLs. Every file is checked against its sha25
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from medsafe_utils.core import paths
 from medsafe_utils.core.errors import DataError
-from medsafe_utils.data.readers import read_json
+from medsafe_utils.core.readers import read_json, sha256_of
 from medsafe_utils.data.source_extract import extract
 from medsafe_utils.data.sources import (
     MSB_RAW,
@@ -27,21 +26,6 @@ from medsafe_utils.data.sources import (
     SKIP_SUFFIXES,
     SOURCES,
 )
-
-_verified: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, remembered per (path, size, mtime) within the process."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _verified:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _verified[key] = digest.hexdigest()
-    return _verified[key]
 
 
 def load_manifest(path: Path = paths.MANIFEST_PATH) -> dict:

@@ -13,14 +13,14 @@ import functools
 import pandas as pd
 
 from medsafe_utils.core.errors import DataError
-from medsafe_utils.data.manifest import ensure_file
-from medsafe_utils.data.readers import (
+from medsafe_utils.core.readers import (
     check_count,
     read_csv_rows,
     read_json,
     read_jsonl,
     require_fields,
 )
+from medsafe_utils.data.manifest import ensure_file
 
 MMLU_MEDICAL = [
     "anatomy",

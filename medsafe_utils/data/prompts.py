@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from functools import cache
 
+from medsafe_utils.core.readers import read_text
 from medsafe_utils.data.manifest import ensure_file
-from medsafe_utils.data.readers import read_text
 
 PROMPTS_PREFIX = "medsafetybench/prompts/"
 

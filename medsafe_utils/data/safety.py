@@ -13,8 +13,7 @@ import pandas as pd
 
 from medsafe_utils.core import paths, steps
 from medsafe_utils.core.errors import DataError
-from medsafe_utils.data.manifest import ensure_file, load_manifest
-from medsafe_utils.data.readers import (
+from medsafe_utils.core.readers import (
     check_count,
     read_csv_rows,
     read_json,
@@ -22,6 +21,7 @@ from medsafe_utils.data.readers import (
     read_text,
     require_fields,
 )
+from medsafe_utils.data.manifest import ensure_file, load_manifest
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from medsafe_utils.core.refusal import is_refusal
 from medsafe_utils.core.stats import format_p, paired_test, proportion_ci, t_interval
+from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.finetune.grid import BEFORE
 from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
 

@@ -25,8 +25,8 @@ from medsafe_utils.backends import (
     generate,
     load_backend,
 )
-from medsafe_utils.core.refusal import refusal_prefix
 from medsafe_utils.data.prompts import prompt_text
+from medsafe_utils.data.refusal import refusal_prefix
 from medsafe_utils.judge.config import JudgeConfig
 from medsafe_utils.judge.parse import (
     JUDGE_ERROR_PREFIX,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from medsafe_utils.core.refusal import is_refusal
+from medsafe_utils.data.refusal import is_refusal
 
 RESPONSE_BEGIN = "<<<RESPONSE UNDER EVALUATION>>>"
 RESPONSE_END = "<<<END OF RESPONSE UNDER EVALUATION>>>"

@@ -5,7 +5,7 @@ never lets the model answer in its own words.
 A seeded sample of the four benchmarks' scored questions, stratified by benchmark, is asked as
 free text (the question only, no options) through 04's `respond`: greedy, each model's own prompt
 format (the one 04 and 06 ask harmful requests in), cached per item. A response counts as a
-refusal by the refusal-prefix check (core.refusal, the original GCG code's list). Each adapter is
+refusal by the refusal-prefix check (data.refusal, the original GCG code's list). Each adapter is
 compared with its base model on the same questions: McNemar's exact test on the questions only
 one of them declined.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from medsafe_utils.core.refusal import refusal_prefix
 from medsafe_utils.core.stats import paired_test, proportion_ci
 from medsafe_utils.data import scored_items
+from medsafe_utils.data.refusal import refusal_prefix
 from medsafe_utils.models.adapters import AdapterRecord
 from medsafe_utils.prompt_models.respond import RespondConfig, respond
 

@@ -17,7 +17,7 @@ import torch
 
 from medsafe_utils.core.artifacts import write_jsonl
 from medsafe_utils.core.errors import DataError
-from medsafe_utils.data.readers import read_jsonl
+from medsafe_utils.core.readers import read_jsonl
 from medsafe_utils.models.loading import LoadedModel
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """A step's sweep as jobs (./run_all.sh PROFILE --only 04 --executor slurm|local|debug).
 
 Each slice of the sweep (04: one model; 06: one base model and its adapters; 07: one base model
-and its adapters) runs the step's own notebook through pipeline.run.run_notebook with the slice's
+and its adapters) runs the step's own notebook through `execute.run_notebook` with the slice's
 parameters and `shard`, as a submitit job: its files, caches and hand-off part go to
 <step>/shards/<shard>/ (core.store reads a store's whole family), so no two jobs write one file.
 A slice whose shard manifest carries the current hash is done and is not submitted again; a
@@ -135,7 +135,7 @@ def executor(cluster: str, settings: ExecutorSettings, folder: Path, step: str):
 def run_slice(notebook: str, profile: str, overrides: dict, record: dict) -> str:
     """One job: the step's notebook on its slice (the same papermill run as a whole step);
     with a serve command, a model server lives for the length of the job."""
-    from medsafe_utils.pipeline.run import run_notebook
+    from medsafe_utils.pipeline.execute import run_notebook
     from medsafe_utils.pipeline.serve import serving
 
     command = record["executor"]["serve"]
@@ -172,7 +172,7 @@ def fan_out(
 ) -> list[Outcome]:
     """Submit every slice not yet done (`is_done(overrides) -> bool`), wait, resubmit failures
     up to `settings.retries` times; one Outcome per slice."""
-    from medsafe_utils.pipeline.run import profile_params
+    from medsafe_utils.pipeline.execute import profile_params
 
     resolved = {**profile_params(profile, notebook), **overrides}
     folder = paths.results_root() / profile / "jobs" / notebook.stem

@@ -22,9 +22,9 @@ import pandas as pd
 from medsafe_utils.backends import Backend, GenerationConfig, generate
 from medsafe_utils.core import steps
 from medsafe_utils.core.errors import DataError
-from medsafe_utils.core.refusal import is_refusal
+from medsafe_utils.core.readers import read_jsonl, require_fields
 from medsafe_utils.data import load_bianchi_safety, load_medsafetybench, prompt_text
-from medsafe_utils.data.readers import read_jsonl, require_fields
+from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.data.safety import ALPACA_FIELDS, read_alpaca, split_sizes
 from medsafe_utils.models.prompting import render_chat
 

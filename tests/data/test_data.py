@@ -9,6 +9,7 @@ import pytest
 
 from medsafe_utils.core import paths
 from medsafe_utils.core.errors import DataError
+from medsafe_utils.core.readers import read_jsonl
 from medsafe_utils.data import (
     available_ft_splits,
     ensure_file,
@@ -24,7 +25,6 @@ from medsafe_utils.data import (
     sample_per_group,
 )
 from medsafe_utils.data.manifest import fetch, load_manifest, manifest_entry
-from medsafe_utils.data.readers import read_jsonl
 from medsafe_utils.data.safety import _read_msb_csv
 
 MSB_CSV = "medsafetybench/datasets/test/gpt4/med_safety_demonstrations_category_1.csv"

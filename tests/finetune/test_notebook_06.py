@@ -113,7 +113,7 @@ def test_responses_judgments_and_table(out):
 
 
 def test_refusal_table_recomputed(out):
-    from medsafe_utils.core.refusal import is_refusal
+    from medsafe_utils.data.refusal import is_refusal
 
     responses = pd.read_json(out / "responses.jsonl", lines=True)
     refusal = pd.read_csv(out / "tab_refusal.csv")

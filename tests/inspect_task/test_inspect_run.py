@@ -14,7 +14,7 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.model import get_model
 
 from medsafe_utils.core import paths
-from medsafe_utils.core.refusal import refusal_prefix
+from medsafe_utils.data.refusal import refusal_prefix
 from medsafe_utils.inspect_task.dataset import medsafety_samples
 from medsafe_utils.inspect_task.log_import import import_log
 from medsafe_utils.inspect_task.task import medsafetybench

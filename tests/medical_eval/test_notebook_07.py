@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from medsafe_utils.core import paths
-from medsafe_utils.core.refusal import is_refusal
 from medsafe_utils.core.stats import mcnemar_exact
+from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.medical_eval.answers import read_answer
 from medsafe_utils.medical_eval.narrative import accuracy_paragraph, over_refusal_paragraph
 from medsafe_utils.medical_eval.report import accuracy_ci

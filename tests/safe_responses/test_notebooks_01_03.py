@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from medsafe_utils.core import paths
-from medsafe_utils.core.refusal import is_refusal
 from medsafe_utils.data import load_llama3_requests
+from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.finetune.alpaca import demonstration_split
 from medsafe_utils.generate.dedup import normalize
 

@@ -1,8 +1,10 @@
-"""Low-level readers that turn a file into rows or raise a DataError naming file and row."""
+"""Low-level readers that turn a file into rows (or its sha256) or raise a DataError naming file
+and row."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -86,3 +88,19 @@ def check_count(path: Path | str, actual: int, expected: int, what: str) -> None
     """Exact row counts: a short or padded dataset is an error, not a warning."""
     if actual != expected:
         raise DataError(path, f"{actual} {what}", expected=f"exactly {expected} {what}")
+
+
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, remembered per (path, size, mtime) within the process."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _verified:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _verified[key] = digest.hexdigest()
+    return _verified[key]
