@@ -1,4 +1,4 @@
-"""What 07's two generation choices change on a finished run (README Deviations, rows 16 and 17):
+"""What 07's two generation choices change on a finished run (docs/deviations.md, rows 16 and 17):
 
 - the answer reader: every generated output of the run read again by the fork's reader and by
   the upstream one; how many readings, unreadable answers and correct answers differ;

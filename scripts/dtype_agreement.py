@@ -1,13 +1,13 @@
 """Greedy answers of one local model in several dtypes on the same requests: how many differ.
 
-FIDELITY row 21 (README, Deviations): the released code answered in float16, ours in float16 on
+FIDELITY row 21 (docs/deviations.md): the released code answered in float16, ours in float16 on
 a GPU too, but in float32 on a CPU, and bfloat16 with `dtype: auto`. This measures what the
 precision alone changes: the same model, prompts, batches and greedy decoding, only the weights'
 dtype differs. The smoke profile's requests and token budget (04: 18 + 10 requests, 48 tokens):
 
     python scripts/dtype_agreement.py --dtypes float32 float16 bfloat16
 
-README row 21 reports `--limit 8 --max-new-tokens 24` (8 of them, one batch, on a shared CPU).
+Row 21 of docs/deviations.md reports `--limit 8 --max-new-tokens 24` (8, one batch, a shared CPU).
 
 Prints one JSON line per pair of dtypes (answers that differ, identical, the first differing
 character's mean position) and the seconds each dtype took; no answer text (harmful requests).

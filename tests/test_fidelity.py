@@ -5,7 +5,7 @@ code's value is read from the released files themselves at test time (`tests/rel
 with `ast`, the files sha256-verified by the data layer): no expected value is typed here. The
 notebook's default and the `paper` value (params/paper/<step>.yaml over that default) must both
 equal it, unless the pin records a deliberate deviation: then they must equal the deviation's
-value, whose reason the pin gives (README's "Deviations from the released code" explains it). A
+value, whose reason the pin gives (docs/deviations.md explains it). A
 change that drifts from the original fails with the row's name.
 
 `OURS_OFF` holds the switches of our own additions and the names of modes whose content other
@@ -195,7 +195,7 @@ QLORA_COMPUTE = (
 BATCHED = (
     8,
     "left-padded batches of 8 for speed; greedy answers can change where padding shifts a "
-    "near-tie (README row 21)",
+    "near-tie (docs/deviations.md row 21)",
 )
 PRINCIPLES = (
     list(range(1, 10)),
@@ -420,7 +420,7 @@ PINS = [
         ),
     ),
     # Row 22: 02's attacked model and goals. The model: the paper's text and gcg.py's default
-    # (Llama-2-7b-chat), not the scripts' Llama-3-8B-Instruct (README row 22 says why); the
+    # (Llama-2-7b-chat), not the scripts' Llama-3-8B-Instruct (deviations.md row 22 says why); the
     # goals: the tutorial file, as every script and gcg.py's default.
     Pin(
         22,
