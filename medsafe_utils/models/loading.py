@@ -141,6 +141,13 @@ def _revision(spec: ModelSpec) -> str:
     return spec.revision or "main"
 
 
+def _precision_mark(dtype: torch.dtype, load_in_4bit: bool) -> str:
+    """What the weights' precision adds to the revision, so that answers cached in one precision
+    are never reused for another (float32, every CPU run, adds nothing)."""
+    mark = "" if dtype == torch.float32 else f"+{str(dtype).removeprefix('torch.')}"
+    return mark + ("+nf4" if load_in_4bit else "")
+
+
 def adapter_fingerprint(adapter_path: str | Path) -> str:
     """Short sha256 of an adapter's weights, so a retrained adapter never reuses old caches."""
     folder = Path(adapter_path)
@@ -201,7 +208,7 @@ def load_model(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model_id, rev = spec.key, _revision(spec)
+    model_id, rev = spec.key, _revision(spec) + _precision_mark(torch_dtype, load_in_4bit)
     if adapter_path is not None:
         from peft import PeftModel
 

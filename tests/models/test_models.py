@@ -95,6 +95,15 @@ def test_smollm2_loads_as_float32(smollm2):
     assert smollm2.tokenizer.pad_token is not None
 
 
+def test_precision_is_part_of_the_revision():
+    """Answers cached in one precision are never reused for another (the revision keys caches)."""
+    assert load_model("tiny-random", dtype="float32").revision == "seed0"
+    assert load_model("tiny-random", dtype="bfloat16").revision == "seed0+bfloat16"
+    # float16 on a CPU loads float32 weights (logged): the revision says what was loaded
+    lm = load_model("tiny-random", dtype="float16")
+    assert (lm.model.dtype, lm.revision) == (torch.float32, "seed0")
+
+
 def test_adapter_changes_model_id_and_revision(tiny_lm, tmp_path):
     from peft import LoraConfig, get_peft_model
 
