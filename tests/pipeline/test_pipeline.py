@@ -8,6 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from medsafe_utils.core import paths
+from medsafe_utils.pipeline import execute
 from medsafe_utils.pipeline import run as pipeline
 
 
@@ -52,7 +53,7 @@ def test_runs_in_order_then_skips_until_something_changes(mini_project, capsys):
     assert (results / "02_second" / "tab_x.csv").read_text() == "value\n1\n"
     assert (results / "executed" / "01_first.ipynb").exists()
     manifest = json.loads((results / "01_first" / "manifest.json").read_text())
-    assert manifest["params"] == {"value": 7} and len(manifest[pipeline.HASH_KEY]) == 64
+    assert manifest["params"] == {"value": 7} and len(manifest[execute.HASH_KEY]) == 64
     assert "tab_x.csv" in (results / "INDEX.md").read_text()
 
     capsys.readouterr()
