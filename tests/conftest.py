@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support import SERVER_WITHOUT_EXTRA_BUFFERS, free_port, not_installed
 
 from medsafe_utils.core import paths
-from support import SERVER_WITHOUT_EXTRA_BUFFERS, free_port, not_installed
 
 REPO = paths.REPO_ROOT
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"

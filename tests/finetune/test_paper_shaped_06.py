@@ -1,6 +1,6 @@
 """06_finetune with the `paper` profile's parameters (paper_shaped): QLoRA with the released
 recipe on the released grid's shape (tiny n), answers in the released template, the API judge
-with the released prompt at a local OpenAI-compatible server."""
+with the released prompt answered by the scripted judge."""
 
 import json
 
@@ -9,10 +9,10 @@ import pytest
 from medsafe_utils.core.artifacts import read_jsonl
 from medsafe_utils.judge.judging import judge_prompt
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # 03 before it uses the server
 
 
-def test_finetune_paper_shaped(paper_shaped):
+def test_finetune_paper_shaped(paper_shaped, scripted_judge):
     out = paper_shaped("06_finetune")  # its parameters are checked against paper's there
     adapters = read_jsonl(out / "adapters.jsonl")
     assert sorted(adapters["adapter"]) == [
@@ -39,6 +39,10 @@ def test_finetune_paper_shaped(paper_shaped):
         r["prompt"][1]["content"] for r in read_jsonl(out / "judge_cache.jsonl").to_dict("records")
     }
     judged = [*judgments.to_dict("records"), *validation.to_dict("records")]
+    expected = [
+        scripted_judge.score(judge_prompt(j["request"], j["response"], j["policy"])) for j in judged
+    ]
+    assert [int(j["score"]) for j in judged] == expected  # each the score it was given
     assert sent == {
         judge_prompt(j["request"], j["response"], j["policy"]) for j in judged
     }  # the released judge prompt, as in 05
