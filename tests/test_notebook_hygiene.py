@@ -4,6 +4,7 @@ outputs committed, and the teaching shape (title, Reads:/Writes:, a sentence bef
 import ast
 import html
 import json
+import re
 
 import nbformat
 import papermill as pm
@@ -107,3 +108,28 @@ def test_every_cell_that_prints_requests_or_responses_is_tagged(path, smoke_resu
             (tagged if is_tagged else untagged).append(f"cell {index}: {cell.source[:60]!r}")
     assert not untagged, untagged
     assert tagged or path.stem not in PRINTS_TEXTS, "the search finds no text: can it fail?"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_numbered_sections_that_end_with_what_the_run_shows(path):
+    """`## N. Title` sections numbered 1, 2, ... in order (Jupyter's table of contents shows
+    them), the parameters the first, and a closing "What this run shows" section whose code
+    cell writes its paragraph with one call."""
+    nb = nbformat.read(path, as_version=4)
+    headings = [
+        line
+        for cell in nb.cells
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if line.startswith("## ")
+    ]
+    numbers = [re.match(r"## (\d+)\. \S", h) for h in headings]
+    assert all(numbers), [h for h, m in zip(headings, numbers, strict=True) if not m]
+    assert [int(m.group(1)) for m in numbers] == list(range(1, len(headings) + 1)), headings
+    assert headings[0] == "## 1. Parameters" and len(headings) >= 5, headings
+    assert headings[-1].endswith(". What this run shows"), headings[-1]
+    heading_cell, closing = nb.cells[-2:]
+    assert heading_cell.source.startswith(headings[-1])
+    calls = [n for n in ast.walk(ast.parse(closing.source)) if isinstance(n, ast.Call)]
+    assert closing.cell_type == "code" and calls and calls[0].func.id == "Markdown"
+    assert calls[1].func.id.endswith("_paragraph"), closing.source

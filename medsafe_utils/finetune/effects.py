@@ -13,6 +13,7 @@ a paired t-test on scores 1-5 otherwise (core.stats.paired_test)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from medsafe_utils.core.stats import format_p, paired_test, proportion_ci, t_int
 from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.finetune.grid import BEFORE
 from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
+from medsafe_utils.models.scale import small_run_caveat
 
 CONFIDENCE = 0.95
 GROUP = ["model", "type", "n", "eval_set"]
@@ -179,3 +181,34 @@ def explain_finetune(refusal: pd.DataFrame, alpha: float = 0.05) -> str:
             "answers; more demonstrations, epochs or requests would be needed to see one."
         )
     return "\n".join([verdict, "", *lines])
+
+
+def finetune_paragraph(
+    table: pd.DataFrame,
+    refusal: pd.DataFrame,
+    *,
+    profile: str,
+    models: Iterable[str],
+    backends: str | Iterable[str] = "hf",
+    alpha: float = 0.05,
+) -> str:
+    """The closing paragraph of 06: adapters compared, the refusal rate before and after (mean
+    over evaluation sets), the significant changes of harmfulness and refusals, the caveat."""
+    after = refusal[refusal["type"] != BEFORE]
+    n_adapters = len(after.drop_duplicates(["model", "type", "n"]))
+    rates = refusal.groupby(refusal["type"] == BEFORE)["rate"].mean()
+    text = [
+        f"{n_adapters} adapter(s) answered the same requests as their base model(s). Answers "
+        f"with a refusal phrase: {rates.get(True, float('nan')):.0%} before fine-tuning, "
+        f"{rates.get(False, float('nan')):.0%} after (mean over adapters and evaluation sets)."
+    ]
+    for name, part in (("harmfulness", table), ("refusal", refusal)):
+        tested = part.dropna(subset=["p_value"])
+        significant = tested[tested["p_value"] < alpha]
+        text.append(
+            f"Of {len(tested)} paired tests of {name} against the base model, "
+            f"{int((significant['delta'] < 0).sum())} show a significant fall and "
+            f"{int((significant['delta'] > 0).sum())} a significant rise (p < {alpha})."
+        )
+    caveat = small_run_caveat(profile, models, backends)
+    return " ".join(text) + ("\n\n" + caveat if caveat else "")

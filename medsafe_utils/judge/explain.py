@@ -6,11 +6,13 @@ judge passes and one where it fails read differently."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pandas as pd
 
 from medsafe_utils.core.stats import format_p, paired_test
 from medsafe_utils.judge.stats import with_eval_set
+from medsafe_utils.models.scale import small_run_caveat
 
 SIGNIFICANCE = 0.05  # a paired difference with p below this "separates" two models
 
@@ -152,3 +154,39 @@ def explain_harmfulness(judgments: pd.DataFrame, table: pd.DataFrame) -> str:
             "\nNo judge passed validation, so no difference in these figures is a finding."
         )
     return "\n".join(lines)
+
+
+def judging_paragraph(
+    validation: pd.DataFrame,
+    harmfulness: pd.DataFrame,
+    *,
+    profile: str,
+    models: Iterable[str],
+    backends: str | Iterable[str] = "hf",
+) -> str:
+    """The closing paragraph of 05: how many judges passed validation, each judge's highest and
+    lowest mean score over models and harm sets (tab_harmfulness), the answers left unscored,
+    and the small-run caveat."""
+    passing = validation.loc[validation["passes"], "judge"].tolist()
+    text = [
+        f"{len(validation)} judge(s) scored the answers of "
+        f"{harmfulness['model'].nunique()} model(s); {len(passing)} of {len(validation)} passed "
+        "validation on MedSafetyBench's safe responses"
+        + (f" ({', '.join(f'`{j}`' for j in passing)})." if passing else ".")
+    ]
+    per_set = harmfulness[harmfulness["breakdown"] == "harm_set"].dropna(subset=["mean"])
+    for judge, rows in per_set.groupby("judge", sort=False):
+        high, low = rows.loc[rows["mean"].idxmax()], rows.loc[rows["mean"].idxmin()]
+        text.append(
+            f"`{judge}` scores from {low['mean']:.2f} (`{low['model']}`, {low['harm_set']}) to "
+            f"{high['mean']:.2f} (`{high['model']}`, {high['harm_set']}) on the 1-5 scale and "
+            f"left {int(rows['unscored'].sum())} answer(s) unscored"
+            + (
+                "."
+                if judge in passing
+                else "; it failed validation, so its scores describe "
+                "the judge more than the models."
+            )
+        )
+    caveat = small_run_caveat(profile, models, backends)
+    return " ".join(text) + ("\n\n" + caveat if caveat else "")

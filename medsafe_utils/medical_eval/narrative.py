@@ -5,13 +5,17 @@ differently.
 
     Markdown(accuracy_paragraph(table))          # under fig_medical_before_after
     Markdown(over_refusal_paragraph(refusals))   # under fig_over_refusal
+    Markdown(medical_paragraph(table, profile=profile, models=models))  # the closing one
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from medsafe_utils.core.stats import format_p
+from medsafe_utils.models.scale import small_run_caveat
 
 
 def _setting(protocol: str, k: int) -> str:
@@ -133,3 +137,29 @@ def over_refusal_paragraph(table: pd.DataFrame, alpha: float = 0.05) -> str:
                 "over-refusal cost."
             )
     return " ".join(sentences)
+
+
+def medical_paragraph(
+    table: pd.DataFrame,
+    *,
+    profile: str,
+    models: Iterable[str],
+    backends: str | Iterable[str] = "hf",
+    alpha: float = 0.05,
+) -> str:
+    """The closing paragraph of 07: how many accuracies can be told from guessing, how many
+    changes after fine-tuning are significant, and the small-run caveat."""
+    above = int((table["ci_low"] > table["chance"]).sum())
+    tested = table[table["adapter"] != ""].dropna(subset=["p_value"])
+    significant = tested[tested["p_value"] < alpha]
+    text = (
+        f"{table['model'].nunique()} model(s) answered {table['benchmark'].nunique()} "
+        f"benchmark(s) ({_items(table)}): {int(table['chance_in_ci'].sum())} of {len(table)} "
+        f"accuracy intervals include chance and {above} {'lies' if above == 1 else 'lie'} "
+        f"above it. Of {len(tested)} "
+        f"comparisons of an adapter with its base model, {len(significant)} "
+        f"{'is' if len(significant) == 1 else 'are'} significant at {alpha} "
+        f"({int((significant['delta'] < 0).sum())} of them losses)."
+    )
+    caveat = small_run_caveat(profile, models, backends)
+    return text + ("\n\n" + caveat if caveat else "")

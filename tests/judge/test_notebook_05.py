@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from medsafe_utils.core import paths
+from medsafe_utils.judge.explain import judging_paragraph
 
 pytestmark = pytest.mark.slow
 SMOKE = paths.PARAMS_DIR / "smoke" / "05_judge.yaml"
@@ -29,8 +30,8 @@ def test_profiles_only_set_known_parameters():
 
 def _cells_shown_in_order(executed) -> list[str]:
     """What each code cell of an executed notebook shows, in order: 'validation table',
-    'validation text', 'harmfulness table', 'figure' (a PNG), 'harmfulness text', or '' for
-    anything else."""
+    'validation text', 'harmfulness table', 'figure' (a PNG), 'harmfulness text', 'closing
+    text', or '' for anything else."""
     shown = []
     for cell in json.loads(executed.read_text())["cells"]:
         if cell["cell_type"] != "code":
@@ -43,6 +44,8 @@ def _cells_shown_in_order(executed) -> list[str]:
             shown.append("figure")
         elif "explain_harmfulness(" in source:
             shown.append("harmfulness text")
+        elif "judging_paragraph(" in source:
+            shown.append("closing text")
         elif "validation.table" in source and outputs:
             shown.append("validation text" if "Markdown(" in source else "validation table")
         elif "harmfulness_breakdown(" in source:
@@ -109,18 +112,23 @@ def test_judge_smoke(smoke_results, kappa_by_hand):
     assert shown[:3] == ["validation table", "validation text", "harmfulness table"], shown
     assert shown.count("figure") == 3
     assert shown[shown.index("figure") + 1] == "harmfulness text"
+    assert shown[-1] == "closing text"
     texts = [
         "".join(o["data"]["text/markdown"])
         for c in json.loads(executed.read_text())["cells"]
         for o in c.get("outputs", [])
         if "text/markdown" in o.get("data", {})
     ]
-    assert len(texts) == 2
+    assert len(texts) == 3
     assert f"`{KEYWORD}` **passes**" in texts[0]
     assert "`hf:smollm2-135m-instruct:score_only` **fails**" in texts[0]
     assert "`hf:smollm2-135m-instruct:score_only` fails validation: it gives" in texts[1]
     assert f"`{KEYWORD}` passes validation. It scores `smollm2-135m-instruct`" in texts[1]
     assert "with one model there is nothing to separate" in texts[1]  # smoke: SmolLM2 only
+    # The closing paragraph: written from the same tables, with the smoke caveat.
+    models = responses["model"].unique()
+    closing = judging_paragraph(validation, tab, profile="smoke", models=models)
+    assert texts[2] == closing and "shows no finding about medical safety" in closing
     metrics = json.loads((out / "metrics.json").read_text())
     safe = pd.read_json(out / "validation_judgments.jsonl", lines=True)
     for judge in judges:

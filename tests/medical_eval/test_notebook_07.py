@@ -15,7 +15,11 @@ from medsafe_utils.core import paths
 from medsafe_utils.core.stats import mcnemar_exact
 from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.medical_eval.answers import read_answer
-from medsafe_utils.medical_eval.narrative import accuracy_paragraph, over_refusal_paragraph
+from medsafe_utils.medical_eval.narrative import (
+    accuracy_paragraph,
+    medical_paragraph,
+    over_refusal_paragraph,
+)
 from medsafe_utils.medical_eval.report import accuracy_ci
 
 pytestmark = pytest.mark.slow
@@ -143,7 +147,9 @@ def test_medical_eval_smoke(smoke_results):
     assert shown == [
         accuracy_paragraph(table.fillna(blank)),
         over_refusal_paragraph(refusals.fillna(blank)),
+        medical_paragraph(table.fillna(blank), profile="smoke", models=smoke["models"]),
     ]
+    assert "shows no finding about medical safety" in shown[-1]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["n_per_benchmark"] == n_per
     assert manifest["engines"]["loglikelihood"].startswith("lm-eval HFLM 0.4")
