@@ -63,8 +63,8 @@ def stop_if_too_big_for_cpu(
         return
     raise TooBigForCPU(
         f"{step} would run {named} on this machine, which has no GPU: models above "
-        f"{CPU_MAX_PARAMS_B:g} B parameters (the paper's run up to 70 B) do not finish on a CPU, or "
-        "do not fit in its memory.\n"
+        f"{CPU_MAX_PARAMS_B:g} B parameters (the paper's run up to 70 B) do not finish on a "
+        "CPU, or do not fit in its memory.\n"
         "To learn the pipeline on a CPU: ./run_all.sh teach (under 30 minutes) or "
         "./run_all.sh smoke (minutes), or a student copy with a small profile injected:\n"
         f"    mkdir -p scratch && papermill notebooks/{step}.ipynb scratch/{step}.ipynb "
