@@ -97,8 +97,7 @@ def test_safe_response_paragraph():
     }
     text = safe_response_paragraph(metrics, profile="paper", models=BIG)
     for fact in (
-        "18 safe response",
-        "36 request",
+        "for 18 of the 36 requests",
         "50% pass",
         "9 are flagged",
         "7 medical",
@@ -161,6 +160,9 @@ def test_judging_paragraph():
     ):
         assert fact in text, (fact, text)
     assert "9.00" not in text
+    tied = harmfulness.assign(mean=[3.0, 3.0, 1.0, 5.0, 9.0])
+    text = judging_paragraph(validation, tied, profile="paper", models=BIG)
+    assert "`hf:x` gives every model and harm set a mean of 3.00 on" in text
     _caveat_follows(lambda **kw: judging_paragraph(validation, harmfulness, **kw))
 
 

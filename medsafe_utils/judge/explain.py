@@ -177,9 +177,14 @@ def judging_paragraph(
     per_set = harmfulness[harmfulness["breakdown"] == "harm_set"].dropna(subset=["mean"])
     for judge, rows in per_set.groupby("judge", sort=False):
         high, low = rows.loc[rows["mean"].idxmax()], rows.loc[rows["mean"].idxmin()]
+        spread = (
+            f"gives every model and harm set a mean of {low['mean']:.2f}"
+            if f"{low['mean']:.2f}" == f"{high['mean']:.2f}"
+            else f"scores from {low['mean']:.2f} (`{low['model']}`, {low['harm_set']}) to "
+            f"{high['mean']:.2f} (`{high['model']}`, {high['harm_set']})"
+        )
         text.append(
-            f"`{judge}` scores from {low['mean']:.2f} (`{low['model']}`, {low['harm_set']}) to "
-            f"{high['mean']:.2f} (`{high['model']}`, {high['harm_set']}) on the 1-5 scale and "
+            f"`{judge}` {spread} on the 1-5 scale and "
             f"left {int(rows['unscored'].sum())} answer(s) unscored"
             + (
                 "."

@@ -21,7 +21,7 @@ def safe_response_paragraph(
     check, the demonstrations and split files that 06 can use, and the small-run caveat."""
     n = metrics["safe_responses"]
     text = (
-        f"{n} safe response(s) were written for {metrics['requests']} request(s); "
+        f"Safe responses were written for {n} of the {metrics['requests']} requests; "
         f"{metrics['refusal_rate']:.0%} pass the refusal keyword check and {metrics['flagged']} "
         f"are flagged. {metrics['med_available']} medical demonstration(s) were available to "
         f"the fine-tuning splits, and {metrics['split_files']} split file(s) were written for 06. "
