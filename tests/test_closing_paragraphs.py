@@ -211,10 +211,12 @@ def test_medical_paragraph():
     )
     text = medical_paragraph(table, profile="paper", models=BIG)
     for fact in (
-        "2 model(s) answered 2 benchmark(s) (20 items per benchmark)",
+        "1 base model(s) and 1 adapter(s) answered 2 benchmark(s) (20 items per benchmark)",
         "3 of 4 accuracy intervals include chance and 1 lies above",
         "Of 2 comparisons",
         "1 is significant at 0.05 (1 of them losses)",
     ):
         assert fact in text, (fact, text)
     _caveat_follows(lambda **kw: medical_paragraph(table, **kw))
+    base_only = medical_paragraph(table[table["adapter"] == ""], profile="paper", models=BIG)
+    assert "0 adapter(s)" in base_only and "No adapter was compared" in base_only

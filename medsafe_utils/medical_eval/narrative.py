@@ -149,17 +149,24 @@ def medical_paragraph(
 ) -> str:
     """The closing paragraph of 07: how many accuracies can be told from guessing, how many
     changes after fine-tuning are significant, and the small-run caveat."""
+    tuned = table["adapter"] != ""
     above = int((table["ci_low"] > table["chance"]).sum())
-    tested = table[table["adapter"] != ""].dropna(subset=["p_value"])
-    significant = tested[tested["p_value"] < alpha]
     text = (
-        f"{table['model'].nunique()} model(s) answered {table['benchmark'].nunique()} "
-        f"benchmark(s) ({_items(table)}): {int(table['chance_in_ci'].sum())} of {len(table)} "
-        f"accuracy intervals include chance and {above} {'lies' if above == 1 else 'lie'} "
-        f"above it. Of {len(tested)} "
-        f"comparisons of an adapter with its base model, {len(significant)} "
-        f"{'is' if len(significant) == 1 else 'are'} significant at {alpha} "
-        f"({int((significant['delta'] < 0).sum())} of them losses)."
+        f"{table.loc[~tuned, 'model'].nunique()} base model(s) and "
+        f"{table.loc[tuned, 'adapter'].nunique()} adapter(s) answered "
+        f"{table['benchmark'].nunique()} benchmark(s) ({_items(table)}): "
+        f"{int(table['chance_in_ci'].sum())} of {len(table)} accuracy intervals include chance "
+        f"and {above} {'lies' if above == 1 else 'lie'} above it."
     )
+    tested = table[tuned].dropna(subset=["p_value"])
+    significant = tested[tested["p_value"] < alpha]
+    if tested.empty:
+        text += " No adapter was compared with its base model, so there is no before and after."
+    else:
+        text += (
+            f" Of {len(tested)} comparisons of an adapter with its base model, "
+            f"{len(significant)} {'is' if len(significant) == 1 else 'are'} significant at "
+            f"{alpha} ({int((significant['delta'] < 0).sum())} of them losses)."
+        )
     caveat = small_run_caveat(profile, models, backends)
     return text + ("\n\n" + caveat if caveat else "")
