@@ -58,12 +58,17 @@ CHECK_COLUMNS = [
 
 def read_adapter_index(profile: str, which: str = "all") -> list[AdapterRecord]:
     """Adapters listed in results/<profile>/06_finetune/adapters.jsonl ('all'), those of one
-    base model ('base:<model>', a fan-out's slice), or none ('none').
+    base model ('base:<model>', a fan-out's slice), one adapter by its name ('adapter:<name>'),
+    or none ('none').
 
     'all' without an index (06 not run) warns and returns no adapters: base models only."""
-    kind, _, base = which.partition(":") if which.startswith("base:") else (which, "", "")
-    if kind not in ("all", "none", "base") or (kind == "base" and not base):
-        raise ValueError(f"adapters must be 'all', 'none' or 'base:<model>', got {which!r}")
+    kind, _, name = which.partition(":")
+    if kind not in ("all", "none", "base", "adapter") or bool(name) != (
+        kind in ("base", "adapter")
+    ):
+        raise ValueError(
+            f"adapters must be 'all', 'none', 'base:<model>' or 'adapter:<name>', got {which!r}"
+        )
     index = steps.step_file(profile, "06_finetune", "adapters")
     if kind == "none":
         return []
@@ -73,7 +78,13 @@ def read_adapter_index(profile: str, which: str = "all") -> list[AdapterRecord]:
         )
         return []
     records = read_adapter_records(index)
-    return [r for r in records if r.base_model == base] if base else records
+    if kind == "all":
+        return records
+    chosen = [r for r in records if (r.base_model if kind == "base" else r.adapter) == name]
+    if kind == "adapter" and not chosen:
+        known = ", ".join(r.adapter for r in records)
+        raise ValueError(f"{index} lists no adapter {name!r} (it lists: {known})")
+    return chosen
 
 
 def eval_items(

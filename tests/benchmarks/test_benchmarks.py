@@ -333,7 +333,7 @@ def test_bench_gcg_catches_a_nanogcg_worker_on_another_prompt_or_model(
 def test_bench_gpu_tiny_on_cpu(capsys):
     from benchmarks import bench_gpu
 
-    code, name, result = run_main(bench_gpu.main, ["--shape", "tiny", "--repeats", "3"], capsys)
+    code, name, result = run_main(bench_gpu.main, ["--shape", "tiny", "--repeats", "1"], capsys)
     assert (code, name, result["failed"]) == (0, "bench_gpu", "none")
     assert_keys(result, ["gcg_s_step", "decode_ms_step_b8", "qlora_tok_s", "qlora_fast_loss"])
     assert result["gcg_nf4_s_step"] == "nan"  # NF4 needs CUDA

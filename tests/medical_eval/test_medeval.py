@@ -285,8 +285,12 @@ def test_read_adapter_index(tmp_path, monkeypatch, make_adapter):
     assert read_adapter_index("smoke", "none") == []
     assert read_adapter_index("smoke", "base:tiny-random") == [spec]  # a fan-out's slice
     assert read_adapter_index("smoke", "base:smollm2-135m-instruct") == []
-    with pytest.raises(ValueError, match="'all', 'none' or 'base:<model>', got 'some'"):
-        read_adapter_index("smoke", "some")
+    assert read_adapter_index("smoke", "adapter:tiny-random__med_n100") == [spec]  # by name
+    with pytest.raises(ValueError, match="lists no adapter 'tiny__gen_n5'.*tiny-random__med_n100"):
+        read_adapter_index("smoke", "adapter:tiny__gen_n5")
+    for which in ("some", "base:", "adapter:", "none:x"):
+        with pytest.raises(ValueError, match=f"'base:<model>' or 'adapter:<name>', got '{which}'"):
+            read_adapter_index("smoke", which)
     index.write_text(
         index.read_text() + json.dumps(_adapter_row("gen", 5, "adapters/missing")) + "\n"
     )

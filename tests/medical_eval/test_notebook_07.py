@@ -1,5 +1,6 @@
 """07_medical_eval run by papermill with the smoke profile (5 items per benchmark instead of 6,
-4 over-refusal questions of 16 tokens instead of 8 of 32): the base model and 06's adapters,
+4 over-refusal questions of 16 tokens instead of 8 of 32, one of 06's three adapters: each
+adapter runs the same code, and each doubles the run): the base model and the adapter,
 by both protocols (generation and log-likelihood), with accuracy intervals and chance levels,
 over-refusal before and after, and the paragraphs that describe both figures."""
 
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 N_PER = 5  # items per benchmark: fewer than the smoke profile's 6, to keep the suite's time
 N_ASK, ASK_TOKENS = 4, 16  # over-refusal: half the smoke profile's questions and tokens
+ADAPTER = "smollm2-135m-instruct__both_n16"  # one adapter of 06's smoke grid, chosen by name
 
 
 def test_medical_eval_smoke(smoke_results):
@@ -37,6 +39,7 @@ def test_medical_eval_smoke(smoke_results):
             "n_per_benchmark": N_PER,
             "over_refusal_n": N_ASK,
             "over_refusal_max_new_tokens": ASK_TOKENS,
+            "adapters": f"adapter:{ADAPTER}",
         },
     )
     smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "07_medical_eval.yaml").read_text())
@@ -106,7 +109,9 @@ def test_medical_eval_smoke(smoke_results):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_items/medqa"] == n_per and metrics["n_models"] == len(models)
     adapters = pd.read_json(out.parent / "06_finetune" / "adapters.jsonl", lines=True)
-    assert metrics["n_adapters"] == len(adapters) == len(models) - 1 > 0
+    assert len(adapters) == 3 and ADAPTER in set(adapters["adapter"])  # the others left out
+    assert metrics["n_adapters"] == 1 == len(models) - 1
+    assert models == sorted(["smollm2-135m-instruct", f"smollm2-135m-instruct+{ADAPTER}"])
     assert metrics["unreadable_share"] == pytest.approx(preds["unreadable"].mean())
     for _, first in table.groupby("protocol").head(1).iterrows():
         cell = f"{first['protocol']}/{first['model']}/{first['benchmark']}/k{first['num_fewshot']}"

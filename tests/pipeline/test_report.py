@@ -1,9 +1,10 @@
-"""Two models in one results folder, and report.html on it in a real headless browser.
+"""Models accumulating in one results folder, and report.html on it in a real headless browser.
 
-04 and 05 run (on 3 general-harm requests, the keyword judge) with tiny-random, then with
-SmolLM2 given by -p: the tables hold both, tiny-random is not recomputed, a third identical run
-skips both steps. The report opens, every figure loads, every link resolves, and it holds no
-request or response unless asked, neither do the executed notebooks it links."""
+The folder is the one the README's "Evaluate your model" commands leave (tests/pipeline/
+conftest.py: 04 and 05 on 2 general-harm requests with tiny-random, then SmolLM2, then gpt-4o,
+then gpt-4o again): the tables hold every model, the earlier ones are not recomputed, the repeated
+command skips both steps. The report opens, every figure loads, every link resolves, and it holds
+no request or response unless asked, neither do the executed notebooks it links."""
 
 import contextlib
 import html
@@ -16,10 +17,8 @@ from urllib.parse import unquote, urlparse
 import nbformat
 import pandas as pd
 import pytest
-import yaml
 
 from medsafe_utils.core import paths
-from medsafe_utils.pipeline import run as pipeline
 from medsafe_utils.pipeline.report import (
     HIDDEN_NOTE,
     TEXT_COLUMNS,
@@ -29,77 +28,45 @@ from medsafe_utils.pipeline.report import (
 )
 
 pytestmark = pytest.mark.slow
-TINY = {
-    "harm_sets": ["general"],
-    "n_general": 3,
-    "max_new_tokens": 8,
-    "judge_backends": ["keyword"],
-    "judge_models": [""],
-    "validate_n": 2,
-}
-A, B = "tiny-random", "smollm2-135m-instruct"
-
-
-def _run(*args: str) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert pipeline.main(list(args)) == 0
-    return out.getvalue()
+TINY = {"harm_sets": ["general"], "n_general": 2, "max_new_tokens": 8}  # conftest's TINY file
 
 
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.fixture(scope="module")
-def two_models(tmp_path_factory):
-    """results/smoke after 04+05 ran with model A, then with model B; the runs' outputs."""
-    root = tmp_path_factory.mktemp("results")
-    tiny = root / "tiny.yaml"
-    tiny.write_text(yaml.safe_dump(TINY))
-    base = ["smoke", "--only", "04", "05", "-f", str(tiny)]
-    responses = root / "smoke" / "04_prompt_models" / "responses.jsonl"
-    cache = responses.with_name("generation_cache.jsonl")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(paths.RESULTS_ENV, str(root))
-        logs = [_run(*base, "-p", "models", f'["{A}"]')]
-        first = {"responses": _records(responses), "cache": _records(cache)}
-        logs += [_run(*base, "-p", "models", f'["{B}"]') for _ in range(2)]
-    return root / "smoke", first, logs
-
-
-def test_models_accumulate_without_recomputing(two_models):
-    out, first, logs = two_models
-    assert "up to date" not in logs[1] and logs[2].count("up to date, skipped") == 2
+@pytest.mark.server
+def test_models_accumulate_without_recomputing(readme_evaluations):
+    done = readme_evaluations
+    out, (a, _), (b, _) = done.out, done.cases[0], done.cases[-1]
+    models = [model for model, _ in done.cases]
+    assert not any("up to date" in log for log in done.logs[:3])
+    assert done.logs[3].count("up to date, skipped") == 2  # the same command again
     responses = _records(out / "04_prompt_models" / "responses.jsonl")
-    assert [r for r in responses if r["model"] == A] == first["responses"]  # A kept as it was
-    assert [r["model"] for r in responses].count(B) == 3
+    assert [r for r in responses if r["model"] == a] == done.first["responses"]  # kept as it was
+    assert [r["model"] for r in responses].count(b) == 2
     cache = _records(out / "04_prompt_models" / "generation_cache.jsonl")
-    assert [r for r in cache if r["model"] == A] == first["cache"]  # A was not generated again
+    assert [r for r in cache if r["model"] == a] == done.first["cache"]  # not generated again
     manifest = json.loads((out / "04_prompt_models" / "manifest.json").read_text())
-    assert manifest["models"] == [B] and manifest["earlier_models"] == [A]
-    assert manifest["overrides"] == {
-        **{k: TINY[k] for k in ("harm_sets", "n_general", "max_new_tokens")},
-        "models": [B],
-    }
+    assert manifest["models"] == [b] and manifest["earlier_models"] == sorted(models[:-1])
+    assert TINY.items() <= manifest["overrides"].items() and manifest["overrides"]["models"] == [b]
     tab = pd.read_csv(out / "05_judge" / "tab_harmfulness.csv")
-    assert sorted(tab.loc[tab["breakdown"] == "harm_set", "model"]) == sorted([A, B])
-    assert set(pd.read_csv(out / "04_prompt_models" / "tab_responses_summary.csv")["model"]) == {
-        A,
-        B,
-    }
+    assert sorted(tab.loc[tab["breakdown"] == "harm_set", "model"]) == sorted(models)
+    summary = pd.read_csv(out / "04_prompt_models" / "tab_responses_summary.csv")
+    assert set(summary["model"]) == set(models)
 
 
-def test_report_opens_with_every_figure_and_link(two_models, browser):
-    out, first, _ = two_models
+@pytest.mark.server
+def test_report_opens_with_every_figure_and_link(readme_evaluations, browser):
+    out, first = readme_evaluations.out, readme_evaluations.first
     report = out / "report.html"
     browser.get(report.as_uri())
-    assert browser.title == "MedSafetyBench: smoke"
+    assert browser.title == "MedSafetyBench: paper"
     images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
     )
     figures = sorted(p.stem for p in out.glob("*/fig_*.png"))
-    assert sorted(alt for alt, _, _ in images) == figures and len(figures) == 3
+    assert sorted(alt for alt, _, _ in images) == figures and len(figures) >= 3
     assert all(done and width > 0 for _, done, width in images), images
     links = browser.execute_script(
         "return Array.from(document.links).map(a => a.getAttribute('href'))"
@@ -129,7 +96,7 @@ def test_report_opens_with_every_figure_and_link(two_models, browser):
     for step in ("04_prompt_models", "05_judge"):  # each step's wall time from its manifest
         manifest = json.loads((out / step / "manifest.json").read_text())
         assert f"{manifest['wall_s']:.1f}" in text
-    assert B in text and A in text and WARNING not in text
+    assert all(model in text for model, _ in readme_evaluations.cases) and WARNING not in text
     # which judge to trust comes before 05's first figure
     assert browser.execute_script(
         "const [a, b] = Array.from(arguments).map(id => document.getElementById(id));"
@@ -148,15 +115,16 @@ def _page_text(browser) -> str:
     return " ".join(browser.find_element("tag name", "body").text.split())
 
 
-def test_harmful_text_only_when_asked(two_models, tmp_path, monkeypatch, browser):
-    out, _, _ = two_models
-    copy = tmp_path / "smoke"
+@pytest.mark.server
+def test_harmful_text_only_when_asked(readme_evaluations, tmp_path, monkeypatch, browser):
+    out = readme_evaluations.out
+    copy = tmp_path / "paper"
     shutil.copytree(out, copy)
     monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path))
     from medsafe_utils.pipeline.report import main
 
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["smoke", "--show-harmful-text"]) == 0
+        assert main(["paper", "--show-harmful-text"]) == 0
     page = html.unescape((copy / "report.html").read_text(encoding="utf-8"))
     body = page[page.index("<body>") :]
     assert body.startswith(f'<body><p class="warning">{WARNING}')
