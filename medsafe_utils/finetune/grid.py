@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from medsafe_utils.core.quiet import TextBar
 from medsafe_utils.finetune.alpaca import (
     FT_KINDS,
     alpaca_prompts,
@@ -94,7 +94,7 @@ def train_grid(
 
     split_n > 0 trains each n on the first n demonstrations of the n=split_n split."""
     rows = []
-    for run in tqdm(runs, desc="fine-tuning"):
+    for run in TextBar(runs, desc="fine-tuning"):
         demos = demonstration_split(
             run.type, split_n or run.n, source, profile, take=run.n if split_n else 0
         )
