@@ -143,11 +143,14 @@ def test_logs_of_ours_on_stdout_warnings_on_stderr_libraries_info_hidden(capsys)
     assert (out, err) == ("INFO medsafe_utils.x: ours\n", "WARNING medsafe_utils.x: careful\n")
 
 
-def test_text_bar_on_stdout_ends_at_its_total(capsys):
-    for _ in quiet.TextBar(range(3), desc="bar"):
-        pass
+def test_text_bars_on_stdout_end_at_their_totals_nested_too(capsys):
+    """A bar inside another (GCG's steps inside the goals) shares its line: no cursor moves."""
+    for _ in quiet.TextBar(range(2), desc="outer"):
+        for _ in quiet.TextBar(range(3), desc="inner"):
+            pass
     out, err = capsys.readouterr()
-    assert not err and BAR.findall(shown(out)) == [("3", "3")], out
+    assert not err and "\x1b" not in out, out
+    assert BAR.findall(shown(out)) == [("3", "3"), ("3", "3"), ("2", "2")], out
 
 
 @pytest.mark.slow

@@ -35,6 +35,9 @@ class TextBar(tqdm):
         if kwargs.get("file") is None:
             kwargs["file"] = sys.stdout  # looked up now: the kernel replaces sys.stdout
         kwargs.setdefault("mininterval", 1.0)  # s: each refresh is kept as one saved output
+        # one line for nested bars (GCG's steps inside the goals): a notebook does not move the
+        # cursor up, so tqdm's stacked positions print escape codes and leave stale lines
+        kwargs.setdefault("position", 0)
         super().__init__(*args, **kwargs)
 
 
