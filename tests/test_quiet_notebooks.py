@@ -127,18 +127,23 @@ def test_noise_finds_what_a_reader_did_not_cause(tmp_path):
     assert noise(tmp_path / "quiet.ipynb") == []
 
 
-def test_logs_of_ours_on_stdout_warnings_on_stderr_libraries_info_hidden(capsys):
+@pytest.fixture
+def notebook_logging():
+    """The session's logging set back after a test that calls quiet.log_to_stdout() (in the test:
+    its handlers take the sys.stdout that capsys puts there during the test)."""
     root, ours = logging.getLogger(), logging.getLogger("medsafe_utils")
     saved = root.handlers[:], root.level, ours.level
-    try:
-        quiet.log_to_stdout()
-        logging.getLogger("medsafe_utils.x").info("ours")
-        logging.getLogger("papermill").info("Input Notebook: a library's INFO")
-        logging.getLogger("medsafe_utils.x").warning("careful")
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        ours.setLevel(saved[2])
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    ours.setLevel(saved[2])
+
+
+def test_logs_of_ours_on_stdout_warnings_on_stderr_libraries_info_hidden(capsys, notebook_logging):
+    quiet.log_to_stdout()
+    logging.getLogger("medsafe_utils.x").info("ours")
+    logging.getLogger("papermill").info("Input Notebook: a library's INFO")
+    logging.getLogger("medsafe_utils.x").warning("careful")
     out, err = capsys.readouterr()
     assert (out, err) == ("INFO medsafe_utils.x: ours\n", "WARNING medsafe_utils.x: careful\n")
 
@@ -151,6 +156,15 @@ def test_text_bars_on_stdout_end_at_their_totals_nested_too(capsys):
     out, err = capsys.readouterr()
     assert not err and "\x1b" not in out, out
     assert BAR.findall(shown(out)) == [("3", "3"), ("3", "3"), ("2", "2")], out
+
+
+def test_a_log_line_inside_a_bar_does_not_keep_its_unfinished_state(capsys, notebook_logging):
+    quiet.log_to_stdout()
+    for i in quiet.TextBar(range(2), desc="runs", mininterval=0):
+        logging.getLogger("medsafe_utils.x").info("run %d", i)
+    out = shown(capsys.readouterr().out)
+    assert "INFO medsafe_utils.x: run 0" in out.splitlines(), out
+    assert BAR.findall(out) == [("2", "2")], out
 
 
 @pytest.mark.slow

@@ -45,12 +45,23 @@ def _below_warning(record: logging.LogRecord) -> bool:
     return record.levelno < logging.WARNING
 
 
+class BarAwareHandler(logging.StreamHandler):
+    """A stream handler that writes through tqdm.write: an open bar is cleared first and drawn
+    again after, so that a log line never carries a bar's unfinished state."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
 def log_to_stdout(level: int = logging.INFO) -> None:
     """medsafe_utils' records at `level` and above on stdout (a notebook draws stderr as an error);
     WARNING and above of any logger on stderr; other libraries' INFO not shown."""
-    out = logging.StreamHandler(sys.stdout)
+    out = BarAwareHandler(sys.stdout)
     out.addFilter(_below_warning)
-    err = logging.StreamHandler(sys.stderr)
+    err = BarAwareHandler(sys.stderr)
     err.setLevel(logging.WARNING)
     # force: running the import cell again replaces the handlers instead of doubling them
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, handlers=[out, err], force=True)
