@@ -55,10 +55,13 @@ CHECK_IDS = [1, 9690, 198, 2683, 359, 253, 5356, 5646]  # "<|im_start|>system\nY
 
 
 class Timed:
-    """A stand-in for tqdm that records wall and CPU time at each step boundary."""
+    """A stand-in for tqdm that records wall and CPU time at each step boundary: nanoGCG
+    iterates over its bar, ours is created before the first step and updated after each."""
 
-    def __init__(self, stamps: list, iterable, *args, **kwargs):
+    def __init__(self, stamps: list, iterable=None, *args, **kwargs):
         self.stamps, self.iterable = stamps, iterable
+        if iterable is None:
+            self.update()
 
     def __iter__(self):
         for item in self.iterable:
@@ -66,8 +69,15 @@ class Timed:
             yield item
         self.stamps.append((time.perf_counter(), time.process_time()))
 
+    def update(self, n: int = 1) -> None:
+        """tqdm's method: a step boundary."""
+        self.stamps.append((time.perf_counter(), time.process_time()))
+
     def set_postfix(self, *args, **kwargs) -> None:
         """tqdm's method; nothing to show."""
+
+    def close(self) -> None:
+        """tqdm's method; nothing to close."""
 
 
 def step_times(stamps: list) -> tuple[list[float], list[float]]:
@@ -356,11 +366,11 @@ def ours_attack(model, tokenizer, goal: str, target: str, seed: int, steps: int,
         progress=False,
     )
     stamps: list = []
-    tqdm, gcg.tqdm = gcg.tqdm, lambda *a, **k: Timed(stamps, *a, **k)
+    bar, gcg.TextBar = gcg.TextBar, lambda *a, **k: Timed(stamps, *a, **k)
     try:
         result = gcg.run(model, tokenizer, goal, target, config)
     finally:
-        gcg.tqdm = tqdm
+        gcg.TextBar = bar
     wall, cpu = step_times(stamps)
     return {"best_loss": result.best_loss, "wall": wall, "cpu": cpu}
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from medsafe_utils.core.quiet import TextBar
 
 log = logging.getLogger(__name__)
 SHARDS_DIR = "shards"
@@ -127,7 +127,7 @@ class Store:
         for i, key in enumerate(keys):
             first.setdefault(key, i)
         indices = [i for key, i in first.items() if key not in self]
-        bar = tqdm(total=len(first), initial=len(first) - len(indices), desc=desc, unit="item")
+        bar = TextBar(total=len(first), initial=len(first) - len(indices), desc=desc, unit="item")
         todo = Pending(self, keys, indices, bar)
         try:
             yield todo
@@ -138,7 +138,7 @@ class Store:
 class Pending:
     """The items still to compute, as positions in `keys` (one per unfinished key, in order)."""
 
-    def __init__(self, store: Store, keys: list[str], indices: list[int], bar: tqdm):
+    def __init__(self, store: Store, keys: list[str], indices: list[int], bar: TextBar):
         self.store, self.keys, self.indices, self.bar = store, keys, indices, bar
 
     def __iter__(self) -> Iterator[int]:

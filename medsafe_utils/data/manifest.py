@@ -13,10 +13,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from medsafe_utils.core import paths
 from medsafe_utils.core.errors import DataError
+from medsafe_utils.core.quiet import TextBar
 from medsafe_utils.core.readers import read_json, sha256_of
 from medsafe_utils.data.source_extract import extract
 from medsafe_utils.data.sources import (
@@ -158,7 +157,7 @@ def fetch(datasets: list[str] | None = None, manifest: dict | None = None) -> li
             expected=f"one of {sorted(manifest['datasets'])}",
         )
     entries = [e for n in names for e in manifest["datasets"][n]["files"]]
-    return [ensure_file(e["path"], manifest) for e in tqdm(entries, desc="fetch", unit="file")]
+    return [ensure_file(e["path"], manifest) for e in TextBar(entries, desc="fetch", unit="file")]
 
 
 _sources: dict[str, str] = {}

@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from medsafe_utils.finetune.alpaca import (
     FT_KINDS,
@@ -94,7 +93,10 @@ def train_grid(
 
     split_n > 0 trains each n on the first n demonstrations of the n=split_n split."""
     rows = []
-    for run in tqdm(runs, desc="fine-tuning"):
+    # no text bar around the runs: the Trainer's own progress (HTML in a notebook) would cut it,
+    # and the saved notebook would keep its unfinished state
+    for i, run in enumerate(runs, 1):
+        log.info("fine-tuning %d of %d: %s", i, len(runs), run.name)
         demos = demonstration_split(
             run.type, split_n or run.n, source, profile, take=run.n if split_n else 0
         )

@@ -144,6 +144,17 @@ def resolve_compute_dtype(name: str, device: str) -> torch.dtype:
     return torch.float32 if device == "cpu" else resolve_dtype(name, device)
 
 
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing, non-reentrant, with gradients into the inputs."""
+    # transformers renamed gradient_checkpointing_enable (deprecated from 5.x, removed in 6)
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is None:
+        model.gradient_checkpointing_enable({"use_reentrant": False})
+    else:
+        enable({"use_reentrant": False})
+    model.enable_input_require_grads()  # the frozen embeddings' output must carry a gradient
+
+
 def _prepare_model(config: QLoRAConfig, compute_dtype: torch.dtype):
     """Base model (4-bit NF4 or full precision) with fresh LoRA layers; tokenizer right-padded."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -158,12 +169,10 @@ def _prepare_model(config: QLoRAConfig, compute_dtype: torch.dtype):
         )
     if quantized:
         keep_4bit_weights_trainable(model)
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=config.gradient_checkpointing
-        )
-    elif config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
+        # checkpointing is switched on below: peft's own switch calls the deprecated name
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if config.gradient_checkpointing:
+        enable_checkpointing(model)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,

@@ -19,6 +19,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
+from medsafe_utils.core.quiet import TextBar
+
 
 @dataclass
 class DedupConfig:
@@ -93,14 +95,23 @@ def embed(texts: list[str], batch_size: int = 128, progress: bool = True) -> np.
     """Unit-norm embeddings, (n, 384) float32."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    vectors = embedding_model().encode(
-        list(texts),
-        batch_size=batch_size,
-        show_progress_bar=progress,
-        convert_to_numpy=True,
-        normalize_embeddings=True,
-    )
-    return vectors.astype(np.float32)
+    model, texts = embedding_model(), list(texts)
+    vectors = np.zeros((len(texts), 384), dtype=np.float32)
+    # the batches sentence-transformers makes (longest first), each under our text bar: its own
+    # bar is a widget in a notebook, saved at 0%
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    with TextBar(total=len(texts), desc="embedding", unit="text", disable=not progress) as bar:
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            vectors[rows] = model.encode(
+                [texts[i] for i in rows],
+                batch_size=batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+            bar.update(len(rows))
+    return vectors
 
 
 def near_duplicates(

@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
+from medsafe_utils.core.quiet import TextBar
 from medsafe_utils.jailbreak.loss import TargetLoss, default_batch_size
 from medsafe_utils.jailbreak.prompt import (
     PromptParts,
@@ -284,8 +284,8 @@ def run(
     best_ids, best_loss, best_step = suffix, math.inf, 0
     losses, best_losses, suffixes, times = [], [], [], []
     initial_loss, early_stopped = math.nan, False
-    bar = tqdm(range(1, config.num_steps + 1), desc="GCG", disable=not config.progress)
-    for step in bar:
+    bar = TextBar(total=config.num_steps, desc="GCG", disable=not config.progress)
+    for step in range(1, config.num_steps + 1):
         began = time.perf_counter()
         grad, current_loss = objective.gradient(suffix)
         if step == 1:
@@ -300,7 +300,8 @@ def run(
         losses.append(loss)
         best_losses.append(best_loss)
         suffixes.append(tokenizer.decode(suffix))
-        bar.set_postfix(loss=f"{loss:.3f}", best=f"{best_loss:.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}", best=f"{best_loss:.3f}", refresh=False)
+        bar.update()
         early_stopped = config.early_stop and bool(matches[chosen]) and best_step == step
         last = early_stopped or step == config.num_steps
         due = last or (config.test_interval and step % config.test_interval == 0)
@@ -310,6 +311,8 @@ def run(
                 break
         if early_stopped:
             break
+    bar.total = step  # a stop before num_steps: the bar ends at the steps that ran
+    bar.close()
     kept = choose_generation(tester.tests) or {}
     first_success = next((t["step"] for t in tester.tests if t["success"]), None)
     return GCGResult(

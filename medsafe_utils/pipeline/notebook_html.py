@@ -52,8 +52,12 @@ def clean_html(html: str | bytes) -> str:
 def notebook_exporter():
     """nbconvert's HTMLExporter on the offline template, sanitising with clean_html."""
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
+    # streams drawn as a notebook draws them: a text progress bar shows its last state only
+    coalesce = Config({"CoalesceStreamsPreprocessor": {"enabled": True}})
     return HTMLExporter(
+        config=coalesce,
         extra_template_basedirs=[str(TEMPLATES)],
         template_name="offline",
         sanitize_html=True,

@@ -273,7 +273,7 @@ class Probe(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         import bitsandbytes as bnb
 
-        self.checkpointing = model.is_gradient_checkpointing
+        self.checkpointing = model.is_activation_checkpointing
         self.n_4bit = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):

@@ -1,0 +1,100 @@
+"""Quiet notebooks: what a notebook's import cell calls (`setup_notebook()`) so that its saved
+outputs show what the step did, not noise a reader did not cause. One place for the three
+concerns: where log records go, what progress bars are saved as, and the few warnings of
+third-party libraries' own calls that are silenced (each by its exact message, with its reason)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import warnings
+
+from tqdm.std import tqdm
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+# (message, category, module that raises it, why): warnings of a library's own call, not ours.
+THIRD_PARTY_WARNINGS: list[tuple[str, type[Warning], str, str]] = [
+    (
+        "`is_gradient_checkpointing` is deprecated and will be removed in v6. Use "
+        "`is_activation_checkpointing` instead.",
+        FutureWarning,
+        "transformers.modeling_utils",
+        "peft 0.21's PeftModel.__init__ reads the old property (our code reads none)",
+    ),
+]
+
+
+class TextBar(tqdm):
+    """tqdm's text bar, on stdout unless told otherwise: an executed notebook saves a text bar's
+    last state (100%); a widget bar (tqdm.auto) is saved as its first (0%), and stderr is drawn
+    as an error."""
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("file") is None:
+            kwargs["file"] = sys.stdout  # looked up now: the kernel replaces sys.stdout
+        kwargs.setdefault("mininterval", 1.0)  # s: each refresh is kept as one saved output
+        # one line for nested bars (GCG's steps inside the goals): a notebook does not move the
+        # cursor up, so tqdm's stacked positions print escape codes and leave stale lines
+        kwargs.setdefault("position", 0)
+        super().__init__(*args, **kwargs)
+
+
+def _below_warning(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.WARNING
+
+
+class BarAwareHandler(logging.StreamHandler):
+    """A stream handler that writes through tqdm.write: an open bar is cleared first and drawn
+    again after, so that a log line never carries a bar's unfinished state."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
+def log_to_stdout(level: int = logging.INFO) -> None:
+    """medsafe_utils' records at `level` and above on stdout (a notebook draws stderr as an error);
+    WARNING and above of any logger on stderr; other libraries' INFO not shown."""
+    out = BarAwareHandler(sys.stdout)
+    out.addFilter(_below_warning)
+    err = BarAwareHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    # force: running the import cell again replaces the handlers instead of doubling them
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, handlers=[out, err], force=True)
+    logging.getLogger("medsafe_utils").setLevel(level)
+
+
+def silence_third_party_warnings() -> None:
+    """Ignore THIRD_PARTY_WARNINGS, each by its exact message, category and module, no more."""
+    for message, category, module, _why in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings(
+            "ignore", re.escape(message) + r"\Z", category, re.escape(module) + r"\Z"
+        )
+
+
+def text_progress_bars() -> None:
+    """transformers' bars (loading weights, converting a GGUF) as TextBar that clear themselves
+    when done; sentence-transformers shows bars only at INFO (log_to_stdout keeps it at WARNING)."""
+    from transformers.utils import logging as hf_logging
+
+    if not hasattr(hf_logging, "set_tqdm_hook"):  # before transformers 5.x had the hook
+        hf_logging.disable_progress_bar()
+        return
+
+    def hook(factory, args, kwargs):
+        if factory is hf_logging.EmptyTqdm:  # bars switched off: keep them off
+            return factory(*args, **kwargs)
+        return TextBar(*args, **{"leave": False, **kwargs})
+
+    hf_logging.set_tqdm_hook(hook)
+
+
+def setup_notebook(level: int = logging.INFO) -> None:
+    """A notebook's setup: logging to stdout, text progress bars, third-party warnings silenced."""
+    log_to_stdout(level)
+    silence_third_party_warnings()
+    text_progress_bars()
