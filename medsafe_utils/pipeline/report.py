@@ -17,6 +17,7 @@ import base64
 import json
 import logging
 import time
+from collections import Counter
 from html import escape
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from medsafe_utils.pipeline.index import PAPER_MAP, artifacts
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 200  # rows of a table shown; the CSV link has them all
+OPEN_ROWS = 20  # a longer table starts collapsed
+CLOSING = "What this run shows"  # the heading of each notebook's closing section
 SAMPLE_N = 5  # records shown per JSONL file when harmful text is allowed
 # Columns that may hold harmful text: dropped from tables unless harmful text is allowed.
 TEXT_COLUMNS = {
@@ -231,13 +234,52 @@ def table_html(path: Path, profile_dir: Path, harmful_text: bool) -> str:
     notes = [f"{len(frame) - len(shown)} more rows in the CSV"] if len(frame) > len(shown) else []
     notes += [f"text column(s) {', '.join(hidden)} not shown"] if hidden else []
     rel = path.relative_to(profile_dir).as_posix()
+    rows = shown.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3f}")
+    if len(frame) > OPEN_ROWS:  # long: collapsed, so that the figures stay in sight
+        rows = f"<details><summary>{len(frame)} rows</summary>{rows}</details>"
     return (
         f'<h3 id="{_anchor(path)}">{escape(path.stem)}</h3>'
         f"<p>{_regenerates(path.stem)} "
         f'(<a href="{escape(rel)}">CSV</a>){"; " + escape("; ".join(notes)) if notes else ""}'
-        f'</p><div class="wide">'
-        f"{shown.to_html(index=False, na_rep='', float_format=lambda x: f'{x:.3f}')}</div>"
+        f'</p><div class="wide">{rows}</div>'
     )
+
+
+def closing_paragraph(notebook: Path) -> str:
+    """The markdown an executed notebook shows under its closing "What this run shows" heading
+    ('' when it has none or the run stopped before it)."""
+    import nbformat
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    for heading, cell in zip(cells, cells[1:], strict=False):  # each cell and the next
+        if heading.cell_type == "markdown" and CLOSING in heading.source.split("\n", 1)[0]:
+            outputs = [o.get("data", {}) for o in cell.get("outputs", [])]
+            shown = [d["text/markdown"] for d in outputs if "text/markdown" in d]
+            return "".join(t if isinstance(t, str) else "".join(t) for t in shown)
+    return ""
+
+
+def closing_html(profile_dir: Path) -> str:
+    """Each step's closing paragraphs, in step order, as HTML; a paragraph that several steps
+    share (the small-run caveat) once, after them. The notebooks' markdown is rendered with any HTML
+    in it escaped: the paragraphs name models, which come from parameters."""
+    import mistune
+
+    texts = {}
+    for notebook in sorted((profile_dir / "executed").glob("[0-9][0-9]_*.ipynb")):
+        if "." not in notebook.stem:  # not a fan-out job's notebook (04_prompt_models.<shard>)
+            paragraphs = [p.strip() for p in closing_paragraph(notebook).split("\n\n")]
+            texts[notebook.stem] = [p for p in paragraphs if p]
+    counts = Counter(p for paragraphs in texts.values() for p in set(paragraphs))
+    shared = [p for p, n in counts.items() if n > 1]
+    to_html = mistune.create_markdown(escape=True)
+    parts = []
+    for step, paragraphs in texts.items():
+        own = [p for p in paragraphs if p not in shared]
+        if own:
+            parts.append(f"<h3>{escape(step)}</h3>" + "".join(to_html(p) for p in own))
+    parts += [to_html(p) for p in shared]
+    return f"<h2>{CLOSING}</h2>" + "".join(parts) if parts else ""
 
 
 def samples_html(step_dir: Path) -> str:
@@ -323,6 +365,7 @@ def write_report(
         f"<h1>MedSafetyBench results: {escape(profile_dir.name)}</h1>",
         f"<p>Written {time.strftime('%Y-%m-%d %H:%M:%S')} from {escape(str(profile_dir))}"
         f"{index_link}; commit(s) {escape(', '.join(sorted(commits)) or 'unknown')}.</p>",
+        closing_html(profile_dir),
         "<h2>Steps</h2>",
         steps_table(steps, statuses or {}, notebooks),
         "<h2>What each figure and table regenerates</h2>",

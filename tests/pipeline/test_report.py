@@ -23,6 +23,7 @@ from medsafe_utils.pipeline.report import (
     HIDDEN_NOTE,
     TEXT_COLUMNS,
     WARNING,
+    closing_paragraph,
     render_notebooks,
     write_report,
 )
@@ -97,6 +98,12 @@ def test_report_opens_with_every_figure_and_link(readme_evaluations, browser):
         manifest = json.loads((out / step / "manifest.json").read_text())
         assert f"{manifest['wall_s']:.1f}" in text
     assert all(model in text for model, _ in readme_evaluations.cases) and WARNING not in text
+    # it opens with what the run shows: each notebook's closing paragraph, before the steps
+    for step in ("04_prompt_models", "05_judge"):
+        closing = closing_paragraph(out / "executed" / f"{step}.ipynb")
+        start = " ".join(closing.split("\n\n")[0].replace("`", "").replace("**", "").split())
+        assert len(start) > 40 and start[:80] in " ".join(text.split()), step
+    assert text.index("What this run shows") < text.index("Steps")
     # which judge to trust comes before 05's first figure
     assert browser.execute_script(
         "const [a, b] = Array.from(arguments).map(id => document.getElementById(id));"
