@@ -258,6 +258,65 @@ class _Tester:
         return test
 
 
+@dataclass
+class Step:
+    """One GCG step from a suffix: the gradient, the candidates drawn from it, their losses."""
+
+    suffix: torch.Tensor  # (suffix_len,) the suffix the step started from
+    loss: float  # its target loss
+    grad: torch.Tensor  # (suffix_len, vocab) d loss / d one-hot suffix
+    candidates: torch.Tensor  # (n, suffix_len) each with n_replace tokens from the top-k of -grad
+    candidate_losses: torch.Tensor  # (n,)
+    matches: torch.Tensor  # (n,) True where the candidate's greedy target tokens all match
+    chosen: int  # the candidate of least loss: the next suffix
+
+
+@dataclass
+class _Attack:
+    """What every step of one attack reuses: the prompt, its loss, the tokens never proposed."""
+
+    parts: PromptParts
+    objective: TargetLoss
+    forbidden: torch.Tensor
+    generator: torch.Generator
+
+
+def _attack(model, tokenizer, messages, target: str, config: GCGConfig) -> _Attack:
+    weight = model.get_input_embeddings().weight
+    vocab, device = weight.shape[0], weight.device
+    _validate(config, vocab)
+    parts = build_prompt(tokenizer, messages, target, config.template)
+    objective = TargetLoss(
+        model,
+        parts,
+        config.use_prefix_cache,
+        config.batch_size or default_batch_size(config.search_width, device),
+    )
+    forbidden = forbidden_token_ids(tokenizer, vocab, config.allow_non_ascii)
+    return _Attack(parts, objective, forbidden, torch.Generator().manual_seed(config.seed))
+
+
+def take_step(attack: _Attack, suffix: torch.Tensor, config: GCGConfig, tokenizer) -> Step:
+    """Gradient -> candidates from its top-k -> their losses -> the least (run() repeats it)."""
+    grad, loss = attack.objective.gradient(suffix)
+    candidates = sample_candidates(
+        suffix, grad, attack.forbidden, config, attack.generator, tokenizer
+    )
+    losses, matches = attack.objective.losses(candidates)
+    return Step(suffix, loss, grad, candidates, losses, matches, int(losses.argmin()))
+
+
+def first_step(model, tokenizer, messages, target: str, config: GCGConfig | None = None) -> Step:
+    """The first step of an attack, as run() takes it (the same seed, so the same draws)."""
+    config = config or GCGConfig()
+    return take_step(
+        _attack(model, tokenizer, messages, target, config),
+        initial_suffix(tokenizer, config),
+        config,
+        tokenizer,
+    )
+
+
 def run(
     model,
     tokenizer,
@@ -267,19 +326,8 @@ def run(
 ) -> GCGResult:
     """Optimise a suffix after `messages` (a goal or a chat) so that the model answers `target`."""
     config = config or GCGConfig()
-    weight = model.get_input_embeddings().weight
-    vocab, device = weight.shape[0], weight.device
-    _validate(config, vocab)
-    parts = build_prompt(tokenizer, messages, target, config.template)
-    generator = torch.Generator().manual_seed(config.seed)
-    forbidden = forbidden_token_ids(tokenizer, vocab, config.allow_non_ascii)
-    objective = TargetLoss(
-        model,
-        parts,
-        config.use_prefix_cache,
-        config.batch_size or default_batch_size(config.search_width, device),
-    )
-    tester = _Tester(model, tokenizer, parts, target, config)
+    attack = _attack(model, tokenizer, messages, target, config)
+    tester = _Tester(model, tokenizer, attack.parts, target, config)
     suffix = initial_suffix(tokenizer, config)
     best_ids, best_loss, best_step = suffix, math.inf, 0
     losses, best_losses, suffixes, times = [], [], [], []
@@ -287,13 +335,11 @@ def run(
     bar = TextBar(total=config.num_steps, desc="GCG", disable=not config.progress)
     for step in range(1, config.num_steps + 1):
         began = time.perf_counter()
-        grad, current_loss = objective.gradient(suffix)
+        taken = take_step(attack, suffix, config, tokenizer)
         if step == 1:
-            initial_loss = current_loss
-        candidates = sample_candidates(suffix, grad, forbidden, config, generator, tokenizer)
-        cand_losses, matches = objective.losses(candidates)
-        chosen = int(cand_losses.argmin())
-        suffix, loss = candidates[chosen].cpu(), float(cand_losses[chosen])
+            initial_loss = taken.loss
+        chosen = taken.chosen
+        suffix, loss = taken.candidates[chosen].cpu(), float(taken.candidate_losses[chosen])
         if loss < best_loss:
             best_ids, best_loss, best_step = suffix, loss, step
         times.append(time.perf_counter() - began)
@@ -302,7 +348,7 @@ def run(
         suffixes.append(tokenizer.decode(suffix))
         bar.set_postfix(loss=f"{loss:.3f}", best=f"{best_loss:.3f}", refresh=False)
         bar.update()
-        early_stopped = config.early_stop and bool(matches[chosen]) and best_step == step
+        early_stopped = config.early_stop and bool(taken.matches[chosen]) and best_step == step
         last = early_stopped or step == config.num_steps
         due = last or (config.test_interval and step % config.test_interval == 0)
         if due and config.max_new_tokens > 0:

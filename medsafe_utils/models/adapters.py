@@ -4,6 +4,7 @@ failure: an adapter that is loaded but changes nothing).
 
     lm = load_model("smollm2-135m-instruct", adapter_path=folder)
     check = check_adapter(lm, ["Question: ..."])   # raises AdapterNoOpError on a no-op adapter
+    next_token_shift(lm, "Question: ...")          # the next token's top choices, without/with
     records = read_adapter_records("results/smoke/06_finetune/adapters.jsonl")
 """
 
@@ -13,6 +14,7 @@ import logging
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from medsafe_utils.core.artifacts import write_jsonl
@@ -159,3 +161,27 @@ def _adapter_record(raw, index: Path, row: int) -> AdapterRecord:
             expected="a peft adapter folder, relative to the index's folder",
         )
     return replace(AdapterRecord(**raw), path=str(folder))
+
+
+@torch.no_grad()
+def next_token_shift(lm: LoadedModel, prompt: str, k: int = 5) -> pd.DataFrame:
+    """What an adapter changes in one prompt's next token: the k most likely tokens of the model
+    without its adapter and of the model with it (their union), each with both probabilities."""
+    from peft import PeftModel
+
+    if not isinstance(lm.model, PeftModel):
+        raise AdapterNoOpError(f"{lm.model_id}: the model was loaded without its adapter")
+    batch = lm.tokenizer([prompt], return_tensors="pt").to(lm.model.device)
+    with_adapter = lm.model(**batch).logits[0, -1].float().softmax(-1)
+    with lm.model.disable_adapter():
+        without = lm.model(**batch).logits[0, -1].float().softmax(-1)
+    top = dict.fromkeys([*without.topk(k).indices.tolist(), *with_adapter.topk(k).indices.tolist()])
+    frame = pd.DataFrame(
+        {
+            "token_id": list(top),
+            "token": [lm.tokenizer.decode([t]) for t in top],
+            "p_without_adapter": [float(without[t]) for t in top],
+            "p_with_adapter": [float(with_adapter[t]) for t in top],
+        }
+    )
+    return frame.sort_values("p_with_adapter", ascending=False, ignore_index=True)

@@ -18,6 +18,7 @@ from medsafe_utils.jailbreak.figures import fig_gcg_loss
 from medsafe_utils.jailbreak.gcg import (
     GCGConfig,
     choose_generation,
+    first_step,
     initial_suffix,
     run,
     sample_candidates,
@@ -35,6 +36,7 @@ from medsafe_utils.jailbreak.loss import (
     separable_head,
     target_cross_entropy,
 )
+from medsafe_utils.jailbreak.narrative import step_story
 from medsafe_utils.jailbreak.prompt import (
     LLAMA2_CLOSE,
     PLACEHOLDER,
@@ -328,6 +330,36 @@ def test_candidates_come_from_the_top_k_of_the_negative_gradient(tiny_lm):
             assert row[p] in top[p], (p, row[p])
             proposed.add((p, row[p]))
     assert proposed == {(p, t) for p in range(len(ids)) for t in top[p] if t != ids[p]}
+
+
+def test_first_step_is_the_runs_first_step(tiny_lm, tiny_run):
+    """The step 02 shows before its attacks: the one run() takes first (same seed, same draws),
+    candidates from the top-k of its own gradient, the least-loss one chosen."""
+    config = tiny_config()
+    shown = first_step(tiny_lm.model, tiny_lm.tokenizer, GOAL, TARGET, config)
+    assert shown.suffix.tolist() == initial_suffix(tiny_lm.tokenizer, config).tolist()
+    assert shown.loss == pytest.approx(tiny_run.initial_loss)
+    best = shown.candidates[shown.chosen]
+    assert tiny_lm.tokenizer.decode(best) == tiny_run.suffixes[0]
+    assert float(shown.candidate_losses[shown.chosen]) == pytest.approx(tiny_run.losses[0])
+    assert shown.chosen == int(shown.candidate_losses.argmin())
+    grad = shown.grad.clone()
+    vocab = tiny_lm.model.get_input_embeddings().weight.shape[0]
+    grad[:, forbidden_token_ids(tiny_lm.tokenizer, vocab, config.allow_non_ascii)] = math.inf
+    topk = (-grad).topk(config.topk, dim=1).indices  # of the tokens it may propose
+    for candidate in shown.candidates:
+        changed = (candidate != shown.suffix).nonzero().flatten().tolist()
+        assert len(changed) <= config.n_replace
+        assert all(int(candidate[i]) in topk[i].tolist() for i in changed)
+    # 02 tells the step in words from these tensors
+    story = step_story(shown, tiny_lm.tokenizer)
+    assert repr(tiny_lm.tokenizer.decode(shown.suffix)) in story and f"{shown.loss:.3f}" in story
+    assert f"{len(shown.candidates)} candidates" in story
+    assert f"keeps {tiny_lm.tokenizer.decode(best)!r} at {tiny_run.losses[0]:.3f}" in story
+    first = int((shown.candidates != shown.suffix).nonzero()[0, 1])
+    tried = {int(c[first]) for c in shown.candidates} - {int(shown.suffix[first])}
+    assert f"at position {first + 1} they try" in story and len(tried) > 0
+    assert repr(tiny_lm.tokenizer.decode([next(iter(tried))])) in story or len(tried) > 5
 
 
 def test_same_seed_same_suffix(tiny_lm, tiny_run):

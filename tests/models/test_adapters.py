@@ -14,6 +14,7 @@ from medsafe_utils.models.adapters import (
     AdapterRecord,
     check_adapter,
     check_lora_trained,
+    next_token_shift,
     read_adapter_records,
     write_adapter_records,
 )
@@ -49,6 +50,26 @@ def test_check_adapter_measures_a_live_adapter(tmp_path, make_adapter):
     long = check_adapter(lm, ["word " * 100], max_tokens=16)  # a long probe is cut
     assert long.n_positions == 16
     check_lora_trained(lm.model)  # random B: passes
+
+
+def test_next_token_shift_against_each_model_on_its_own(tmp_path, make_adapter, tiny_lm):
+    lm = load_model("tiny-random", adapter_path=make_adapter(tmp_path / "live"))
+    shift = next_token_shift(lm, PROBES[1], k=3)
+    batch = lm.tokenizer([PROBES[1]], return_tensors="pt")
+    with torch.no_grad():  # the base loaded on its own, the tuned model as loaded
+        base = tiny_lm.model(**batch).logits[0, -1].softmax(-1)
+        tuned = lm.model(**batch).logits[0, -1].softmax(-1)
+    expected = {*base.topk(3).indices.tolist(), *tuned.topk(3).indices.tolist()}
+    assert sorted(shift["token_id"]) == sorted(expected)
+    for t in expected:
+        row = shift[shift["token_id"] == t].iloc[0]
+        assert row["token"] == lm.tokenizer.decode([t])
+        assert row["p_without_adapter"] == pytest.approx(float(base[t]), rel=1e-4)
+        assert row["p_with_adapter"] == pytest.approx(float(tuned[t]), rel=1e-4)
+    assert shift["p_with_adapter"].is_monotonic_decreasing
+    assert (shift["p_with_adapter"] != shift["p_without_adapter"]).any()
+    with pytest.raises(AdapterNoOpError, match="without its adapter"):
+        next_token_shift(tiny_lm, PROBES[1])
 
 
 def test_adapter_that_changes_nothing_is_the_one_error(tmp_path, make_adapter, tiny_lm):
