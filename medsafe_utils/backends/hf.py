@@ -10,7 +10,6 @@ import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from medsafe_utils.backends.config import GenerationConfig, cut_at_stop
-from medsafe_utils.models.cache import cache_kwargs
 from medsafe_utils.models.loading import LoadedModel
 from medsafe_utils.models.registry import ModelSpec
 
@@ -30,7 +29,7 @@ def prefix_cache(model, prefix: list[int]) -> DynamicCache:
     if prefix:
         model(
             input_ids=torch.tensor([prefix], device=model.device),
-            **cache_kwargs(model, cache),
+            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
         )
@@ -145,7 +144,7 @@ class HFBackend:
             **inputs,
             max_new_tokens=config.max_new_tokens,
             pad_token_id=tok.pad_token_id,
-            **cache_kwargs(model, cache),
+            past_key_values=cache,
             **extra,
             **self._decoding(config),
         )

@@ -23,7 +23,6 @@ from medsafe_utils.backends.hf import (
     prefix_cache,
     shared_prefix_length,
 )
-from medsafe_utils.models.cache import cache_kwargs
 from medsafe_utils.models.loading import LoadedModel
 
 
@@ -45,7 +44,7 @@ def _next_probs(model, ids: torch.Tensor, cache, mask, positions) -> torch.Tenso
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        **cache_kwargs(model, cache),
+        past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
     )

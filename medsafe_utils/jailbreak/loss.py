@@ -22,7 +22,6 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from medsafe_utils.jailbreak.cpu_linear import linear, onednn_linears
 from medsafe_utils.jailbreak.prompt import PromptParts
-from medsafe_utils.models.cache import cache_kwargs
 
 log = logging.getLogger(__name__)
 VOCAB_SLICE = 2048  # output-head rows per slice in target_cross_entropy: its logits stay in cache
@@ -132,8 +131,7 @@ class TargetLoss:
     def _prefix_kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """KV of the fixed prompt before the suffix, one (key, value) per layer, batch 1."""
         cache = DynamicCache()
-        kv = cache_kwargs(self.model, cache)
-        self.model(inputs_embeds=self.before_embeds, use_cache=True, **kv)
+        self.model(inputs_embeds=self.before_embeds, past_key_values=cache, use_cache=True)
         return [(layer.keys, layer.values) for layer in cache.layers]  # (1, heads, n_before, dim)
 
     def _forward(
@@ -148,13 +146,13 @@ class TargetLoss:
             )
         n = len(self.target)
         if self.head is not None:
-            base = self.model.base_model
-            kv = cache_kwargs(base, cache)
-            out = base(inputs_embeds=embeds, use_cache=cache is not None, **kv)
+            out = self.model.base_model(
+                inputs_embeds=embeds, past_key_values=cache, use_cache=cache is not None
+            )
             return out.last_hidden_state[:, -n:], cache
         out = self.model(
             inputs_embeds=embeds,
-            **cache_kwargs(self.model, cache),
+            past_key_values=cache,
             use_cache=cache is not None,
             logits_to_keep=n,
         )
