@@ -148,6 +148,29 @@ def test_logs_of_ours_on_stdout_warnings_on_stderr_libraries_info_hidden(capsys,
     assert (out, err) == ("INFO medsafe_utils.x: ours\n", "WARNING medsafe_utils.x: careful\n")
 
 
+def test_known_warnings_only_are_silenced():
+    import warnings
+
+    known = [
+        "`past_key_values` is deprecated and will be removed in version 5.40.0 for "
+        "`LlamaForCausalLM.forward`. Use `cache` instead.",
+        "`past_key_values` is deprecated and will be removed in version 6.0.0 for "
+        "`LlamaForCausalLM.generate`. Use `cache` instead.",
+    ]
+    other = [
+        "`past_key_values` is deprecated and will be removed in version 6.0.0 for "
+        "`LlamaForCausalLM.generate`. Use `cache` instead. And more.",  # not the whole message
+        "`gradient_checkpointing_enable` is deprecated and will be removed in v6.",
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet.silence_known_warnings()
+        for message in known + other:
+            warnings.warn(message, FutureWarning, stacklevel=1)
+        warnings.warn(known[0], UserWarning, stacklevel=1)  # another category
+    assert [str(w.message) for w in caught] == [*other, known[0]]
+
+
 def test_text_bars_on_stdout_end_at_their_totals_nested_too(capsys):
     """A bar inside another (GCG's steps inside the goals) shares its line: no cursor moves."""
     for _ in quiet.TextBar(range(2), desc="outer"):
