@@ -223,11 +223,6 @@ def pytest_runtest_protocol(item, nextitem):
         _running.pop()
 
 
-# Session fixtures whose work every test using them shares: with pytest-xdist (./run_tests.sh
-# runs two workers, --dist loadgroup) such tests run on one worker, so that the work is done once.
-SHARED_RUNS = ("smoke_results", "paper_shaped", "readme_evaluations")
-
-
 def pytest_collection_modifyitems(config, items):
     unmarked = [
         i.nodeid
@@ -236,11 +231,6 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError(f"tests using llama_server need pytest.mark.server: {unmarked}")
-    for item in items:
-        # one group a shared run (the first it uses), else its module (module-scoped fixtures)
-        shared = [f for f in SHARED_RUNS if f in item.fixturenames]
-        group = shared[0] if shared else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _require_server_marker() -> None:
