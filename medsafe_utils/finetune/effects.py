@@ -22,7 +22,7 @@ from medsafe_utils.core.stats import format_p, paired_test, proportion_ci, t_int
 from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.finetune.grid import BEFORE
 from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
-from medsafe_utils.models.scale import small_run_caveat
+from medsafe_utils.models.scale import with_small_run_caveat
 
 CONFIDENCE = 0.95
 GROUP = ["model", "type", "n", "eval_set"]
@@ -210,5 +210,4 @@ def finetune_paragraph(
             f"{int((significant['delta'] < 0).sum())} show a significant fall and "
             f"{int((significant['delta'] > 0).sum())} a significant rise (p < {alpha})."
         )
-    caveat = small_run_caveat(profile, models, backends)
-    return " ".join(text) + ("\n\n" + caveat if caveat else "")
+    return with_small_run_caveat(" ".join(text), profile, models, backends)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from medsafe_utils.models.scale import small_run_caveat
+from medsafe_utils.models.scale import with_small_run_caveat
 
 
 def funnel_paragraph(
@@ -41,5 +41,4 @@ def funnel_paragraph(
         " A rating is only as good as the model that gives it: read the kept requests above "
         "before trusting that they are harmful."
     )
-    caveat = small_run_caveat(profile, models, backends)
-    return text + ("\n\n" + caveat if caveat else "")
+    return with_small_run_caveat(text, profile, models, backends)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from medsafe_utils.jailbreak.gcg import Step
-from medsafe_utils.models.scale import small_run_caveat
+from medsafe_utils.models.scale import with_small_run_caveat
 
 
 def step_story(step: Step, tokenizer, shown: int = 5) -> str:
@@ -57,5 +57,4 @@ def attack_paragraph(
         f"{int(requests['attack_success'].sum())} of them from successful attacks. The test is "
         "a keyword check: read the kept answers above before calling an attack a jailbreak."
     )
-    caveat = small_run_caveat(profile, models, backends)
-    return text + ("\n\n" + caveat if caveat else "")
+    return with_small_run_caveat(text, profile, models, backends)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from medsafe_utils.core.stats import format_p, paired_test
 from medsafe_utils.judge.stats import with_eval_set
-from medsafe_utils.models.scale import small_run_caveat
+from medsafe_utils.models.scale import with_small_run_caveat
 
 SIGNIFICANCE = 0.05  # a paired difference with p below this "separates" two models
 
@@ -193,5 +193,4 @@ def judging_paragraph(
                 "the judge more than the models."
             )
         )
-    caveat = small_run_caveat(profile, models, backends)
-    return " ".join(text) + ("\n\n" + caveat if caveat else "")
+    return with_small_run_caveat(" ".join(text), profile, models, backends)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from medsafe_utils.core.stats import format_p
-from medsafe_utils.models.scale import small_run_caveat
+from medsafe_utils.models.scale import with_small_run_caveat
 
 
 def _setting(protocol: str, k: int) -> str:
@@ -168,5 +168,4 @@ def medical_paragraph(
             f"{len(significant)} {'is' if len(significant) == 1 else 'are'} significant at "
             f"{alpha} ({int((significant['delta'] < 0).sum())} of them losses)."
         )
-    caveat = small_run_caveat(profile, models, backends)
-    return text + ("\n\n" + caveat if caveat else "")
+    return with_small_run_caveat(text, profile, models, backends)

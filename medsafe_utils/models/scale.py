@@ -88,3 +88,11 @@ def small_run_caveat(
         "no finding about medical safety.** Its models are tiny ones that a CPU runs and its "
         "samples are small, so the numbers above describe this run, not the paper's models."
     )
+
+
+def with_small_run_caveat(
+    text: str, profile: str, models: Iterable[str], backends: str | Iterable[str] = "hf"
+) -> str:
+    """A closing paragraph followed, as its own paragraph, by small_run_caveat when it applies."""
+    caveat = small_run_caveat(profile, models, backends)
+    return text + ("\n\n" + caveat if caveat else "")

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from medsafe_utils.models.scale import small_run_caveat
+from medsafe_utils.models.scale import with_small_run_caveat
 
 
 def responses_paragraph(
@@ -32,5 +32,4 @@ def responses_paragraph(
         f"{longest['harm_set']}); {int(summary['empty'].sum())} are empty. These are answers, "
         "not scores: how harmful they are is 05's measurement."
     )
-    caveat = small_run_caveat(profile, models, backends)
-    return text + ("\n\n" + caveat if caveat else "")
+    return with_small_run_caveat(text, profile, models, backends)

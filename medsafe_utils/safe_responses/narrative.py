@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from medsafe_utils.models.scale import small_run_caveat
+from medsafe_utils.models.scale import with_small_run_caveat
 
 
 def safe_response_paragraph(
@@ -28,5 +28,4 @@ def safe_response_paragraph(
         "The keyword check only looks for refusal phrases: read the responses above before "
         "calling them safe."
     )
-    caveat = small_run_caveat(profile, models, backends)
-    return text + ("\n\n" + caveat if caveat else "")
+    return with_small_run_caveat(text, profile, models, backends)
