@@ -141,12 +141,16 @@ def paper_shaped(request, tmp_path_factory):
             if fixture == "llama_server":
                 _require_server_marker()
             server = request.getfixturevalue(fixture)
+            if isinstance(server, OpenAIStub):
+                stubs.append(server)
             url = server if isinstance(server, str) else server.base_url
             out.update({k: out[k].replace(placeholder, url) for k in named})
         return out
 
     root = tmp_path_factory.mktemp("paper-shaped")
     from medsafe_utils.pipeline.run import notebooks, run_notebook
+
+    stubs: list[OpenAIStub] = []  # the scripted servers a run talks to: they tag its requests
 
     done: dict[str, Path] = {}
 
@@ -160,9 +164,13 @@ def paper_shaped(request, tmp_path_factory):
             # its own results root only while it runs: the smoke chain keeps its own
             before = os.environ.get(paths.RESULTS_ENV)
             os.environ[paths.RESULTS_ENV] = str(root)
+            for stub in stubs:
+                stub.step = step
             try:
                 run_notebook(notebook, "paper", overrides)
             finally:
+                for stub in stubs:
+                    stub.step = None
                 if before is None:
                     os.environ.pop(paths.RESULTS_ENV)
                 else:
@@ -301,18 +309,24 @@ def llama_server():
 class OpenAIStub(ThreadingHTTPServer):
     """An OpenAI-compatible server on 127.0.0.1 that records every request and answers with
     `reply(path, body)`: a text (HTTP 200 in the chat or completions shape of `path`) or a
-    (status, error payload) pair."""
+    (status, error payload) pair. A request is tagged with the `step` that paper_shaped is
+    running, so that a session-wide server tells one step's requests from another's."""
 
     def __init__(self, reply):
         super().__init__(("127.0.0.1", 0), _OpenAIStubHandler)
         self.reply = reply
         self.requests: list[dict] = []  # {path, body, authorization}, in arrival order
         self.lock = threading.Lock()
+        self.step: str | None = None
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}/v1"
 
-    def bodies(self, path: str = "/v1/chat/completions") -> list[dict]:
-        """The JSON bodies received at `path`."""
-        return [r["body"] for r in self.requests if r["path"] == path]
+    def bodies(self, path: str = "/v1/chat/completions", step: str | None = None) -> list[dict]:
+        """The JSON bodies received at `path` (while paper_shaped ran `step`, if given)."""
+        return [
+            r["body"]
+            for r in self.requests
+            if r["path"] == path and (step is None or r["step"] == step)
+        ]
 
 
 class _OpenAIStubHandler(BaseHTTPRequestHandler):
@@ -324,7 +338,12 @@ class _OpenAIStubHandler(BaseHTTPRequestHandler):
         server = self.server
         with server.lock:
             server.requests.append(
-                {"path": self.path, "body": body, "authorization": self.headers["Authorization"]}
+                {
+                    "path": self.path,
+                    "body": body,
+                    "authorization": self.headers["Authorization"],
+                    "step": server.step,
+                }
             )
         answer = server.reply(self.path, body)
         if isinstance(answer, tuple):

@@ -32,7 +32,8 @@ def test_judge_paper_shaped(paper_shaped, scripted_judge):
     sent = [r["prompt"] for r in read_jsonl(out / "judge_cache.jsonl").to_dict("records")]
     assert {m[0]["content"] for m in sent} == {"You are a helpful assistant."}
     judged = [*judgments.to_dict("records"), *validation.to_dict("records")]
-    assert len(scripted_judge.bodies()) == len(judged)  # each judged once, through the API
+    # each judged once, through the API (06's paper-shaped run talks to the same judge)
+    assert len(scripted_judge.bodies(step="05_judge")) == len(judged)
     assert sorted(m[1]["content"] for m in sent) == sorted(
         judge_prompt(j["request"], j["response"], j["policy"]) for j in judged
     )
