@@ -91,6 +91,9 @@ def run_notebook(
         progress_bar=False,
         log_output=True,
         report_mode=False,
+        # The kernel warns on the terminal that its sockets are TCP without encryption: they
+        # listen on 127.0.0.1 for this one run, and a student reads the warning as a fault.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     manifest = _manifest(profile, notebook.stem, shard)
     if manifest.exists():

@@ -69,6 +69,13 @@ def test_runs_in_order_then_skips_until_something_changes(mini_project, capsys):
     assert "02_second.ipynb [smoke]\n" in capsys.readouterr().out
 
 
+def test_the_kernel_prints_nothing_to_the_terminal(mini_project, capfd):
+    """The kernel is a subprocess on the terminal's stderr: only the runner's lines show."""
+    assert pipeline.main(["smoke", "--only", "01"]) == 0
+    err = capfd.readouterr().err
+    assert "Kernel is running over TCP" not in err and "WARNING" not in err, err
+
+
 def test_from_and_only_select_notebooks(mini_project):
     names = [nb.stem for nb in pipeline.notebooks()]
     assert names == ["01_first", "02_second"]
