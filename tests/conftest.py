@@ -360,7 +360,7 @@ class _OpenAIStubHandler(BaseHTTPRequestHandler):
                 "id": "stub",
                 "object": kind,
                 "created": 0,
-                "model": body["model"],
+                "model": body.get("model", ""),  # none in e.g. vLLM's load_lora_adapter
                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, **choice}],
                 "usage": usage,
             },

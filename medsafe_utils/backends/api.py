@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 
+import httpx
 import openai
 
 from medsafe_utils.backends.config import GenerationConfig
@@ -64,12 +65,19 @@ class OpenAIBackend:
     # Non-empty: a rejected request (HTTP 400, e.g. a content filter) is answered with this
     # prefix + the error instead of stopping the run (a judge counts it unscored).
     rejected_prefix: str = ""
+    # A LoRA adapter (its folder) that the server loads at run time under the name `model`
+    # (vLLM: POST /v1/load_lora_adapter), before the first request: a run that finds every
+    # item cached, as a fan-out's final run does, never needs the server.
+    lora_path: str | None = None
     retries: int = field(default=0, init=False)  # retried requests, for reports
+    _lora_loaded: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self):
         check_url(self.base_url, f"{self.model}: base_url")  # revision and caches record it
         self.model_id = self.model_id or self.model
         self.revision = f"api:{self.base_url or 'https://api.openai.com/v1'}"
+        if self.lora_path:  # cache keys hold the revision: the served name has the fingerprint
+            self.revision += f"+lora:{self.model}"
 
     def generation_defaults(self) -> dict:
         """How the endpoint decodes when a request names no temperature (model_defaults)."""
@@ -128,7 +136,29 @@ class OpenAIBackend:
                 await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))  # jittered backoff
         raise AssertionError("unreachable")
 
+    async def _load_lora(self) -> None:
+        """Have the server load `lora_path` as `model` (once; an adapter already loaded is fine)."""
+        key = os.environ.get(self.api_key_env) or "EMPTY"
+        async with httpx.AsyncClient(timeout=self.timeout) as http:
+            reply = await http.post(
+                f"{self.base_url.rstrip('/')}/load_lora_adapter",
+                json={"lora_name": self.model, "lora_path": self.lora_path},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        if reply.status_code != 200 and not (
+            reply.status_code == 400 and "already been loaded" in reply.text
+        ):
+            raise GenerationError(
+                f"{self.model}: {self.base_url} did not load the adapter {self.lora_path} "
+                f"(HTTP {reply.status_code}: {reply.text[:300]}); serve the base model with "
+                "`vllm serve MODEL --enable-lora --max-lora-rank R` and "
+                "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its environment"
+            )
+        self._lora_loaded = True
+
     async def _run(self, prompts, config, on_result) -> None:
+        if self.lora_path and not self._lora_loaded:
+            await self._load_lora()
         client = self._client()
         gate = asyncio.Semaphore(config.concurrency)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from medsafe_utils.backends.api import OpenAIBackend
 from medsafe_utils.backends.hf import HFBackend
-from medsafe_utils.models.loading import load_model
+from medsafe_utils.models.loading import adapter_fingerprint, load_model
 from medsafe_utils.models.registry import ModelSpec, get_spec
 
 Backend = HFBackend | OpenAIBackend
@@ -34,6 +34,23 @@ def _api_spec(model: str, prompt_format: str | None) -> ModelSpec:
         )
 
 
+def _served_adapter(spec: ModelSpec, adapter_path: str | Path, api_base_url: str | None) -> dict:
+    """An adapter answered by a server of its base model that loads adapters at run time (vLLM):
+    its served name carries the weights' fingerprint, so a retrained adapter never reuses old
+    caches; its model_id is the local backend's, so both backends' tables read the same."""
+    if spec.source == "openai" or not api_base_url:
+        raise ValueError(
+            f"{spec.key}: an adapter needs a local model (backend 'hf') or a server of its base "
+            "model that loads LoRA adapters (backend 'openai' with api_base_url, e.g. vLLM)"
+        )
+    folder = Path(adapter_path).resolve()
+    return {
+        "model": f"{folder.name}-{adapter_fingerprint(folder)}",
+        "model_id": f"{spec.key}+{folder.name}",
+        "lora_path": str(folder),
+    }
+
+
 def load_backend(
     model: str,
     backend: str = "hf",
@@ -50,20 +67,22 @@ def load_backend(
     """A registry key, hub id or path as a local model (backend 'hf') or an endpoint ('openai',
     and always for a registry model whose source is openai). prompt_format (paper | chat)
     overrides the registry's; api_options (max_retries, backoff_base, rejected_prefix, ...) go
-    to OpenAIBackend; dtype, load_in_4bit, device_map and adapter_path to load_model."""
+    to OpenAIBackend; dtype, load_in_4bit, device_map and adapter_path to load_model (an
+    adapter with 'openai': loaded by the server at run time, _served_adapter)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "openai" or get_spec(model).source == "openai":
-        if adapter_path is not None:
-            raise ValueError(f"{model}: an adapter needs a local model (backend 'hf')")
         spec = _api_spec(model, prompt_format)
+        served = {"model": spec.api_model or spec.hub_id or spec.key, "model_id": spec.key}
+        if adapter_path is not None:
+            served = _served_adapter(spec, adapter_path, api_base_url)
         return OpenAIBackend(
-            spec.api_model or spec.hub_id or spec.key,
+            served.pop("model"),
             base_url=api_base_url or None,
             api_key_env=api_key_env,
-            model_id=spec.key,
             prompt_format=spec.format,
             spec=spec,
+            **served,
             **api_options,
         )
     lm = load_model(
