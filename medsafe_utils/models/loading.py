@@ -10,7 +10,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -24,15 +24,40 @@ from medsafe_utils.models.tiny import build_tiny_model, build_tiny_tokenizer
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class LoadedModel:
-    """A loaded model with what identifies it in caches and results."""
+    """A model with what identifies it in caches and results. Its weights load at the first use
+    of `.model` (`model` may be the module or a function that loads it): a run that finds every
+    item in its cache, such as a fan-out's final run, never loads them."""
 
-    model: torch.nn.Module
-    tokenizer: object
-    spec: ModelSpec
-    model_id: str  # registry key (+ adapter name): recorded with every result
-    revision: str  # hub revision, package version or file hash: part of every cache key
+    def __init__(
+        self,
+        model: torch.nn.Module | Callable[[], torch.nn.Module],
+        tokenizer,
+        spec: ModelSpec,
+        model_id: str,  # registry key (+ adapter name): recorded with every result
+        revision: str,  # hub revision, package version or file hash: part of every cache key
+    ):
+        loaded = isinstance(model, torch.nn.Module)
+        self._model, self._load = (model, None) if loaded else (None, model)
+        self.tokenizer, self.spec = tokenizer, spec
+        self.model_id, self.revision = model_id, revision
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            if self._load is None:
+                raise RuntimeError(f"{self.model_id} was released (models.loading.release)")
+            self._model, self._load = self._load(), None
+        return self._model
+
+    @model.deleter
+    def model(self) -> None:
+        self._model = self._load = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory."""
+        return self._model is not None
 
 
 def default_device() -> str:
@@ -195,29 +220,34 @@ def load_model(
     else:
         torch_dtype = resolve_dtype(dtype, device)
     tokenizer = _tokenizer(spec)
-    if spec.source == "tiny-random":
-        model = build_tiny_model(tokenizer).to(torch_dtype)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(
-            _folder(spec),
-            revision=spec.revision,
-            dtype=torch_dtype,
-            device_map=device_map or (None if device == "cpu" else "auto"),
-            quantization_config=_quantization_config(load_in_4bit, torch_dtype),
-        )
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model_id, rev = spec.key, _revision(spec) + _precision_mark(torch_dtype, load_in_4bit)
     if adapter_path is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter_path))
         model_id = f"{spec.key}+{Path(adapter_path).name}"
         rev = f"{rev}+adapter-{adapter_fingerprint(adapter_path)}"
-    if device == "cpu" and device_map is None:
-        log.info("running %s on CPU (%s)", model_id, torch_dtype)
-    return LoadedModel(model.eval(), tokenizer, spec, model_id, rev)
+
+    def weights() -> torch.nn.Module:
+        if spec.source == "tiny-random":
+            model = build_tiny_model(tokenizer).to(torch_dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                _folder(spec),
+                revision=spec.revision,
+                dtype=torch_dtype,
+                device_map=device_map or (None if device == "cpu" else "auto"),
+                quantization_config=_quantization_config(load_in_4bit, torch_dtype),
+            )
+        if adapter_path is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter_path))
+        if device == "cpu" and device_map is None:
+            log.info("running %s on CPU (%s)", model_id, torch_dtype)
+        return model.eval()
+
+    return LoadedModel(weights, tokenizer, spec, model_id, rev)
 
 
 def release(lm: LoadedModel | None = None) -> None:

@@ -122,7 +122,7 @@ def test_loading_errors_name_what_is_missing(tmp_path, monkeypatch):
     from dataclasses import replace
 
     from medsafe_utils.core import paths
-    from medsafe_utils.models.loading import adapter_fingerprint, smollm2_folder
+    from medsafe_utils.models.loading import smollm2_folder
 
     with pytest.raises(ValueError, match="gpt-4 is an API model: use backends.load_backend"):
         load_model("gpt-4")
@@ -138,9 +138,32 @@ def test_loading_errors_name_what_is_missing(tmp_path, monkeypatch):
     empty = tmp_path / "adapter"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match=f"{empty}: no adapter_model.safetensors"):
-        adapter_fingerprint(empty)
-    with pytest.raises(ValueError, match=f"Can't find 'adapter_config.json' at '{empty}'"):
         load_model("tiny-random", adapter_path=empty)
+    (empty / "adapter_model.safetensors").write_bytes(b"weights")  # and no adapter_config.json
+    lm = load_model("tiny-random", adapter_path=empty)  # named and keyed; loads at first use
+    with pytest.raises(ValueError, match=f"Can't find 'adapter_config.json' at '{empty}'"):
+        _ = lm.model
+
+
+def test_weights_load_at_first_use_and_a_cached_run_never_loads_them(tmp_path):
+    """A run that finds every item cached (a fan-out's final run, a rerun) loads no weights."""
+    from medsafe_utils.backends import generate
+    from medsafe_utils.backends.config import GenerationConfig
+    from medsafe_utils.backends.hf import HFBackend
+    from medsafe_utils.models.loading import release
+
+    config, cache = GenerationConfig(max_new_tokens=3), tmp_path / "cache.jsonl"
+    lm = load_model("tiny-random")
+    assert not lm.loaded and lm.revision == "seed0"  # keyed without its weights
+    first = generate(HFBackend(lm), ["a question", "another"], config, cache_path=cache)
+    assert lm.loaded
+    rerun = load_model("tiny-random")
+    assert generate(HFBackend(rerun), ["a question", "another"], config, cache) == first
+    assert not rerun.loaded
+    assert generate(HFBackend(rerun), ["a third"], config, cache) and rerun.loaded
+    release(rerun)
+    with pytest.raises(RuntimeError, match="tiny-random was released"):
+        _ = rerun.model
 
 
 def test_float16_the_released_precision_runs_float32_on_a_cpu(caplog):
