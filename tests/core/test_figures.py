@@ -24,6 +24,8 @@ from medsafe_utils.core.figures import (  # noqa: E402
 )
 from medsafe_utils.finetune.effects import finetune_harmfulness  # noqa: E402
 from medsafe_utils.finetune.figures import fig_before_after, fig_harm_vs_n  # noqa: E402
+from medsafe_utils.generate.figures import fig_requests_per_principle  # noqa: E402
+from medsafe_utils.jailbreak.figures import fig_gcg_loss  # noqa: E402
 from medsafe_utils.judge.figures import (  # noqa: E402
     fig_harmfulness_by_category,
     fig_harmfulness_by_model,
@@ -95,7 +97,17 @@ def _smoke_figures() -> dict:
     judged = _judged()
     tuned = finetune_harmfulness(_judged((("none", 0), ("med", 16), ("gen", 16), ("both", 16))))
     confusion = pd.DataFrame([dict(judge=j, expert_score=5, judge_score="4", n=12) for j in JUDGES])
+    requests = pd.DataFrame({"category": range(1, 10), "method": "template"})
+    gcg = pd.DataFrame(
+        [
+            dict(goal_id=f"{variant}-1", losses=[2.0, 1.5], best_losses=[2.0, 1.5])
+            | dict(initial_loss=2.5, success=False, model="smollm2-135m-instruct")
+            for variant in ("tutorial", "prompts")
+        ]
+    )
     return {
+        "fig_requests_per_principle": lambda: fig_requests_per_principle(requests, [*range(1, 10)]),
+        "fig_gcg_loss": lambda: fig_gcg_loss(gcg),
         "fig_harmfulness_by_model": lambda: fig_harmfulness_by_model(
             harmfulness_table(judged, ["judge", "model", "aligned", "eval_set"])
         ),
@@ -129,7 +141,7 @@ def test_figure_fits_the_report_and_its_tick_labels_stay_apart(name):
             shown = [t.get_window_extent() for t in ticks if t.get_visible() and t.get_text()]
             assert not _overlaps(shown, axis), (name, [t.get_text() for t in ticks])
     titles = " ".join(ax.get_title() for ax in fig.axes)
-    assert "hf:" not in titles and "keyword:" not in titles and "advbench" not in titles
+    assert not any(i in titles for i in ("hf:", "keyword:", "advbench", "smollm2-135m")), titles
     plt.close(fig)
 
 
