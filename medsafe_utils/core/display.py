@@ -16,7 +16,7 @@ import pandas as pd
 
 from medsafe_utils.core import paths
 
-MAX_ROWS = 30  # a longer table shows its first HEAD_ROWS rows and says where the rest are
+MAX_ROWS = 40  # whole up to this (the paper's 32 models); longer: its first HEAD_ROWS rows
 HEAD_ROWS = 10
 DISPLAY_OPTIONS = {
     "display.max_colwidth": None,  # cell texts whole (model ids, judge ids, file names)
