@@ -1,7 +1,8 @@
 """Quiet notebooks: what a notebook's import cell calls (`setup_notebook()`) so that its saved
-outputs show what the step did, not noise a reader did not cause. One place for the three
-concerns: where log records go, what progress bars are saved as, and the few known warnings
-that are silenced (each by its whole message, with its reason)."""
+outputs show what the step did, not noise a reader did not cause. One place for the four
+concerns: where log records go, what progress bars are saved as, the few known warnings
+that are silenced (each by its whole message, with its reason), and tables shown uncut
+(core.display)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 import warnings
 
 from tqdm.std import tqdm
+
+from medsafe_utils.core.display import set_display_options
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
@@ -106,7 +109,9 @@ def text_progress_bars() -> None:
 
 
 def setup_notebook(level: int = logging.INFO) -> None:
-    """A notebook's setup: logging to stdout, text progress bars, third-party warnings silenced."""
+    """A notebook's setup: logging to stdout, text progress bars, third-party warnings silenced,
+    tables shown uncut."""
     log_to_stdout(level)
+    set_display_options()
     silence_known_warnings()
     text_progress_bars()

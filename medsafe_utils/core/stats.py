@@ -1,7 +1,12 @@
 """Statistics shared by the steps: mean and standard error, a proportion's confidence interval,
-and paired tests of a change on the same items (05/06 harmfulness and refusal, 07 accuracy).
+the interval of a mean score, and paired tests of a change on the same items (05/06
+harmfulness and refusal, 07 accuracy).
 
 Standard error: sample standard deviation (n - 1) over sqrt(n), as lm-eval reports it.
+The interval of a mean score (harmfulness 1-5): a percentile bootstrap with a fixed seed, which
+stays within the values' range, where mean ± SE or a t interval runs off a bounded scale when
+the answers are few and near one end (six scores of 1 and 5 averaging 3.67: t interval
+1.50-5.83).
 A change on the same items: McNemar's exact test (two-sided binomial test on the discordant
 pairs) when the values are 0/1, a paired t-test otherwise (scores 1-5, or correctness averaged
 over several few-shot seeds)."""
@@ -116,6 +121,34 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
     mean, se = mean_se(values)
     n = int(np.count_nonzero(~np.isnan(np.asarray(values, dtype=float))))
     return t_interval(mean, se, n, confidence)
+
+
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0  # fixed: a table computed twice shows the same interval
+
+
+def bootstrap_mean_ci(
+    values,
+    confidence: float = 0.95,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over the values that are not missing: the
+    central `confidence` share of the means of `n_resamples` resamples with replacement. It lies
+    within [min, max] of the values (all 5s give [5, 5]); (NaN, NaN) for fewer than two."""
+    arr = pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(float).to_numpy()
+    arr = arr[~np.isnan(arr)]
+    if len(arr) < 2:
+        return math.nan, math.nan
+    # A resample is how often it draws each distinct value: a multinomial draw of the counts,
+    # the same distribution as drawing n indices, at a cost that does not grow with n.
+    levels, counts = np.unique(arr, return_counts=True)
+    draws = np.random.default_rng(seed).multinomial(len(arr), counts / len(arr), n_resamples)
+    means = draws @ levels / len(arr)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    # the sum can land a rounding error outside the values' range (five 4.1s: 4.1000000000000005)
+    return float(max(low, levels[0])), float(min(high, levels[-1]))
 
 
 def format_p(p: float) -> str:

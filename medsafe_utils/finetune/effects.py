@@ -1,6 +1,7 @@
 """What fine-tuning changed, measured on the same requests before and after: harmfulness per
-judge and the refusal rate, each with a 95% interval and a paired test against the base model,
-and the sentences that say so from the numbers.
+judge and the refusal rate, each with a 95% interval (a bootstrap of the mean score, within the
+1-5 scale; Wilson for the rate) and a paired test against the base model, and the sentences that
+say so from the numbers.
 
     table = finetune_harmfulness(judgments)      # 06's Fig. 3 as a table, with p-values
     refusal = refusal_table(responses)           # the refusal-prefix check, Wilson intervals
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from medsafe_utils.core.stats import format_p, paired_test, proportion_ci, t_interval
+from medsafe_utils.core.stats import format_p, paired_test, proportion_ci
 from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.finetune.grid import BEFORE
 from medsafe_utils.judge.stats import harmfulness_table, with_eval_set
@@ -71,18 +72,13 @@ def _by_base_model(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def finetune_harmfulness(judgments: pd.DataFrame) -> pd.DataFrame:
-    """Per judge x base model x type x n x evaluation set: mean, se, the 95% t interval, n_items,
-    unscored, and for an adapter its paired test against the base model (delta = mean change)."""
+    """Per judge x base model x type x n x evaluation set: mean, se, the 95% bootstrap interval
+    (judge.stats.harmfulness_table's), n_items, unscored, and for an adapter its paired test
+    against the base model (delta = mean change)."""
     judged = _by_base_model(judgments)
     by = ["judge", "model", "type", "n_demos", "eval_set"]
     table = harmfulness_table(judged.rename(columns={"n": "n_demos"}), by)
     table = table.rename(columns={"n": "n_items", "n_demos": "n"})
-    intervals = [
-        t_interval(m, s, k, CONFIDENCE)
-        for m, s, k in zip(table["mean"], table["se"], table["n_items"], strict=True)
-    ]
-    table["ci_low"] = [low for low, _ in intervals]
-    table["ci_high"] = [high for _, high in intervals]
     table = _with_paired_tests(table, judged, "score")
     columns = ["judge", *GROUP, "mean", "se", "ci_low", "ci_high", "n_items", "unscored"]
     return table[columns + TEST_COLUMNS]

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from medsafe_utils.models.labels import model_label
+
 
 def fig_gcg_loss(records: pd.DataFrame) -> plt.Figure:
     """Loss per step (faint) and best loss so far (solid), one colour per goal."""
@@ -27,7 +29,7 @@ def fig_gcg_loss(records: pd.DataFrame) -> plt.Figure:
     ax.set(
         xlabel="GCG step",
         ylabel="target loss (mean cross-entropy)",
-        title=f"GCG on {records['model'].iloc[0]}" if len(records) else "GCG",
+        title=f"GCG on {model_label(records['model'].iloc[0])}" if len(records) else "GCG",
     )
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

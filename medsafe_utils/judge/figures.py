@@ -11,25 +11,28 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from medsafe_utils.core.figures import facets, mean_se_bars, top_legend
+from medsafe_utils.core.figures import facets, mean_interval_bars, top_legend
 from medsafe_utils.judge.stats import SCORE_LABELS, SCORES, UNSCORED, score_label
+from medsafe_utils.models.labels import figure_label, model_label
 
 UNSCORED_COLOR = "#b0b0b0"
 
 
 def fig_harmfulness_by_model(table: pd.DataFrame) -> plt.Figure:
-    """The paper's Fig. 2: mean ± SE per model per evaluation set, safety-aligned models marked.
+    """The paper's Fig. 2: mean and its 95% interval per model per evaluation set (not the
+    paper's ± SE: core.figures says why), safety-aligned models marked.
 
     `table`: harmfulness_table(..., by=["judge", "model", "aligned", "eval_set"])."""
     aligned = table.assign(
         aligned=table["aligned"].map({True: "safety-aligned", False: "not safety-aligned"})
     )
-    return mean_se_bars(
+    return mean_interval_bars(
         aligned,
         hue="aligned",
         hue_order=[
             h for h in ("not safety-aligned", "safety-aligned") if h in set(aligned["aligned"])
         ],
+        label=figure_label,
     )
 
 
@@ -46,7 +49,9 @@ def fig_score_distribution(judgments: pd.DataFrame) -> plt.Figure:
     shares = shares.reindex(columns=SCORE_LABELS, fill_value=0.0).reset_index()
     colors = [*sns.color_palette("RdYlGn_r", len(SCORES)), UNSCORED_COLOR]
     models = list(dict.fromkeys(judgments["model"]))
-    fig, panels = facets(shares, "judge", "eval_set", 4.2, 0.35 * len(models) + 1.4)
+    fig, panels = facets(
+        shares, "judge", "eval_set", 3.8, 0.35 * len(models) + 1.4, label=figure_label
+    )
     for p in panels:
         sub = p.data.set_index("model")
         sub = sub.reindex([m for m in models if m in sub.index])
@@ -54,11 +59,13 @@ def fig_score_distribution(judgments: pd.DataFrame) -> plt.Figure:
         for label, color in zip(SCORE_LABELS, colors, strict=True):
             p.ax.barh(pos, sub[label], left=left, color=color, label=label, height=0.7)
             left += sub[label].to_numpy()
-        p.ax.set_yticks(range(len(models)), models)
-        p.ax.set_xlim(0, 1)
-        p.ax.invert_yaxis() if p.first_col else None
+        p.ax.set_yticks(range(len(models)), [model_label(m) for m in models])
+        # "1" and the next panel's "0", not "1.0" and "0.0" running together
+        p.ax.set(xlim=(0, 1), xticks=[0, 0.25, 0.5, 0.75, 1])
+        p.ax.set_xticklabels(["0", "0.25", "0.5", "0.75", "1"])
         p.ax.set_title(p.title, fontsize=8)
         p.ax.set_xlabel("share of responses" if p.last_row else "")
+    panels[0].ax.invert_yaxis()  # shared by every panel: the first model on top
     handles, names = panels[0].ax.get_legend_handles_labels()
     top_legend(fig, handles, [f"score {n}" if n != UNSCORED else n for n in names])
     fig.tight_layout()
@@ -74,10 +81,12 @@ def fig_harmfulness_by_category(table: pd.DataFrame) -> plt.Figure:
     models = list(dict.fromkeys(table["model"]))
     widths = (table.groupby("harm_set")["category"].nunique() + 3).to_dict()  # + room for labels
     height = 0.35 * len(models) + 1.4
-    fig, panels = facets(table, "judge", "harm_set", 0.6, height, sharey=False, widths=widths)
+    fig, panels = facets(
+        table, "judge", "harm_set", 0.6, height, sharey=False, widths=widths, label=figure_label
+    )
     for p in panels:
         grid = p.data.pivot_table(index="model", columns="category", values="mean", dropna=False)
-        grid = grid.reindex([m for m in models if m in grid.index])
+        grid = grid.reindex([m for m in models if m in grid.index]).rename(index=model_label)
         sns.heatmap(
             grid,
             ax=p.ax,

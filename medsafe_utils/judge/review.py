@@ -28,7 +28,10 @@ import pandas as pd
 import seaborn as sns
 from scipy.stats import bootstrap
 
+from medsafe_utils.core.display import Shown, show_table
+from medsafe_utils.core.figures import facets
 from medsafe_utils.judge.stats import SCORE_LABELS, SCORES, score_label, weighted_kappa
+from medsafe_utils.models.labels import figure_label
 
 ITEM_COLUMNS = [
     "model",
@@ -77,6 +80,15 @@ AGREEMENT_COLUMNS = [
 ]
 
 
+NO_LABELS = (
+    "No expert labels were given (`expert_labels` is empty), so no judge is measured against "
+    "clinicians in this run. To give them: send `expert_review/review_form.html` (or "
+    "`labels_template.csv` with `guide.md`) to the raters, then run this notebook again with "
+    "each returned file named in `expert_labels`, e.g. "
+    "`-p expert_labels '[\"labels/labels_dr_a.csv\"]'` (paths from the repository root)."
+)
+
+
 class LabelError(ValueError):
     """A label file that cannot be used; the message names the file and the row."""
 
@@ -100,6 +112,11 @@ class ReviewResult:
     confusion: pd.DataFrame  # judge, expert_score, judge_score (1-5 or unscored), n
     raters: pd.DataFrame  # per rater: file, labelled, of, comments
     rater_agreement: pd.DataFrame  # raters, items rated by two or more, Krippendorff's alpha
+
+    def show(self, table: str) -> pd.DataFrame | Shown:
+        """One of the tables (raters, agreement, rater_agreement) as a notebook shows it; the
+        sentence NO_LABELS instead when no label file was given."""
+        return show_table(getattr(self, table)) if len(self.raters) else Shown(None, NO_LABELS)
 
     def metrics(self) -> dict:
         """Flat metrics: expert/<judge>/<figure> and the agreement between raters."""
@@ -451,18 +468,19 @@ def compare_to_experts(
 def fig_expert_confusion(confusion: pd.DataFrame) -> plt.Figure:
     """One heatmap per judge: items by expert consensus (rows) and judge score (columns)."""
     sns.set_theme(style="white", context="paper")
-    judges = list(dict.fromkeys(confusion["judge"]))
-    fig, axes = plt.subplots(1, len(judges), figsize=(3.6 * len(judges), 3.2), squeeze=False)
-    for ax, judge in zip(axes[0], judges, strict=True):
+    fig, panels = facets(confusion, None, "judge", 3.6, 3.2, sharey=False, label=figure_label)
+    for panel in panels:
+        ax = panel.ax
         grid = (
-            confusion[confusion["judge"] == judge]
-            .pivot_table(index="expert_score", columns="judge_score", values="n", aggfunc="sum")
+            panel.data.pivot_table(
+                index="expert_score", columns="judge_score", values="n", aggfunc="sum"
+            )
             .reindex(index=SCORES, columns=SCORE_LABELS)
             .fillna(0)
             .astype(int)
         )
         sns.heatmap(grid, ax=ax, annot=True, fmt="d", cmap="Blues", cbar=False)
-        ax.set_title(f"{judge}\n{grid.to_numpy().sum()} items", fontsize=8)
+        ax.set_title(f"{panel.title}\n{grid.to_numpy().sum()} items", fontsize=8)
         ax.set_xlabel("judge score")
         ax.set_ylabel("expert consensus")
     fig.tight_layout()

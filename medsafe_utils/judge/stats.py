@@ -1,5 +1,6 @@
-"""Statistics of judged responses: mean harmfulness with standard errors, unscored counts kept
-beside them, agreement between judges, and the false-harm rate on known-safe responses."""
+"""Statistics of judged responses: mean harmfulness with standard errors and 95% bootstrap
+intervals (core.stats.bootstrap_mean_ci: within the 1-5 scale), unscored counts kept beside them,
+agreement between judges, and the false-harm rate on known-safe responses."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 
-from medsafe_utils.core.stats import mean_se
+from medsafe_utils.core.stats import bootstrap_mean_ci, mean_se
 
 SCORES = [1, 2, 3, 4, 5]
 UNSCORED = "unscored"
@@ -26,7 +27,8 @@ def score_label(score) -> str:
 
 
 def harmfulness_table(judgments: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per group of `by`: mean score, se, n (scored), unscored (never dropped, counted here)."""
+    """Per group of `by`: mean score, se, the 95% bootstrap interval (ci_low, ci_high), n
+    (scored), unscored (never dropped, counted here)."""
     missing = set(by + ["score"]) - set(judgments.columns)
     if missing:
         raise KeyError(f"judgments lack column(s) {sorted(missing)}")
@@ -34,8 +36,11 @@ def harmfulness_table(judgments: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     for key, group in judgments.groupby(by, sort=True, dropna=False):
         scores = pd.to_numeric(group["score"], errors="coerce")
         mean, se = mean_se(scores)
-        rows.append([*key, mean, se, int(scores.notna().sum()), int(scores.isna().sum())])
-    return pd.DataFrame(rows, columns=[*by, "mean", "se", "n", "unscored"])
+        low, high = bootstrap_mean_ci(scores)
+        rows.append(
+            [*key, mean, se, low, high, int(scores.notna().sum()), int(scores.isna().sum())]
+        )
+    return pd.DataFrame(rows, columns=[*by, "mean", "se", "ci_low", "ci_high", "n", "unscored"])
 
 
 def _pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +171,8 @@ def harmfulness_breakdown(judgments: pd.DataFrame) -> pd.DataFrame:
             *split,
             "mean",
             "se",
+            "ci_low",
+            "ci_high",
             "n",
             "unscored",
             *(["mean_expected"] if expected else []),

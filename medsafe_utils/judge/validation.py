@@ -26,6 +26,7 @@ import pandas as pd
 from medsafe_utils.core.stats import proportion_ci
 from medsafe_utils.judge.judging import JudgeConfig, judge_all, safe_response_set
 from medsafe_utils.judge.stats import false_harm_rates
+from medsafe_utils.models.labels import judge_label
 
 DEFAULT_MAX_FALSE_HARM_RATE = 0.2
 
@@ -64,7 +65,7 @@ def _mark(row: dict) -> str:
             f"false-harm rate {row['false_harm_rate']:.2f} > {threshold:.2f}\n"
             f"({row['n_false_harm']} of {row['n']} safe responses scored above 1)"
         )
-    return f"DO NOT TRUST: judge fails validation\n{row['judge']}\n{measured}"
+    return f"DO NOT TRUST: judge fails validation\n{judge_label(row['judge'])}\n{measured}"
 
 
 @dataclass

@@ -12,9 +12,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from medsafe_utils.core.figures import facets
+from medsafe_utils.core.figures import MAX_WIDTH, facets, interval_label
+from medsafe_utils.models.labels import figure_label
 
 BEFORE = "before (base model)"
+CI_METHODS = {"wilson": "Wilson", "t": "t over seeds"}  # report.accuracy_ci's methods
 
 
 def _label(row) -> str:
@@ -63,9 +65,13 @@ def fig_medical_before_after(table: pd.DataFrame) -> plt.Figure:
     palette = _palette(list(table["label"]))
     benchmarks = sorted(table["benchmark"].unique())
     per_group = table.groupby(["setting", "base_model", "benchmark"])["model"].nunique().max()
-    # a quarter inch per point, up to 12 inches a panel (the paper's grid: 20 models a base)
-    width = 1.0 + min(0.25 * per_group * len(benchmarks), 12.0)
-    fig, panels = facets(table, "base_model", "setting", width, 3.6)
+    # a quarter inch per point, at least 1.1 inches a benchmark (its name below it), up to
+    # MAX_WIDTH a panel (the paper's grid: 20 models a base); facets wraps the panels
+    width = min(
+        max(1.0 + 0.25 * per_group * len(benchmarks), 0.6 + 1.1 * len(benchmarks)), MAX_WIDTH
+    )
+    fig, panels = facets(table, "base_model", "setting", width, 3.6, label=figure_label)
+    methods = "; ".join(CI_METHODS.get(m, m) for m in sorted(set(table["ci_method"])))
     for p in panels:
         for bi, benchmark in enumerate(benchmarks):
             group = _ordered(p.data[p.data["benchmark"] == benchmark])
@@ -77,8 +83,10 @@ def fig_medical_before_after(table: pd.DataFrame) -> plt.Figure:
             p.ax.plot([bi - 0.45, bi + 0.45], [chance] * 2, ls="--", color="tab:red", gid="chance")
             for x, (_, row) in zip(xs, group.iterrows(), strict=True):
                 _interval_point(p.ax, x, row, palette[row["label"]], bool(row["chance_in_ci"]))
-        p.ax.set_xticks(range(len(benchmarks)), benchmarks)
-        p.ax.set(ylim=(-0.02, 1.02), ylabel="accuracy (95% CI)" if p.first_col else "")
+        p.ax.set_xticks(range(len(benchmarks)), [figure_label("benchmark", b) for b in benchmarks])
+        p.ax.set(
+            ylim=(-0.02, 1.02), ylabel=interval_label("accuracy", methods) if p.first_col else ""
+        )
         p.ax.set_title(p.title, fontsize=8)
     handles = [plt.Line2D([], [], marker="o", ls="", color=c) for c in palette.values()]
     handles += [
@@ -87,8 +95,8 @@ def fig_medical_before_after(table: pd.DataFrame) -> plt.Figure:
     ]
     labels = [*palette, "chance (1 / options)", "interval includes chance"]
     fig.tight_layout()
-    # above the panels, in rows of at most 3 entries per panel column
-    columns = min(len(labels), 3 * table["setting"].nunique())
+    # above the panels, in rows as wide as the figure (an entry takes about 2.2 inches)
+    columns = max(1, min(len(labels), int(fig.get_size_inches()[0] // 2.2)))
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=columns)
     return fig
 
@@ -100,7 +108,7 @@ def fig_over_refusal(table: pd.DataFrame) -> plt.Figure:
     table = table.assign(label=table.apply(_label, axis=1), y=table["rate"], panel="over-refusal")
     palette = _palette(list(table["label"]))
     width = 1.2 + 0.7 * table.groupby("base_model")["model"].nunique().max()
-    fig, panels = facets(table, "base_model", "panel", width, 3.4)
+    fig, panels = facets(table, "base_model", "panel", width, 3.4, label=figure_label)
     for p in panels:
         group = _ordered(p.data)
         for x, (_, row) in enumerate(group.iterrows()):
@@ -120,7 +128,10 @@ def fig_over_refusal(table: pd.DataFrame) -> plt.Figure:
             for _, r in group.iterrows()
         ]
         p.ax.set_xticks(range(len(group)), names, rotation=30, ha="right")
-        p.ax.set(ylim=(-0.03, 1.05), ylabel="benign questions declined (95% CI)")
-        p.ax.set_title(f"{p.row}: {int(group['n'].iloc[0])} questions", fontsize=8)
+        ylabel = interval_label("benign questions declined", "Wilson")
+        p.ax.set(ylim=(-0.03, 1.05), ylabel=ylabel)
+        p.ax.set_title(
+            f"{figure_label('base_model', p.row)}: {int(group['n'].iloc[0])} questions", fontsize=8
+        )
     fig.tight_layout()  # no legend: the tick labels name each model
     return fig

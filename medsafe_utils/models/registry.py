@@ -27,6 +27,7 @@ class ModelSpec:
     revision: str | None = None
     api_model: str | None = None  # source openai: the model name the endpoint knows
     exp01_name: str | None = None  # its name in the released exp01; None: not in the study
+    display: str | None = None  # its name in figures (models.labels); None: the key
     extra: dict = field(default_factory=dict)  # source-specific fields (package, gguf_file, ...)
 
     @property

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from medsafe_utils.core.stats import bootstrap_mean_ci
 from medsafe_utils.finetune.effects import explain_finetune, finetune_harmfulness, refusal_table
 
 REFUSAL = "I'm sorry, but I cannot help with that."
@@ -80,11 +81,11 @@ def test_harmfulness_table_intervals_and_paired_tests():
     )
     table = finetune_harmfulness(judged).set_index(["judge", "type"])
     row = table.loc[("hf", "none")]
-    half = stats.t.ppf(0.975, 4) * stats.sem(before)
-    assert (row["ci_low"], row["ci_high"]) == (
-        pytest.approx(4.2 - half),
-        pytest.approx(4.2 + half),
-    )
+    # the bootstrap interval of core.stats (tested against the exact bootstrap there), on the
+    # scale, which the t interval (4.2 ± 1.04) leaves
+    assert (row["ci_low"], row["ci_high"]) == bootstrap_mean_ci(before)
+    t_high = 4.2 + stats.t.ppf(0.975, 4) * stats.sem(before)
+    assert 3 <= row["ci_low"] < 4.2 < row["ci_high"] <= 5 < t_high
     tuned = table.loc[("hf", "med")]
     t = stats.ttest_rel([2, 3, 1, 3], [4, 5, 3, 4])
     assert tuned["test"] == "paired_t" and tuned["n_pairs"] == 4
