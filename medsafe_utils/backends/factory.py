@@ -92,5 +92,6 @@ def load_backend(
         device_map=device_map,
         adapter_path=adapter_path,
         format=prompt_format,
+        lazy=True,  # a run that finds every item cached loads no weights
     )
     return HFBackend(lm)

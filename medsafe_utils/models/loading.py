@@ -208,9 +208,12 @@ def load_model(
     load_in_4bit: bool = False,
     adapter_path: str | Path | None = None,
     format: str | None = None,
+    lazy: bool = False,
 ) -> LoadedModel:
     """Load model + tokenizer (left padding, a pad token) in eval mode. dtype: a torch dtype's
-    name, "auto" (resolve_dtype) or "vllm_auto" (vllm_auto_dtype). An adapter stays unmerged."""
+    name, "auto" (resolve_dtype) or "vllm_auto" (vllm_auto_dtype). An adapter stays unmerged.
+    lazy: the weights load at the first use of `.model` (backends.load_backend: a run that finds
+    every item cached loads none); else now, so that loading errors surface here."""
     spec = get_spec(name, format=format)
     if spec.source == "openai":
         raise ValueError(f"{name} is an API model: use backends.load_backend, not load_model")
@@ -247,7 +250,10 @@ def load_model(
             log.info("running %s on CPU (%s)", model_id, torch_dtype)
         return model.eval()
 
-    return LoadedModel(weights, tokenizer, spec, model_id, rev)
+    lm = LoadedModel(weights, tokenizer, spec, model_id, rev)
+    if not lazy:
+        _ = lm.model
+    return lm
 
 
 def release(lm: LoadedModel | None = None) -> None:

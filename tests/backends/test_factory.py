@@ -59,6 +59,9 @@ def test_bad_requests_are_named():
 
 def test_release_drops_the_weights():
     backend = load_backend("tiny-random")
+    _ = backend.lm.model
     release(backend.lm)
-    assert not hasattr(backend.lm, "model")
+    assert not backend.lm.loaded
+    with pytest.raises(RuntimeError, match="tiny-random was released"):
+        _ = backend.lm.model
     release()  # nothing to drop: only collects

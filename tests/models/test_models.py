@@ -140,24 +140,27 @@ def test_loading_errors_name_what_is_missing(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=f"{empty}: no adapter_model.safetensors"):
         load_model("tiny-random", adapter_path=empty)
     (empty / "adapter_model.safetensors").write_bytes(b"weights")  # and no adapter_config.json
-    lm = load_model("tiny-random", adapter_path=empty)  # named and keyed; loads at first use
+    with pytest.raises(ValueError, match=f"Can't find 'adapter_config.json' at '{empty}'"):
+        load_model("tiny-random", adapter_path=empty)
+    lm = load_model("tiny-random", adapter_path=empty, lazy=True)  # named and keyed, not loaded
     with pytest.raises(ValueError, match=f"Can't find 'adapter_config.json' at '{empty}'"):
         _ = lm.model
 
 
 def test_weights_load_at_first_use_and_a_cached_run_never_loads_them(tmp_path):
     """A run that finds every item cached (a fan-out's final run, a rerun) loads no weights."""
-    from medsafe_utils.backends import generate
+    from medsafe_utils.backends import generate, load_backend
     from medsafe_utils.backends.config import GenerationConfig
     from medsafe_utils.backends.hf import HFBackend
     from medsafe_utils.models.loading import release
 
     config, cache = GenerationConfig(max_new_tokens=3), tmp_path / "cache.jsonl"
-    lm = load_model("tiny-random")
+    assert load_model("tiny-random").loaded  # by default now: loading errors surface there
+    lm = load_model("tiny-random", lazy=True)
     assert not lm.loaded and lm.revision == "seed0"  # keyed without its weights
     first = generate(HFBackend(lm), ["a question", "another"], config, cache_path=cache)
     assert lm.loaded
-    rerun = load_model("tiny-random")
+    rerun = load_backend("tiny-random").lm  # what respond(), the judges and 01 load: lazily
     assert generate(HFBackend(rerun), ["a question", "another"], config, cache) == first
     assert not rerun.loaded
     assert generate(HFBackend(rerun), ["a third"], config, cache) and rerun.loaded
