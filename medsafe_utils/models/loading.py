@@ -231,6 +231,9 @@ def load_model(
         model_id = f"{spec.key}+{Path(adapter_path).name}"
         rev = f"{rev}+adapter-{adapter_fingerprint(adapter_path)}"
 
+    # Outside inference mode whatever the first use runs under: weights made in it could never
+    # take part in autograd (GCG's gradient, training) afterwards.
+    @torch.inference_mode(False)
     def weights() -> torch.nn.Module:
         if spec.source == "tiny-random":
             model = build_tiny_model(tokenizer).to(torch_dtype)

@@ -167,6 +167,11 @@ def test_weights_load_at_first_use_and_a_cached_run_never_loads_them(tmp_path):
     release(rerun)
     with pytest.raises(RuntimeError, match="tiny-random was released"):
         _ = rerun.model
+    # first used under inference mode (lm-eval's scoring, generation): weights fit for autograd
+    lazy = load_model("tiny-random", lazy=True)
+    with torch.inference_mode():
+        _ = lazy.model
+    assert not any(p.is_inference() for p in lazy.model.parameters())
 
 
 def test_float16_the_released_precision_runs_float32_on_a_cpu(caplog):
