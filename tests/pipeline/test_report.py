@@ -186,7 +186,8 @@ def test_every_executed_notebook_hides_harmful_text(smoke_results):
         notebook = nbformat.read(paths.NOTEBOOKS_DIR / f"{step}.ipynb", as_version=4)
         own = " ".join(" ".join(cell.source.split()) for cell in notebook.cells)
         printed = [t for t in texts if t not in own]
-        assert not [t for t in printed if t in _shown(hidden[step])], step
-        revealed += [step] * any(t in _shown(shown[step]) for t in printed)
+        page, asked = _shown(hidden[step]), _shown(shown[step])  # read once, not once a text
+        assert not [t for t in printed if t in page], step
+        revealed += [step] * any(t in asked for t in printed)
     # the comparison can fail: each step that prints texts of its own shows them when asked
     assert set(steps) - {"02_jailbreak"} <= set(revealed), revealed
