@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class LoadedModel:
-    """A model with what identifies it in caches and results. Its weights load at the first use
-    of `.model` (`model` may be the module or a function that loads it): a run that finds every
-    item in its cache, such as a fan-out's final run, never loads them."""
+    """A model with what identifies it in caches and results. `model` is the module, or a
+    function that loads it at the first use of `.model` (load_model(lazy=True)): a run that
+    finds every item in its cache, such as a fan-out's final run, never loads the weights."""
 
     def __init__(
         self,
