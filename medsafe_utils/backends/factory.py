@@ -34,6 +34,13 @@ def _api_spec(model: str, prompt_format: str | None) -> ModelSpec:
         )
 
 
+def served_name(model: str) -> str:
+    """The name an OpenAI-compatible endpoint knows a model by: a registry model's API name or
+    hub id, else the name as given."""
+    spec = _api_spec(model, None)
+    return spec.api_model or spec.hub_id or spec.key
+
+
 def _served_adapter(spec: ModelSpec, adapter_path: str | Path, api_base_url: str | None) -> dict:
     """An adapter answered by a server of its base model that loads adapters at run time (vLLM):
     its served name carries the weights' fingerprint, so a retrained adapter never reuses old
@@ -73,7 +80,7 @@ def load_backend(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "openai" or get_spec(model).source == "openai":
         spec = _api_spec(model, prompt_format)
-        served = {"model": spec.api_model or spec.hub_id or spec.key, "model_id": spec.key}
+        served = {"model": served_name(model), "model_id": spec.key}
         if adapter_path is not None:
             served = _served_adapter(spec, adapter_path, api_base_url)
         return OpenAIBackend(

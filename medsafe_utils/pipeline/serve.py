@@ -25,17 +25,6 @@ from urllib.parse import urlparse
 log = logging.getLogger(__name__)
 
 
-def served_name(model: str) -> str:
-    """The name a server knows a registry model by (its hub id; else the name as given)."""
-    from medsafe_utils.models.registry import get_spec
-
-    try:
-        spec = get_spec(model)
-    except KeyError:
-        return model
-    return spec.api_model or spec.hub_id or spec.key
-
-
 def serve_command(template: str, overrides: dict) -> tuple[list[str], str]:
     """(argv, base_url) of the server for a slice: {model}, {port} and {host} filled in."""
     if overrides.get("backend") != "openai" or not overrides.get("api_base_url"):
@@ -43,6 +32,8 @@ def serve_command(template: str, overrides: dict) -> tuple[list[str], str]:
             "executor.serve needs -p backend openai -p api_base_url http://127.0.0.1:PORT/v1 "
             "(the final run keys its items by that URL, so it is a parameter of the whole step)"
         )
+    from medsafe_utils.backends.factory import served_name  # loads torch: only when serving
+
     models = overrides.get("models") or overrides.get("base_models") or []
     if len(models) != 1:
         raise SystemExit(f"executor.serve serves one model per job, this slice has {models}")
