@@ -9,4 +9,7 @@ ruff format --check medsafe_utils medsafetybench tests benchmarks scripts
 echo "==> notebooks committed without outputs"
 nbstripout --verify notebooks/*.ipynb
 echo "==> pytest"
-exec python -m pytest --durations=25 "$@"
+# Two pytest-xdist workers (MEDSAFE_TEST_WORKERS sets how many; 0: one process), each with its
+# share of the cores; the tests of one shared run stay on one worker (tests/conftest.py).
+exec python -m pytest -n "${MEDSAFE_TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder \
+  --durations=25 "$@"

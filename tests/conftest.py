@@ -11,12 +11,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from support import SERVER_WITHOUT_EXTRA_BUFFERS, free_port, not_installed
+from support import SERVER_WITHOUT_EXTRA_BUFFERS, SMOKE_CHAIN_OVERRIDES, free_port, not_installed
 
 from medsafe_utils.core import paths
 
 REPO = paths.REPO_ROOT
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker's torch (and its notebooks' kernels, which inherit the
+    environment) gets its share of the cores: with every worker on all of them, two workers ran
+    a model 30% slower than one after the other (2 cores, benchmarks in BENCHMARKS.md)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,28 +72,42 @@ def smollm2():
     return load_model("smollm2-135m-instruct")
 
 
+def shared_folder(tmp_path_factory, name: str) -> Path:
+    """A folder of this session that every pytest-xdist worker sees (without xdist, the
+    session's own temporary folder): work done there is done once per suite."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def smoke_results(tmp_path_factory):
-    """Run the smoke profile's notebooks into a temporary results root, each at most once.
+    """Run the smoke profile's notebooks into one results root that the whole suite shares,
+    each step once: `smoke_results("05_judge")` runs the earlier steps the run reads first and
+    returns the step's results folder.
 
-    Call `smoke_results("05_judge")`: it runs the earlier steps it depends on first and returns
-    the step's results folder. `overrides` change the step's smoke parameters; only the call
-    that first runs the step applies them, later calls get that run's folder."""
-    root = tmp_path_factory.mktemp("results")
+    Steps run under a file lock, so that tests on any xdist worker may ask for any step: the
+    first runs it, the others wait for it and then read it. Only SMOKE_CHAIN_OVERRIDES change the
+    smoke profile's parameters, whichever test asks first. A test that reruns a step does so on
+    a copy (`copy_smoke_steps`), never here, where other tests read."""
+    from filelock import FileLock
+
+    root = shared_folder(tmp_path_factory, "smoke-chain")
     os.environ[paths.RESULTS_ENV] = str(root)
     from medsafe_utils.pipeline.run import notebooks, run_notebook
 
-    done: dict[str, Path] = {}
-    order = [nb for nb in notebooks()]
-
-    def run(step: str, needs: tuple[str, ...] = (), overrides: dict | None = None) -> Path:
-        for prerequisite in needs:
+    def run(step: str) -> Path:
+        overrides = SMOKE_CHAIN_OVERRIDES.get(step, {})
+        for prerequisite in reads(step, "smoke", overrides):
             run(prerequisite)
-        if step not in done:
-            notebook = next(nb for nb in order if nb.stem == step)
-            run_notebook(notebook, "smoke", overrides)
-            done[step] = root / "smoke" / step
-        return done[step]
+        folder, done = root / "smoke" / step, root / f"{step}.done"
+        with FileLock(root / f"{step}.lock"):
+            if not done.exists():
+                notebook = next(nb for nb in notebooks() if nb.stem == step)
+                run_notebook(notebook, "smoke", overrides)
+                done.touch()
+        return folder
 
     return run
 
@@ -155,10 +178,10 @@ def paper_shaped(request, tmp_path_factory):
     done: dict[str, Path] = {}
 
     def run(step: str) -> Path:
-        for prerequisite in _reads(step):
+        overrides = yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
+        for prerequisite in reads(step, "paper", overrides):
             run(prerequisite)
         if step not in done:
-            overrides = yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
             overrides = local_endpoints(overrides)
             notebook = next(nb for nb in notebooks() if nb.stem == step)
             # its own results root only while it runs: the smoke chain keeps its own
@@ -182,37 +205,43 @@ def paper_shaped(request, tmp_path_factory):
     return run
 
 
-def _reads(step: str) -> tuple[str, ...]:
-    """The earlier steps whose results a paper-shaped run of `step` reads: core.steps.DEPENDS,
-    but 03 reads 01's or 02's requests only when its requests_source names that step (the
-    paper's source is the published set, so its paper-shaped run needs neither)."""
-    import yaml
-
+def reads(step: str, profile: str, overrides: dict) -> tuple[str, ...]:
+    """The earlier steps whose results a run of `step` reads: core.steps.DEPENDS, but 03 reads
+    01's or 02's requests only when its requests_source names that step, and 06 reads 03's
+    splits only when its demo_source is not the published set (the source of both the smoke
+    and the paper profile)."""
     from medsafe_utils.core.steps import DEPENDS
+
+    if step == "03_safe_responses":
+        source = run_params(step, profile, overrides)["requests_source"]
+        return () if source == "published" else (source,)
+    if step == "06_finetune":
+        source = run_params(step, profile, overrides)["demo_source"]
+        return () if source == "published" else DEPENDS[step]
+    return DEPENDS.get(step, ())
+
+
+def run_params(step: str, profile: str, overrides: dict) -> dict:
+    """The parameters a run of `step` gets: the notebook's defaults (the paper's), the
+    profile's, the overrides."""
+    import ast
+
+    import papermill as pm
+
     from medsafe_utils.pipeline.run import notebooks, profile_params
 
-    if step != "03_safe_responses":
-        return DEPENDS.get(step, ())
     notebook = next(nb for nb in notebooks() if nb.stem == step)
-    overrides = yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
-    source = {**profile_params("paper", notebook), **overrides}.get("requests_source")
-    assert source, f"params/paper/{step}.yaml names no requests_source"
-    return () if source == "published" else (source,)
+    found = pm.inspect_notebook(str(notebook))
+    defaults = {name: ast.literal_eval(p["default"]) for name, p in found.items()}
+    return {**defaults, **profile_params(profile, notebook), **overrides}
 
 
 def _only_overridden(notebook: Path, folder: Path, overrides: dict) -> None:
     """The parameters a paper-shaped run recorded (its manifest) are the `paper` profile's (over
     the notebook's defaults) but for its overrides."""
-    import ast
     import json
 
-    import papermill as pm
-
-    from medsafe_utils.pipeline.run import profile_params
-
-    found = pm.inspect_notebook(str(notebook))
-    paper = {name: ast.literal_eval(p["default"]) for name, p in found.items()}
-    expected = {**paper, **profile_params("paper", notebook), **overrides}
+    expected = run_params(notebook.stem, "paper", overrides)
     expected.pop("profile")
     ran = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["params"]
     changed = {k: (v, ran.get(k)) for k, v in expected.items() if ran.get(k) != v}
@@ -231,7 +260,29 @@ def pytest_runtest_protocol(item, nextitem):
         _running.pop()
 
 
+# Session fixtures whose work the tests using them share, in this process (a stub server's
+# recorded requests, the README commands' logs). Under pytest-xdist (./run_tests.sh, --dist
+# loadgroup) each is a group that one worker runs, so its work is done once per suite; any other
+# test goes with its module (its module-scoped fixtures, too, are made once). The smoke chain
+# needs no group: its steps are shared through files (smoke_results).
+SHARED_RUNS = ("paper_shaped", "readme_evaluations")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [f for f in SHARED_RUNS if f in item.fixturenames]
+        assert len(shared) <= 1, f"{item.nodeid} reads two shared runs: {shared}"
+        item.add_marker(
+            pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0])
+        )
+    # Longest first (./run_tests.sh keeps this order, --no-loadscope-reorder): the paper-shaped
+    # chain, then the slow tests, then the fast ones, which fill the workers' ends.
+    items.sort(
+        key=lambda i: (
+            0 if "paper_shaped" in i.fixturenames else 1 if i.get_closest_marker("slow") else 2
+        )
+    )
     unmarked = [
         i.nodeid
         for i in items

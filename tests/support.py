@@ -4,6 +4,8 @@ because `from conftest import` finds whichever conftest.py comes first on sys.pa
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +41,25 @@ def without_extra_buffers():
 low.llama_model_default_params = without_extra_buffers
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
+
+
+# The smoke chain's parameters where the suite runs less than the smoke profile (each with why).
+SMOKE_CHAIN_OVERRIDES = {
+    # Llama-3 near duplicates on 300 of its requests, not the profile's 2,000 (the same code)
+    "01_generate": {"llama3_near_dup_sample": 300},
+    "07_medical_eval": {
+        "n_per_benchmark": 3,  # items per benchmark: half the profile's 6 (07 is the longest step)
+        "over_refusal_n": 4,  # half the profile's over-refusal questions ...
+        "over_refusal_max_new_tokens": 16,  # ... and tokens
+        # one adapter of 06's three, by name: each adapter runs the same code
+        "adapters": "adapter:smollm2-135m-instruct__both_n16",
+    },
+}
+
+
+def copy_smoke_steps(smoke_results, steps: tuple[str, ...], root: Path) -> Path:
+    """Copy the smoke chain's folders of `steps` (run first if need be) into root/smoke, for a
+    test that reruns a step: it sets the results root to `root` and reruns there."""
+    for step in steps:
+        shutil.copytree(smoke_results(step), root / "smoke" / step)
+    return root / "smoke"

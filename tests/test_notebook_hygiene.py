@@ -10,7 +10,6 @@ import nbformat
 import papermill as pm
 import pytest
 
-from medsafe_utils.core.steps import DEPENDS
 from medsafe_utils.pipeline.run import notebooks
 
 NOTEBOOKS = notebooks()
@@ -97,7 +96,7 @@ def test_every_cell_that_prints_requests_or_responses_is_tagged(path, smoke_resu
     """Over the smoke chain: a cell whose output shows a request or response of its step carries
     the harmful-text tag (report.html's notebooks hide those outputs); the tagged cells of a step
     that prints them do show them, so the search finds what it looks for."""
-    step_dir = smoke_results(path.stem, needs=DEPENDS.get(path.stem, ()))
+    step_dir = smoke_results(path.stem)
     executed = nbformat.read(step_dir.parent / "executed" / path.name, as_version=4)
     own = " ".join(" ".join(c.source.split()) for c in executed.cells)  # quoted in the text
     texts = {t for t in _step_texts(step_dir) if t not in own}

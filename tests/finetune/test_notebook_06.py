@@ -6,6 +6,7 @@ import pandas as pd
 import papermill as pm
 import pytest
 import yaml
+from support import copy_smoke_steps
 
 from medsafe_utils.core import paths
 
@@ -159,9 +160,13 @@ def test_expert_review_export(out):
     assert not any(model in html for model in set(sample["model"]))
 
 
-def test_rerun_redoes_nothing(out):
+def test_rerun_redoes_nothing(smoke_results, tmp_path, monkeypatch):
+    """06 again on a copy of the chain's results: every adapter, answer and judgment reused."""
     from medsafe_utils.pipeline.run import run_notebook
 
+    smoke = copy_smoke_steps(smoke_results, ("06_finetune",), tmp_path)
+    monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path))
+    out = smoke / "06_finetune"
     caches = {
         name: (out / name).read_text() for name in ("generation_cache.jsonl", "judge_cache.jsonl")
     }

@@ -7,6 +7,7 @@ import pandas as pd
 import papermill as pm
 import pytest
 import yaml
+from support import copy_smoke_steps
 
 from medsafe_utils.core import paths
 from medsafe_utils.judge.explain import judging_paragraph
@@ -56,7 +57,7 @@ def _cells_shown_in_order(executed) -> list[str]:
 
 
 def test_judge_smoke(smoke_results, kappa_by_hand):
-    out = smoke_results("05_judge", needs=("04_prompt_models",))
+    out = smoke_results("05_judge")
     smoke = yaml.safe_load(SMOKE.read_text())
     responses = pd.read_json(out.parent / "04_prompt_models" / "responses.jsonl", lines=True)
     judgments = pd.read_json(out / "judgments.jsonl", lines=True)
@@ -167,12 +168,17 @@ def _ordinal_alpha_by_hand(pairs) -> float:
     return 1 - (len(values) - 1) * observed / expected
 
 
-def test_expert_review_smoke(smoke_results, tmp_path, kappa_by_hand):
+def test_expert_review_smoke(smoke_results, tmp_path, monkeypatch, kappa_by_hand):
     """05 exports the review; two synthetic raters' files (one agreeing with the keyword judge,
-    one noisy and partial) go back into 05, and its figures match hand computations."""
+    one noisy and partial) go back into 05 (rerun on a copy of the chain's 04 and 05), and its
+    figures match hand computations; the rerun's notebook is as quiet as the chain's."""
+    from test_quiet_notebooks import noise
+
     from medsafe_utils.pipeline.run import run_notebook
 
-    out = smoke_results("05_judge", needs=("04_prompt_models",))
+    copy = copy_smoke_steps(smoke_results, ("04_prompt_models", "05_judge"), tmp_path / "copy")
+    monkeypatch.setenv(paths.RESULTS_ENV, str(copy.parent))
+    out = copy / "05_judge"
     review = out / "expert_review"
     sample = pd.read_json(review / "sample.jsonl", lines=True)
     smoke = yaml.safe_load(SMOKE.read_text())
@@ -264,3 +270,4 @@ def test_expert_review_smoke(smoke_results, tmp_path, kappa_by_hand):
     assert metrics[f"expert/{KEYWORD}/exact_agreement"] == pytest.approx(kw["exact_agreement"])
     assert metrics["expert/raters/n_items"] == 14
     assert f"{KEYWORD}/n" in metrics  # the step's own metrics are kept
+    assert not noise(copy / "executed" / "05_judge.ipynb")

@@ -1,8 +1,9 @@
-"""07_medical_eval run by papermill with the smoke profile (5 items per benchmark instead of 6,
-4 over-refusal questions of 16 tokens instead of 8 of 32, one of 06's three adapters: each
-adapter runs the same code, and each doubles the run): the base model and the adapter,
-by both protocols (generation and log-likelihood), with accuracy intervals and chance levels,
-over-refusal before and after, and the paragraphs that describe both figures."""
+"""07_medical_eval run by papermill with the smoke profile, as the suite's smoke chain runs it
+(SMOKE_CHAIN_OVERRIDES: 3 items per benchmark instead of 6, 4 over-refusal questions of 16
+tokens instead of 8 of 32, one of 06's three adapters: each adapter runs the same code, and each
+doubles the run): the base model and the adapter, by both protocols (generation and
+log-likelihood), with accuracy intervals and chance levels, over-refusal before and after, and
+the paragraphs that describe both figures."""
 
 import json
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from support import SMOKE_CHAIN_OVERRIDES
 
 from medsafe_utils.core import paths
 from medsafe_utils.core.stats import mcnemar_exact
@@ -26,22 +28,14 @@ from medsafe_utils.medical_eval.report import accuracy_ci
 pytestmark = pytest.mark.slow
 
 
-N_PER = 5  # items per benchmark: fewer than the smoke profile's 6, to keep the suite's time
-N_ASK, ASK_TOKENS = 4, 16  # over-refusal: half the smoke profile's questions and tokens
-ADAPTER = "smollm2-135m-instruct__both_n16"  # one adapter of 06's smoke grid, chosen by name
+RUN = SMOKE_CHAIN_OVERRIDES["07_medical_eval"]
+N_PER = RUN["n_per_benchmark"]
+N_ASK, ASK_TOKENS = RUN["over_refusal_n"], RUN["over_refusal_max_new_tokens"]
+ADAPTER = RUN["adapters"].removeprefix("adapter:")  # one adapter of 06's smoke grid, by name
 
 
 def test_medical_eval_smoke(smoke_results):
-    out = smoke_results(
-        "07_medical_eval",
-        needs=("06_finetune",),
-        overrides={
-            "n_per_benchmark": N_PER,
-            "over_refusal_n": N_ASK,
-            "over_refusal_max_new_tokens": ASK_TOKENS,
-            "adapters": f"adapter:{ADAPTER}",
-        },
-    )
+    out = smoke_results("07_medical_eval")
     smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "07_medical_eval.yaml").read_text())
     assert smoke["protocols"] == ["generation", "loglikelihood"]
     n_items, n_per = 4 * N_PER, N_PER

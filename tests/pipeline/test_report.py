@@ -4,7 +4,8 @@ The folder is the one the README's "Evaluate your model" commands leave (tests/p
 conftest.py: 04 and 05 on 2 general-harm requests with tiny-random, then SmolLM2, then gpt-4o,
 then gpt-4o again): the tables hold every model, the earlier ones are not recomputed, the repeated
 command skips both steps. The report opens, every figure loads, every link resolves, and it holds
-no request or response unless asked, neither do the executed notebooks it links."""
+no request or response unless asked, neither do the executed notebooks it links (those of the
+smoke chain: test_rendered_notebooks.py)."""
 
 import contextlib
 import html
@@ -14,17 +15,14 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import nbformat
 import pandas as pd
 import pytest
 
 from medsafe_utils.core import paths
 from medsafe_utils.pipeline.report import (
     HIDDEN_NOTE,
-    TEXT_COLUMNS,
     WARNING,
     closing_paragraph,
-    render_notebooks,
     write_report,
 )
 
@@ -149,45 +147,3 @@ def test_harmful_text_only_when_asked(readme_evaluations, tmp_path, monkeypatch,
     write_report(copy)  # the default again: none
     page = html.unescape((copy / "report.html").read_text(encoding="utf-8"))
     assert WARNING not in page and not any(request in page for request in requests)
-
-
-def _texts(step_dir: Path, chars: int = 60) -> set[str]:
-    """The first `chars` characters (whitespace folded) of each long text in a step's JSONL."""
-    texts = set()
-    for path in step_dir.glob("*.jsonl"):
-        for record in _records(path):
-            for key, value in record.items():
-                if key in TEXT_COLUMNS | {"safe_response"} and isinstance(value, str):
-                    folded = " ".join(value.split())
-                    if len(folded) >= chars:
-                        texts.add(folded[:chars])
-    return texts
-
-
-def _shown(page: Path) -> str:
-    return " ".join(html.unescape(page.read_text(encoding="utf-8")).split())
-
-
-def test_every_executed_notebook_hides_harmful_text(smoke_results):
-    """Over the smoke chain of the suite, no rendered notebook shows a request, response or
-    generation of any step, unless asked: then the tagged cells show them again."""
-    steps = ["01_generate", "02_jailbreak", "03_safe_responses", "04_prompt_models", "05_judge"]
-    steps += ["06_finetune"]
-    folders = [
-        smoke_results(step, needs=("04_prompt_models",) * (step == "05_judge")) for step in steps
-    ]
-    profile_dir = folders[0].parent
-    texts = set().union(*(_texts(folder) for folder in folders))
-    hidden, shown = render_notebooks(profile_dir), render_notebooks(profile_dir, True)
-    assert sorted(hidden) == sorted(shown) and set(steps) <= set(hidden)
-    revealed = []
-    for step in hidden:
-        # what the notebook itself says (its teaching text quotes the GCG target) is not output
-        notebook = nbformat.read(paths.NOTEBOOKS_DIR / f"{step}.ipynb", as_version=4)
-        own = " ".join(" ".join(cell.source.split()) for cell in notebook.cells)
-        printed = [t for t in texts if t not in own]
-        page, asked = _shown(hidden[step]), _shown(shown[step])  # read once, not once a text
-        assert not [t for t in printed if t in page], step
-        revealed += [step] * any(t in asked for t in printed)
-    # the comparison can fail: each step that prints texts of its own shows them when asked
-    assert set(steps) - {"02_jailbreak"} <= set(revealed), revealed

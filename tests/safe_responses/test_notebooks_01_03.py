@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from support import SMOKE_CHAIN_OVERRIDES
 
 from medsafe_utils.core import paths
 from medsafe_utils.data import load_llama3_requests
@@ -62,7 +63,8 @@ def test_generate_smoke(smoke_results):
     assert overall.loc["Llama-3 requests", "n"] == len(llama3) == 74374
     exact = llama3["request"].map(normalize).duplicated().sum()
     assert overall.loc["Llama-3 requests", "exact_dup"] == exact
-    assert overall.loc["Llama-3 requests", "near_n"] == smoke["llama3_near_dup_sample"]
+    sample = SMOKE_CHAIN_OVERRIDES["01_generate"]["llama3_near_dup_sample"]
+    assert overall.loc["Llama-3 requests", "near_n"] == sample
     assert overall.loc["Llama-3 requests", "near_dup_on"].startswith("seeded sample of")
     assert overall.loc["MedSafetyBench test", "near_dup_on"] == "all"
     assert (out / "fig_requests_per_principle.png").stat().st_size > 5000
