@@ -10,6 +10,6 @@ echo "==> notebooks committed without outputs"
 nbstripout --verify notebooks/*.ipynb
 echo "==> pytest"
 # Two pytest-xdist workers (MEDSAFE_TEST_WORKERS sets how many; 0: one process), each with its
-# share of the cores; the tests of one shared run stay on one worker (tests/conftest.py).
-exec python -m pytest -n "${MEDSAFE_TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder \
+# share of the cores; the modules of one shared run go to one worker (tests/conftest.py).
+exec python -m pytest -n "${MEDSAFE_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
   --durations=25 "$@"

@@ -260,21 +260,55 @@ def pytest_runtest_protocol(item, nextitem):
         _running.pop()
 
 
-# Session fixtures whose work the tests using them share, in this process (a stub server's
-# recorded requests, the README commands' logs). Under pytest-xdist (./run_tests.sh, --dist
-# loadgroup) each is a group that one worker runs, so its work is done once per suite; any other
-# test goes with its module (its module-scoped fixtures, too, are made once). The smoke chain
-# needs no group: its steps are shared through files (smoke_results).
-SHARED_RUNS = ("paper_shaped", "readme_evaluations")
+# Session fixtures whose work the tests using them share in this process (a stub server's
+# recorded requests, the README commands' logs), and the modules that hold those tests. Under
+# pytest-xdist (./run_tests.sh, --dist loadfile) each such set of modules is one unit that one
+# worker runs, so the run is made once per suite; any other module is a unit of its own (its
+# module-scoped fixtures, too, are made once). The smoke chain needs none: it is shared through
+# files (smoke_results).
+SHARED_RUNS = {
+    "paper_shaped": ("tests/*/test_paper_shaped_*.py",),
+    "readme_evaluations": (
+        "tests/pipeline/test_evaluate_your_model.py",
+        "tests/pipeline/test_report.py",
+    ),
+}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks
+def unit(module: str) -> str:
+    """The xdist unit of a test module (its path from the repository's root)."""
+    from fnmatch import fnmatch
+
+    runs = (
+        run for run, patterns in SHARED_RUNS.items() if any(fnmatch(module, p) for p in patterns)
+    )
+    return next(runs, module)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile by unit(), not by file: xdist's own grouping (loadgroup) reads marks into
+    node ids, which pytest 9 no longer lets a plugin change."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit(nodeid.split("::", 1)[0])
+
+    return ByUnit(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        shared = [f for f in SHARED_RUNS if f in item.fixturenames]
-        assert len(shared) <= 1, f"{item.nodeid} reads two shared runs: {shared}"
-        item.add_marker(
-            pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0])
+    astray = [
+        i.nodeid
+        for i in items
+        for run in SHARED_RUNS
+        if run in i.fixturenames and unit(i.nodeid.split("::", 1)[0]) != run
+    ]
+    if astray:
+        raise pytest.UsageError(
+            f"tests of a shared run outside its modules (SHARED_RUNS): {astray}"
         )
     # Longest first (./run_tests.sh keeps this order, --no-loadscope-reorder): the paper-shaped
     # chain, then the slow tests, then the fast ones, which fill the workers' ends.

@@ -6,6 +6,8 @@ answers differently) and expects exit code 1 with that claim named in `failed=`.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from benchmarks import harness
@@ -371,6 +373,34 @@ def test_bench_gpu_catches_a_sliced_head_off_the_logits(capsys, monkeypatch):
     argv = ["--shape", "tiny", "--parts", "gcg", "--repeats", "1"]
     code, _, result = run_main(bench_gpu.main, argv, capsys)
     assert (code, result["failed"]) == (1, "sliced_head_float32")
+
+
+WORKERS = ["--model", "tiny-random", "--workers", "2", "--prompts", "2", "--tokens", "4"]
+
+
+@pytest.mark.slow
+def test_bench_workers(capsys):
+    from benchmarks import bench_workers
+
+    code, name, result = run_main(bench_workers.main, [*WORKERS, "--repeats", "1"], capsys)
+    assert (code, name, result["failed"]) == (0, "bench_workers", "none")
+    assert_keys(result, ["serial_s", "all_cores_s", "shared_s", "ratio_shared", "ratio_all_cores"])
+    assert result["threads_shared"] == str(max(1, (os.cpu_count() or 1) // 2))
+
+
+@pytest.mark.slow
+def test_bench_workers_catches_a_job_that_decodes_otherwise(capsys, monkeypatch):
+    from benchmarks import bench_workers
+
+    command, calls = bench_workers.command, []
+
+    def second_differs(model, prompts, tokens):  # the second job decodes one token more
+        calls.append(1)
+        return command(model, prompts, tokens + (len(calls) == 2))
+
+    monkeypatch.setattr(bench_workers, "command", second_differs)
+    code, _, result = run_main(bench_workers.main, [*WORKERS, "--repeats", "1"], capsys)
+    assert (code, result["failed"]) == (1, "same_outputs")
 
 
 SWEEP = ["--model", "tiny-random", "--per-group", "1", "--n-general", "2"]
