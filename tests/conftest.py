@@ -3,6 +3,7 @@ OpenAI-compatible servers (a recording stub, llama.cpp), a headless browser."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -81,6 +82,20 @@ def shared_folder(tmp_path_factory, name: str) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def results_root(root: Path):
+    """The results root of the runs in this block, whatever a test has set (which comes back)."""
+    before = os.environ.get(paths.RESULTS_ENV)
+    os.environ[paths.RESULTS_ENV] = str(root)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(paths.RESULTS_ENV)
+        else:
+            os.environ[paths.RESULTS_ENV] = before
+
+
 @pytest.fixture(scope="session")
 def smoke_results(tmp_path_factory):
     """Run the smoke profile's notebooks into one results root that the whole suite shares,
@@ -94,7 +109,7 @@ def smoke_results(tmp_path_factory):
     from filelock import FileLock
 
     root = shared_folder(tmp_path_factory, "smoke-chain")
-    os.environ[paths.RESULTS_ENV] = str(root)
+    os.environ[paths.RESULTS_ENV] = str(root)  # what tests read by profile name ("smoke")
     from medsafe_utils.pipeline.run import notebooks, run_notebook
 
     def run(step: str) -> Path:
@@ -105,7 +120,8 @@ def smoke_results(tmp_path_factory):
         with FileLock(root / f"{step}.lock"):
             if not done.exists():
                 notebook = next(nb for nb in notebooks() if nb.stem == step)
-                run_notebook(notebook, "smoke", overrides)
+                with results_root(root):
+                    run_notebook(notebook, "smoke", overrides)
                 done.touch()
         return folder
 
@@ -184,20 +200,14 @@ def paper_shaped(request, tmp_path_factory):
         if step not in done:
             overrides = local_endpoints(overrides)
             notebook = next(nb for nb in notebooks() if nb.stem == step)
-            # its own results root only while it runs: the smoke chain keeps its own
-            before = os.environ.get(paths.RESULTS_ENV)
-            os.environ[paths.RESULTS_ENV] = str(root)
             for stub in stubs:
                 stub.step = step
             try:
-                run_notebook(notebook, "paper", overrides)
+                with results_root(root):
+                    run_notebook(notebook, "paper", overrides)
             finally:
                 for stub in stubs:
                     stub.step = None
-                if before is None:
-                    os.environ.pop(paths.RESULTS_ENV)
-                else:
-                    os.environ[paths.RESULTS_ENV] = before
             done[step] = root / "paper" / step
             _only_overridden(notebook, done[step], overrides)
         return done[step]

@@ -47,6 +47,10 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 SMOKE_CHAIN_OVERRIDES = {
     # Llama-3 near duplicates on 300 of its requests, not the profile's 2,000 (the same code)
     "01_generate": {"llama3_near_dup_sample": 300},
+    "06_finetune": {
+        "n_general": 2,  # general-harm requests: 20 per model, not the profile's 24
+        "max_new_tokens": 16,  # tokens per answer: half the profile's 32
+    },
     "07_medical_eval": {
         "n_per_benchmark": 3,  # items per benchmark: half the profile's 6 (07 is the longest step)
         "over_refusal_n": 4,  # half the profile's over-refusal questions ...

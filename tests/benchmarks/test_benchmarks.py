@@ -7,6 +7,7 @@ answers differently) and expects exit code 1 with that claim named in `failed=`.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -375,31 +376,35 @@ def test_bench_gpu_catches_a_sliced_head_off_the_logits(capsys, monkeypatch):
     assert (code, result["failed"]) == (1, "sliced_head_float32")
 
 
-WORKERS = ["--model", "tiny-random", "--workers", "2", "--prompts", "2", "--tokens", "4"]
+WORKERS = ["--model", "tiny-random", "--workers", "2", "--repeats", "1"]
+
+
+def _jobs_printing(code: str):
+    """A stand-in for bench_workers' job: a Python process that prints what `code` evaluates to
+    (a model's job imports torch: seconds a process, each of the seven a run starts)."""
+    return lambda model, prompts, tokens: [sys.executable, "-c", f"import os; print({code})"]
 
 
 @pytest.mark.slow
-def test_bench_workers(capsys):
+def test_bench_workers(capsys, monkeypatch):
     from benchmarks import bench_workers
 
-    code, name, result = run_main(bench_workers.main, [*WORKERS, "--repeats", "1"], capsys)
+    # the job itself, here: the same tokens twice
+    assert bench_workers.job("tiny-random", 2, 4) == bench_workers.job("tiny-random", 2, 4)
+    monkeypatch.setattr(bench_workers, "command", _jobs_printing("'same digest'"))
+    code, name, result = run_main(bench_workers.main, WORKERS, capsys)
     assert (code, name, result["failed"]) == (0, "bench_workers", "none")
     assert_keys(result, ["serial_s", "all_cores_s", "shared_s", "ratio_shared", "ratio_all_cores"])
     assert result["threads_shared"] == str(max(1, (os.cpu_count() or 1) // 2))
 
 
-@pytest.mark.slow
 def test_bench_workers_catches_a_job_that_decodes_otherwise(capsys, monkeypatch):
     from benchmarks import bench_workers
 
-    command, calls = bench_workers.command, []
-
-    def second_differs(model, prompts, tokens):  # the second job decodes one token more
-        calls.append(1)
-        return command(model, prompts, tokens + (len(calls) == 2))
-
-    monkeypatch.setattr(bench_workers, "command", second_differs)
-    code, _, result = run_main(bench_workers.main, [*WORKERS, "--repeats", "1"], capsys)
+    # the shared side's jobs answer otherwise: they print the threads they were given
+    threads = _jobs_printing("os.environ.get('OMP_NUM_THREADS')")
+    monkeypatch.setattr(bench_workers, "command", threads)
+    code, _, result = run_main(bench_workers.main, WORKERS, capsys)
     assert (code, result["failed"]) == (1, "same_outputs")
 
 

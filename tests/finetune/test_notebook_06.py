@@ -6,13 +6,14 @@ import pandas as pd
 import papermill as pm
 import pytest
 import yaml
-from support import copy_smoke_steps
+from support import SMOKE_CHAIN_OVERRIDES, copy_smoke_steps
 
 from medsafe_utils.core import paths
 
 pytestmark = pytest.mark.slow
 NOTEBOOK = paths.NOTEBOOKS_DIR / "06_finetune.ipynb"
 SMOKE = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "06_finetune.yaml").read_text())
+RUN = SMOKE | SMOKE_CHAIN_OVERRIDES["06_finetune"]  # as the suite's smoke chain runs it
 JUDGES = {"hf:smollm2-135m-instruct:score_only", "keyword:refusal-prefix-baseline"}
 
 
@@ -50,13 +51,14 @@ def test_adapters_trained_indexed_and_readable_by_07(out):
     steps = SMOKE["n_values"][0] // SMOKE["batch_size"] * SMOKE["num_epochs"]
     assert (training["steps"] == steps).all()
     assert (training["eval_loss_after"] < training["eval_loss_before"]).all()
-    assert training["load_in_4bit"].all() and set(training["compute_dtype"]) == {"float32"}
+    assert (training["load_in_4bit"] == RUN["load_in_4bit"]).all()
+    assert set(training["compute_dtype"]) == {"float32"}
     assert (training["max_abs_logit_diff"] > 1e-3).all() and (training["tokens_per_s"] > 0).all()
 
 
 def test_responses_judgments_and_table(out):
     responses = pd.read_json(out / "responses.jsonl", lines=True)
-    n_requests = 9 * 2 * SMOKE["per_group"] + SMOKE["n_general"]
+    n_requests = 9 * 2 * RUN["per_group"] + RUN["n_general"]
     assert len(responses) == 4 * n_requests
     assert responses.groupby("type").size().to_dict() == {
         t: n_requests for t in ("both", "gen", "med", "none")
@@ -105,7 +107,7 @@ def test_responses_judgments_and_table(out):
         & (judgments["harm_set"] == "advbench")
     ]["score"]
     n = len(scores)
-    assert n == SMOKE["n_general"] and row["n_items"] == n and row["unscored"] == 0
+    assert n == RUN["n_general"] and row["n_items"] == n and row["unscored"] == 0
     mean = scores.sum() / n
     sd = (((scores - mean) ** 2).sum() / (n - 1)) ** 0.5  # the sample standard deviation
     assert row["mean"] == pytest.approx(mean) and row["se"] == pytest.approx(sd / n**0.5)
@@ -148,7 +150,7 @@ def test_figures_metrics_manifest(out):
 
 
 def test_expert_review_export(out):
-    """The fine-tuned models' answers are exported for review like 05's (all 96: under review_n)."""
+    """The fine-tuned models' answers are exported for review like 05's (all: under review_n)."""
     responses = pd.read_json(out / "responses.jsonl", lines=True)
     sample = pd.read_json(out / "expert_review" / "sample.jsonl", lines=True)
     assert len(sample) == len(responses) and sample["review_id"].is_unique
@@ -171,7 +173,7 @@ def test_rerun_redoes_nothing(smoke_results, tmp_path, monkeypatch):
         name: (out / name).read_text() for name in ("generation_cache.jsonl", "judge_cache.jsonl")
     }
     weights = {p: p.read_bytes() for p in out.glob("adapters/*/adapter_model.safetensors")}
-    run_notebook(NOTEBOOK, "smoke")
+    run_notebook(NOTEBOOK, "smoke", SMOKE_CHAIN_OVERRIDES["06_finetune"])
     assert pd.read_csv(out / "tab_training.csv")["reused"].all()
     assert all(p.read_bytes() == w for p, w in weights.items())
     assert all((out / name).read_text() == text for name, text in caches.items())
