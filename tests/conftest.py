@@ -22,8 +22,8 @@ DEFAULT_MIRROR = REPO.parent / "shared" / "data"
 
 def pytest_configure(config):
     """Under pytest-xdist, each worker's torch (and its notebooks' kernels, which inherit the
-    environment) gets its share of the cores: with every worker on all of them, two workers ran
-    a model 30% slower than one after the other (2 cores, benchmarks in BENCHMARKS.md)."""
+    environment) gets its share of the cores: with every worker on all of them, two processes ran
+    a model a third slower than one after the other (2 cores; BENCHMARKS.md, the test suite)."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
