@@ -51,8 +51,7 @@ def test_adapters_trained_indexed_and_readable_by_07(out):
     steps = SMOKE["n_values"][0] // SMOKE["batch_size"] * SMOKE["num_epochs"]
     assert (training["steps"] == steps).all()
     assert (training["eval_loss_after"] < training["eval_loss_before"]).all()
-    assert (training["load_in_4bit"] == RUN["load_in_4bit"]).all()
-    assert set(training["compute_dtype"]) == {"float32"}
+    assert training["load_in_4bit"].all() and set(training["compute_dtype"]) == {"float32"}
     assert (training["max_abs_logit_diff"] > 1e-3).all() and (training["tokens_per_s"] > 0).all()
 
 
