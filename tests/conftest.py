@@ -7,6 +7,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +29,32 @@ def pytest_configure(config):
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    runs_tests = bool(workers) or not getattr(config.option, "numprocesses", None)
+    if runs_tests and os.environ.get(COLD_KERNELS) != "1" and not config.option.collectonly:
+        _start_warm_kernels(config)
+
+
+COLD_KERNELS = "MEDSAFE_TEST_COLD_KERNELS"  # =1: every notebook in a kernel of its own start
+
+
+def _start_warm_kernels(config) -> None:
+    """The notebooks' kernels forked from one process of this worker that has imported torch and
+    transformers (pipeline.warm_kernels): about 80 notebook runs, each 8-15 s of imports less.
+    The server inherits this environment (OMP_NUM_THREADS above) and stops with the session."""
+    from medsafe_utils.pipeline import warm_kernels
+
+    folder = tempfile.mkdtemp(prefix="medsafe-kernels-")  # short: a socket path has 108 bytes
+    # before jupyter_client's provisioner factory, a singleton, reads its default
+    os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = warm_kernels.PROVISIONER
+    os.environ[warm_kernels.SOCKET_ENV] = os.path.join(folder, "server.sock")
+    server = warm_kernels.start(os.environ[warm_kernels.SOCKET_ENV])
+
+    def stop() -> None:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    config.add_cleanup(stop)
 
 
 @pytest.fixture(scope="session", autouse=True)

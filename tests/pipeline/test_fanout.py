@@ -218,9 +218,10 @@ def _responses(step: Path) -> pd.DataFrame:
 
 
 def _kill_tree(job) -> None:
-    """SIGKILL a local job and every process under it (the notebook's kernel): a job that dies
-    at once, as on a node failure. (submitit's cancel() sends SIGINT, which the kernel outlives
-    long enough to finish a few more items.)"""
+    """SIGKILL a local job and every process under it (a cold kernel; a warm one, the suite's,
+    exits with the job that launched it: pipeline.warm_kernels): a job that dies at once, as on a
+    node failure. (submitit's cancel() sends SIGINT, which the kernel outlives long enough to
+    finish a few more items.)"""
     import psutil
 
     root = psutil.Process(job._process.pid)  # submitit's LocalJob keeps its Popen there
