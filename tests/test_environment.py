@@ -1,4 +1,5 @@
-"""environment.yml and pyproject.toml list the same dependencies; the profiles fit the notebooks."""
+"""environment.yml and pyproject.toml list the same dependencies, and scripts/constraints.txt pins
+a version of each that its range allows; the profiles fit the notebooks."""
 
 import tomllib
 
@@ -17,6 +18,31 @@ def test_environment_yml_matches_pyproject():
     assert sorted(pip_deps) == sorted(project["dependencies"])
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert project["requires-python"] == ">=" + python.split("=")[1]
+
+
+def test_constraints_pin_every_dependency_within_its_range():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((paths.REPO_ROOT / "pyproject.toml").read_text())["project"]
+    lines = (paths.REPO_ROOT / "scripts" / "constraints.txt").read_text().splitlines()
+    pins = {}
+    for line in lines:
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    for requirement in map(Requirement, wanted):
+        name = canonicalize_name(requirement.name)
+        if name == canonicalize_name(project["name"]):  # the test extra names another extra
+            continue
+        if name == "torch":  # its build is setup_env.sh's choice (CPU, CUDA)
+            assert name not in pins
+            continue
+        assert name in pins, f"scripts/constraints.txt pins no version of {requirement.name}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"scripts/constraints.txt: {requirement.name}=={pins[name]} is outside {requirement}"
+        )
 
 
 @pytest.mark.parametrize("profile", sorted(p.name for p in paths.PARAMS_DIR.iterdir()))
