@@ -13,10 +13,10 @@ A warm kernel is the kernel a cold start would give, or none: the server forks o
 same Python and the standard kernel command, when every variable that a preloaded library reads
 at import has the value it had at the server's start (else the kernel starts as usual, cold). The
 child takes the launcher's environment, working folder, stdout and stderr, and a session of its
-own (jupyter_client signals the process group). The preload must be silent under a kernel's
-default warning filters: a warning a cold kernel would show at import stops the server instead
-of being hidden in it. A kernel forked here is the server's child, not the launcher's: a test that
-kills a launcher's process tree must launch cold (unset MEDSAFE_WARM_KERNELS).
+own (jupyter_client signals the process group). The preload must be silent: a warning (under a
+kernel's default filters), a print or a log line that a cold kernel would show at import stops
+the server instead of being hidden in it. A kernel forked here is the server's child, not the
+launcher's; it exits when the launcher does, as a cold kernel does (ipykernel's parent poller).
 """
 
 from __future__ import annotations
@@ -108,25 +108,40 @@ def refusal(request: dict, server: dict) -> str:
 
 
 def _preload() -> None:
+    """Import PRELOAD, silently or not at all: what an import warns, prints or logs (at the file
+    descriptors too, which a kernel also shows) a cold kernel would show in the notebook."""
+    import tempfile
+
     # the backend a kernel sets before any notebook imports matplotlib (ipykernel's kernelapp)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    with warnings.catch_warnings(record=True) as caught:
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as printed, warnings.catch_warnings(record=True) as caught:
         warnings.resetwarnings()  # the filters a kernel starts with: Python's defaults
-        warnings.simplefilter("default", ResourceWarning)  # (shown in a kernel: none is ignored)
-        for name in PRELOAD:
-            importlib.import_module(name)
-    shown = [
-        w
-        for w in caught
-        if not issubclass(
-            w.category, (DeprecationWarning, ImportWarning, PendingDeprecationWarning)
-        )
-    ]
+        for fd in (1, 2):
+            os.dup2(printed.fileno(), fd)
+        try:
+            for name in PRELOAD:
+                importlib.import_module(name)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, original in zip((1, 2), saved, strict=True):
+                os.dup2(original, fd)
+                os.close(original)
+        printed.seek(0)
+        output = printed.read().decode(errors="replace")
+    quiet = (DeprecationWarning, ImportWarning, PendingDeprecationWarning)  # ignored by default
+    shown = [w for w in caught if not issubclass(w.category, quiet)]
     if shown:
         first = shown[0]
         sys.exit(
             f"warm kernels: importing {PRELOAD} warned ({first.category.__name__}: "
             f"{first.message}); a cold kernel would show it, so none is forked"
+        )
+    if output:
+        sys.exit(
+            f"warm kernels: importing {PRELOAD} printed {output[:500]!r}; a cold kernel would "
+            "show it, so none is forked"
         )
 
 

@@ -1,7 +1,7 @@
 """Warm kernels (pipeline.warm_kernels): a notebook run in a kernel forked from the server gives
 what a cold kernel gives (outputs, figures, folder, environment, threads), in the server's process
 tree; a changed import-time variable or another interpreter starts cold; a kernel whose launcher
-dies exits; a preload that warns stops the server."""
+dies exits; a preload that warns or prints stops the server."""
 
 from __future__ import annotations
 
@@ -154,8 +154,18 @@ def test_a_kernel_exits_when_its_launcher_dies(server, tmp_path):
         time.sleep(0.1)
 
 
-def test_a_preload_that_warns_stops_the_server(tmp_path):
-    (tmp_path / "noisy.py").write_text("import warnings\nwarnings.warn('at import', UserWarning)\n")
+@pytest.mark.parametrize(
+    "module, said",
+    [
+        ("import warnings\nwarnings.warn('at import', UserWarning)\n", "warned (UserWarning"),
+        ("print('at import')\n", "printed 'at import\\n'"),
+        ("import logging\nlogging.getLogger('x').warning('at import')\n", "printed 'at import"),
+        ("import os\nos.write(2, b'at import')\n", "printed 'at import'"),
+    ],
+    ids=["warning", "print", "log", "file-descriptor"],
+)
+def test_a_preload_that_says_anything_stops_the_server(tmp_path, module, said):
+    (tmp_path / "noisy.py").write_text(module)
     code = (
         "import sys\nfrom medsafe_utils.pipeline import warm_kernels as w\n"
         "w.PRELOAD = ('noisy',)\nw.serve(sys.argv[1])"
@@ -168,4 +178,4 @@ def test_a_preload_that_warns_stops_the_server(tmp_path):
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )
     assert done.returncode == 1
-    assert "importing ('noisy',) warned (UserWarning: at import)" in done.stderr
+    assert f"warm kernels: importing ('noisy',) {said}" in done.stderr
