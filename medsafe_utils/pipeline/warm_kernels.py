@@ -175,15 +175,11 @@ def _become_kernel(request: dict, fds: list[int]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         _exit_with(request["launcher"])
-        for name in ("numpy", "torch"):  # a fresh process's seeds are its own (random: at fork)
-            if name == "numpy":
-                import numpy
+        import numpy
+        import torch
 
-                numpy.random.seed()
-            else:
-                import torch
-
-                torch.seed()
+        numpy.random.seed()  # a fresh process's seeds are its own (random's: reseeded at fork)
+        torch.seed()
         argv = request["argv"]
         sys.argv = [KERNEL_MODULE, *argv[argv.index(KERNEL_MODULE) + 1 :]]
         import runpy
