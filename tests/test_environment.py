@@ -31,10 +31,14 @@ def test_constraints_pin_every_dependency_within_its_range():
         if line.strip() and not line.startswith("#"):
             name, version = line.split("==")
             pins[canonicalize_name(name)] = version
-    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
-    for requirement in map(Requirement, wanted):
+    extras = project["optional-dependencies"]
+    wanted = [Requirement(r) for r in [*project["dependencies"], *extras["test"]]]
+    ours = canonicalize_name(project["name"])
+    for requirement in [r for r in wanted if canonicalize_name(r.name) == ours]:
+        wanted += [Requirement(r) for extra in requirement.extras for r in extras[extra]]
+    for requirement in wanted:
         name = canonicalize_name(requirement.name)
-        if name == canonicalize_name(project["name"]):  # the test extra names another extra
+        if name == ours:  # the test extra names another extra: its requirements are added above
             continue
         if name == "torch":  # its build is setup_env.sh's choice (CPU, CUDA)
             assert name not in pins
