@@ -29,9 +29,10 @@ apart on purpose, as the cost a job pays once.
     python benchmarks/bench_gpu.py [--shape llama2-7b] [--tokenizer DIR] [--parts gcg decode qlora]
 
 `--shape tiny` runs the same code on the CPU in seconds (a check of this script; NF4 parts are
-skipped without CUDA, QLoRA runs with float32 weights on 16 demonstrations). Random weights never
-emit an end of sequence, so every generation runs to its token limit, the upper bound the
-workload counts. Last line:
+skipped without CUDA, GCG draws 64 candidates a step, QLoRA runs with float32 weights, one epoch
+of 8 demonstrations: micro-batches of 4 against one of 8). Random weights never emit an end of
+sequence, so every generation runs to its token limit, the upper bound the workload counts.
+Last line:
 RESULT bench_gpu gcg_s_step=... gcg_nf4_s_step=... test_generation_s=... test_generation_cold_s=...
 decode_ms_step_b1=... decode_ms_step_b8=... decode_ms_step_b32=... prefill_tok_s=... qlora_tok_s=...
 qlora_fast_tok_s=... qlora_loss=... qlora_fast_loss=... (and the ranges, the checks)
@@ -133,14 +134,15 @@ def build_folder(shape: str, tokenizer_dir: Path, root: Path) -> Path:
     return folder
 
 
-def gcg_rates(lm, steps: int, test_tokens: int, repeats: int) -> dict:
-    """Seconds per GCG step at the paper's settings, sliced vs full-logits losses, a test."""
+def gcg_rates(lm, steps: int, test_tokens: int, repeats: int, width: int = 512) -> dict:
+    """Seconds per GCG step at the paper's settings (width 512, top-k 256; `width` candidates
+    and at most as many top-k tokens), sliced vs full-logits losses, a test."""
     pair = load_adv_ama("tutorial").iloc[0]
     model, tok = lm.model, lm.tokenizer
     config = GCGConfig(
         num_steps=steps,
-        search_width=512,
-        topk=256,
+        search_width=width,
+        topk=min(256, width),
         suffix_length=20,
         seed=0,
         early_stop=False,
@@ -236,11 +238,13 @@ def decode_rates(lm, new_tokens: int) -> dict:
     return out
 
 
-def qlora_rates(folder: Path, root: Path, n: int, repeats: int, cuda: bool) -> dict:
+def qlora_rates(
+    folder: Path, root: Path, n: int, repeats: int, cuda: bool, epochs: int = 2
+) -> dict:
     """Training tokens/s and first-step loss of qlora.train: the paper's micro-batch 4 with
-    checkpointing, and 16 without (effective batches of n demonstrations, 2 epochs), each warmed
-    up on one small effective batch (the first run of a process also loads kernels and meets
-    every shape for the first time), then rotated over `repeats` rounds."""
+    checkpointing, and 16 without (effective batches of n demonstrations, `epochs` epochs), each
+    warmed up on one small effective batch (the first run of a process also loads kernels and
+    meets every shape for the first time), then rotated over `repeats` rounds."""
     demos = demonstration_split("both", 200, take=n)
     arms = {"paper": (4, True), "fast": (16, False)}
     count = iter(range(10_000))
@@ -269,7 +273,7 @@ def qlora_rates(folder: Path, root: Path, n: int, repeats: int, cuda: bool) -> d
         return Measured(result.wall_s, (result.train_tokens, first, peak))
 
     runs = compare(
-        {name: lambda name=name: arm(name, n, 2) for name in arms},
+        {name: lambda name=name: arm(name, n, epochs) for name in arms},
         repeats,
         warmups={name: lambda name=name: arm(name, 16, 1) for name in arms},
     )
@@ -322,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{params_b:.2f}B parameters ({dtype})", flush=True)
             if "gcg" in args.parts:
                 steps, test_tokens = (2, 16) if tiny else (args.gcg_steps, 800)
-                gcg = gcg_rates(lm, steps, test_tokens, args.repeats)
+                gcg = gcg_rates(lm, steps, test_tokens, args.repeats, 64 if tiny else 512)
                 print(f"GCG {dtype}: {gcg}", flush=True)
             if "decode" in args.parts:
                 decode = decode_rates(lm, 8 if tiny else 64)
@@ -334,7 +338,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"GCG NF4: {nf4}", flush=True)
             release(lm)
         if "qlora" in args.parts:
-            qlora = qlora_rates(folder, root, 16 if tiny else 128, args.repeats, cuda)
+            n, epochs = (8, 1) if tiny else (128, 2)
+            qlora = qlora_rates(folder, root, n, args.repeats, cuda, epochs)
             print(f"QLoRA {'NF4' if cuda else 'float32 weights'}: {qlora}", flush=True)
     for label, part in (("bf16" if cuda else "float32", gcg), ("nf4", nf4)):
         if part:

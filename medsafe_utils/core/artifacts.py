@@ -3,6 +3,7 @@ per-item JSONL, tables (CSV + Markdown), figures (PNG + PDF), flat metrics, the 
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import json
 import math
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from medsafe_utils.core import paths, steps
+from medsafe_utils.core.readers import read_json as _read_json
 from medsafe_utils.core.readers import read_jsonl as _read_jsonl
 from medsafe_utils.core.readers import sha256_of
 from medsafe_utils.core.redact import redact
@@ -185,14 +187,32 @@ class StepRun:
         return path
 
 
+def parameter_names(notebook: Path) -> list[str]:
+    """The names a notebook's parameters cell (the code cell tagged "parameters") assigns, in
+    order: `name = value` and `name: type = value` lines, as papermill's inspect_notebook lists
+    them. Read here without papermill, whose nbformat imports jsonschema's format checkers: seconds
+    in every kernel before a step's first line."""
+    for cell in _read_json(notebook)["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell["metadata"].get("tags", ()):
+            names = []
+            for statement in ast.parse("".join(cell["source"])).body:
+                if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+                    target = statement.targets[0]
+                elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+                    target = statement.target
+                else:
+                    continue
+                if isinstance(target, ast.Name):
+                    names.append(target.id)
+            return names
+    return []
+
+
 def start_step(profile: str, step: str, params: dict) -> StepRun:
     """Begin a step: its results folder and the parameters to record.
 
     `params` may be the notebook's globals(): only the names of its parameters cell are kept."""
     notebook = paths.NOTEBOOKS_DIR / f"{step}.ipynb"
-    if notebook.exists():
-        import papermill as pm
-
-        if names := list(pm.inspect_notebook(str(notebook))):
-            params = {k: params[k] for k in names if k in params and k != "profile"}
+    if notebook.exists() and (names := parameter_names(notebook)):
+        params = {k: params[k] for k in names if k in params and k != "profile"}
     return StepRun(profile, step, dict(params), shard=str(params.get("shard") or ""))

@@ -10,7 +10,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from medsafe_utils.core import paths
 from medsafe_utils.pipeline import run as pipeline
-from medsafe_utils.pipeline.overrides import parse_value, resolve, type_problem
+from medsafe_utils.pipeline.overrides import declared, parse_value, resolve, type_problem
 
 NB04 = paths.NOTEBOOKS_DIR / "04_prompt_models.ipynb"
 NB05 = paths.NOTEBOOKS_DIR / "05_judge.ipynb"
@@ -180,3 +180,19 @@ def test_every_profile_fits_its_parameters_cells():
     for profile in sorted(p.name for p in paths.PARAMS_DIR.iterdir() if p.is_dir()):
         for notebook in pipeline.notebooks():
             pipeline.check_params(notebook, pipeline.profile_params(profile, notebook), profile)
+
+
+def test_a_step_records_the_names_papermill_finds_in_its_parameters_cell(tmp_path):
+    """start_step reads the parameters cell without papermill: the same names, every notebook."""
+    from medsafe_utils.core.artifacts import parameter_names
+
+    for notebook in pipeline.notebooks():
+        names = parameter_names(notebook)
+        assert names == list(declared(notebook)) and "profile" in names, notebook.name
+    cell = new_code_cell('a: int = 1  # help\nb = [1,\n     2]\nc: str\nd = "x"  # last')
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[new_code_cell("z = 0"), cell, new_code_cell("y = 1")])
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    assert parameter_names(tmp_path / "n.ipynb") == ["a", "b", "d"]
+    nbformat.write(new_notebook(cells=[new_markdown_cell("no parameters")]), tmp_path / "m.ipynb")
+    assert parameter_names(tmp_path / "m.ipynb") == []
