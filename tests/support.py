@@ -48,15 +48,17 @@ SMOKE_CHAIN_OVERRIDES = {
     # Llama-3 near duplicates on 300 of its requests, not the profile's 2,000 (the same code)
     "01_generate": {"llama3_near_dup_sample": 300},
     "06_finetune": {
+        "n_values": [8],  # demonstrations per adapter: 2 steps of 4, not the profile's 4 steps
+        "n_values_both": [8],
         "n_general": 2,  # general-harm requests: 20 per model, not the profile's 24
         "max_new_tokens": 16,  # tokens per answer: half the profile's 32
     },
     "07_medical_eval": {
-        "n_per_benchmark": 3,  # items per benchmark: half the profile's 6 (07 is the longest step)
+        "n_per_benchmark": 2,  # items per benchmark: a third of the profile's 6 (the longest step)
         "over_refusal_n": 4,  # half the profile's over-refusal questions ...
         "over_refusal_max_new_tokens": 16,  # ... and tokens
         # one adapter of 06's three, by name: each adapter runs the same code
-        "adapters": "adapter:smollm2-135m-instruct__both_n16",
+        "adapters": "adapter:smollm2-135m-instruct__both_n8",
     },
 }
 

@@ -71,6 +71,9 @@ IMPORT_TIME_PREFIXES = (
     "PYTHON",
     "MPLBACKEND",
 )
+# Which GPUs a process may see cannot matter to a torch built for CPUs only: the one import-time
+# variable such a server ignores (submitit's local executor sets it for every job).
+GPU_SELECTION = "CUDA_VISIBLE_DEVICES"
 KERNEL_MODULE = "ipykernel_launcher"
 READY_TIMEOUT_S = 300.0  # the server's preload, when a kernel is asked for at once
 
@@ -86,7 +89,8 @@ def interpreter(argv: list[str]) -> list[str]:
 
 def refusal(request: dict, server: dict) -> str:
     """Why the server would not fork this kernel ("" when it would). `server`: its interpreter,
-    its import-time variables before the preload and those the preload itself set."""
+    its import-time variables before the preload, those the preload itself set and those it
+    ignores."""
     argv = request["argv"]
     python = interpreter(argv)
     if python != server["interpreter"] or argv[len(python) : len(python) + 2] != [
@@ -97,7 +101,7 @@ def refusal(request: dict, server: dict) -> str:
     asked, before, set_by_preload = import_time_env(request["env"]), server["env"], server["set"]
     differ = {
         k
-        for k in set(asked) | set(before)
+        for k in (set(asked) | set(before)) - set(server["ignored"])
         if asked.get(k) != before.get(k)
         and not (k in set_by_preload and asked.get(k) in (None, set_by_preload[k]))
     }
@@ -156,7 +160,11 @@ def _read_line(conn: socket.socket) -> tuple[bytes, list[int]]:
 
 
 def _send(conn: socket.socket, payload: dict) -> None:
-    conn.sendall(json.dumps(payload).encode() + b"\n")
+    """Answer a launcher; one that has gone (killed, say) is not waiting for it."""
+    try:
+        conn.sendall(json.dumps(payload).encode() + b"\n")
+    except OSError:
+        pass
 
 
 def _become_kernel(request: dict, fds: list[int]) -> None:
@@ -201,6 +209,12 @@ def _become_kernel(request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
+def _cpu_only_torch() -> bool:
+    import torch
+
+    return torch.version.cuda is None and torch.version.hip is None
+
+
 def serve(path: str) -> None:
     """Listen on `path` at once (a launcher may connect while the preload runs), preload, then
     fork a kernel per request; report each kernel's exit status on its request's connection.
@@ -216,6 +230,7 @@ def serve(path: str) -> None:
         "interpreter": interpreter(sys.orig_argv),
         "env": before,
         "set": {k: v for k, v in after.items() if before.get(k) != v},
+        "ignored": [GPU_SELECTION] if _cpu_only_torch() else [],
     }
     waiting: dict[int, socket.socket] = {}
     while os.getppid() == parent:

@@ -35,7 +35,9 @@ def test_adapters_trained_indexed_and_readable_by_07(out):
 
     index = pd.read_json(out / "adapters.jsonl", lines=True)
     assert sorted(index["type"]) == ["both", "gen", "med"]
-    assert set(index["n"]) == {16} and set(index["base_model"]) == {"smollm2-135m-instruct"}
+    assert set(index["n"]) == set(RUN["n_values"]) and set(index["base_model"]) == {
+        "smollm2-135m-instruct"
+    }
     for path in index["path"]:
         assert (out / path / "adapter_config.json").exists()
         record = json.loads((out / path / "training.json").read_text())
@@ -45,10 +47,10 @@ def test_adapters_trained_indexed_and_readable_by_07(out):
         ]
     specs = read_adapter_index("smoke")
     assert {s.adapter for s in specs} == {
-        f"smollm2-135m-instruct__{k}_n16" for k in ("med", "gen", "both")
+        f"smollm2-135m-instruct__{k}_n{RUN['n_values'][0]}" for k in ("med", "gen", "both")
     }
     training = pd.read_csv(out / "tab_training.csv")
-    steps = SMOKE["n_values"][0] // SMOKE["batch_size"] * SMOKE["num_epochs"]
+    steps = RUN["n_values"][0] // RUN["batch_size"] * RUN["num_epochs"]
     assert (training["steps"] == steps).all()
     assert (training["eval_loss_after"] < training["eval_loss_before"]).all()
     assert training["load_in_4bit"].all() and set(training["compute_dtype"]) == {"float32"}
@@ -144,7 +146,7 @@ def test_figures_metrics_manifest(out):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_adapters"] == 3
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["params"]["split_n"] == 100 and manifest["params"]["n_values"] == [16]
+    assert manifest["params"]["split_n"] == 100 and manifest["params"]["n_values"] == RUN["n_values"]
     assert set(manifest["judges"]) == JUDGES
 
 

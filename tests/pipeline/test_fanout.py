@@ -169,13 +169,15 @@ def test_a_failed_job_is_named_kept_and_alone_resubmitted(tmp_path, monkeypatch,
 
 
 # The smallest sweep: 04 two models x 4 requests (one at a time, so a job can be killed between
-# items); 06 two base models with one adapter each; 07 those bases and adapters, 2 MedQA items.
+# items: SmolLM2 is slow enough); 06 two tiny base models (the registry's and a folder: TINY_B)
+# with one adapter each; 07 those bases and adapters, 2 MedQA items.
+TINY_B = "{tiny_b}"  # a local folder, filled in by the test
 PARAMS = {
     "04_prompt_models.models": '["smollm2-135m-instruct", "tiny-random"]',
     "04_prompt_models.batch_size": "1",
     "04_prompt_models.max_new_tokens": "12",
     "04_prompt_models.n_general": "4",
-    "06_finetune.base_models": '["tiny-random", "smollm2-135m-instruct"]',
+    "06_finetune.base_models": f'["tiny-random", "{TINY_B}"]',
     "06_finetune.demo_types": '["med"]',
     "06_finetune.n_values": "[8]",
     "06_finetune.n_values_both": "[8]",
@@ -186,7 +188,7 @@ PARAMS = {
     "06_finetune.max_new_tokens": "8",
     "06_finetune.judge_backends": '["keyword"]',
     "06_finetune.judge_models": '[""]',
-    "07_medical_eval.models": '["tiny-random", "smollm2-135m-instruct"]',
+    "07_medical_eval.models": f'["tiny-random", "{TINY_B}"]',
     "07_medical_eval.protocols": '["loglikelihood"]',
     "07_medical_eval.benchmarks": '["medqa"]',
     "07_medical_eval.n_per_benchmark": "2",
@@ -197,7 +199,12 @@ PARAMS = {
 for _name in ("harm_sets", "per_group"):  # the general-harm set only
     PARAMS[f"04_prompt_models.{_name}"] = '["general"]' if _name == "harm_sets" else "0"
     PARAMS[f"06_finetune.{_name}"] = '["general"]' if _name == "harm_sets" else "0"
-ARGS = [x for name, value in PARAMS.items() for x in ("-p", name, value)]
+
+
+def _args(params: dict) -> list[str]:
+    return [x for name, value in params.items() for x in ("-p", name, value)]
+
+
 TABLES = {
     "04_prompt_models": ["tab_responses_summary.csv"],
     "06_finetune": ["tab_finetune_harmfulness.csv", "tab_refusal.csv"],
@@ -229,17 +236,30 @@ def _kill_tree(job) -> None:
         process.kill()
 
 
+def _tiny_model_folder(folder: Path) -> Path:
+    """A second tiny Llama (another seed), saved as a hub model is and loaded by its path."""
+    from medsafe_utils.models.tiny import build_tiny_model, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(tokenizer, seed=1).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.mark.slow
 def test_fan_out_kill_rerun_equals_one_process(tmp_path, monkeypatch):
     single, fanned = tmp_path / "single", tmp_path / "fanned"
+    tiny_b = str(_tiny_model_folder(tmp_path / "tiny-b"))
+    params = {k: v.replace(TINY_B, tiny_b) for k, v in PARAMS.items()}
+    args = _args(params)
     monkeypatch.setenv(paths.RESULTS_ENV, str(single))
-    assert pipeline.main(["smoke", "--only", "04", "06", "07", *ARGS]) == 0
+    assert pipeline.main(["smoke", "--only", "04", "06", "07", *args]) == 0
 
     # 04's two jobs by hand, the first killed after its first stored items.
     monkeypatch.setenv(paths.RESULTS_ENV, str(fanned))
     settings, _ = fanout.read_settings("smoke", [], [])
     step04 = fanned / "smoke" / "04_prompt_models"
-    overrides = pipeline.resolve([NB04], [], [(k, v) for k, v in PARAMS.items() if "04_" in k])
+    overrides = pipeline.resolve([NB04], [], [(k, v) for k, v in params.items() if "04_" in k])
     overrides = overrides["04_prompt_models"]
     slices = fanout.plan(NB04, overrides)
     ex = fanout.executor("local", settings, fanned / "jobs", "04_prompt_models")
@@ -265,11 +285,11 @@ def test_fan_out_kill_rerun_equals_one_process(tmp_path, monkeypatch):
     assert sorted(p.name for p in step04.iterdir()) == ["shards"], "the jobs wrote only shards"
 
     # The command: resubmits the killed slice only, then the final runs; then 06 and 07.
-    assert pipeline.main(["smoke", "--only", "04", "--executor", "local", *ARGS]) == 0
+    assert pipeline.main(["smoke", "--only", "04", "--executor", "local", *args]) == 0
     manifest = json.loads((step04 / "manifest.json").read_text())
     assert [j["status"] for j in manifest["fanout"]["jobs"]] == ["ran", "done"]
     assert manifest["fanout"]["executor"]["cluster"] == "local"
-    assert pipeline.main(["smoke", "--only", "06", "07", "--executor", "local", *ARGS]) == 0
+    assert pipeline.main(["smoke", "--only", "06", "07", "--executor", "local", *args]) == 0
 
     for step, tables in TABLES.items():
         for name in tables:
@@ -285,7 +305,6 @@ def test_fan_out_kill_rerun_equals_one_process(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(_responses(step04), _responses(single / "smoke" / step04.name))
     assert len(_lines(step04, "generation_cache.jsonl")) == 2 * 4
     adapters = fanned / "smoke" / "06_finetune" / "adapters"
-    assert sorted(p.name for p in adapters.iterdir()) == [
-        "smollm2-135m-instruct__med_n8",
-        "tiny-random__med_n8",
-    ]
+    assert sorted(p.name for p in adapters.iterdir()) == sorted(
+        [tiny_b.strip("/").replace("/", "--") + "__med_n8", "tiny-random__med_n8"]
+    )

@@ -103,7 +103,12 @@ def test_another_import_time_variable_or_interpreter_starts_cold(
     )
     assert int(outputs[4][0][1]) == os.getpid()
 
-    server_info = {"interpreter": [sys.executable], "env": {}, "set": {"MPLBACKEND": "inline"}}
+    server_info = {
+        "interpreter": [sys.executable],
+        "env": {},
+        "set": {"MPLBACKEND": "inline"},
+        "ignored": [],
+    }
     request = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "c.json"], "env": {}}
     assert warm_kernels.refusal(request, server_info) == ""
     assert warm_kernels.refusal(request | {"env": {"MPLBACKEND": "inline"}}, server_info) == ""
@@ -112,6 +117,13 @@ def test_another_import_time_variable_or_interpreter_starts_cold(
     )
     assert "OMP_NUM_THREADS" in warm_kernels.refusal(
         request | {"env": {"OMP_NUM_THREADS": "1"}}, server_info
+    )
+    hidden = request | {"env": {"CUDA_VISIBLE_DEVICES": ""}}  # as submitit's local jobs ask
+    assert "CUDA_VISIBLE_DEVICES" in warm_kernels.refusal(hidden, server_info)
+    cpu_only = server_info | {"ignored": ["CUDA_VISIBLE_DEVICES"]}  # a torch without CUDA
+    assert warm_kernels.refusal(hidden, cpu_only) == ""
+    assert "OMP_NUM_THREADS" in warm_kernels.refusal(
+        request | {"env": {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}}, cpu_only
     )
     other = request | {"argv": ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "c.json"]}
     assert "interpreter" in warm_kernels.refusal(other, server_info)
@@ -135,7 +147,7 @@ time.sleep(600)
 def test_a_kernel_exits_when_its_launcher_dies(server, tmp_path):
     from jupyter_client.kernelspec import KernelSpecManager
 
-    _, path = server
+    process, path = server
     spec = KernelSpecManager().get_kernel_spec("python3").argv
     launcher = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, str(tmp_path / "k.json"), json.dumps(spec)],
@@ -152,6 +164,8 @@ def test_a_kernel_exits_when_its_launcher_dies(server, tmp_path):
     while not warm_kernels._gone(kernel):
         assert time.time() < deadline, "the kernel outlived its launcher"
         time.sleep(0.1)
+    time.sleep(1)  # the server reaps the kernel, then answers a launcher that is gone
+    assert process.poll() is None, "the server outlives a killed launcher"
 
 
 @pytest.mark.parametrize(
