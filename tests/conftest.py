@@ -316,6 +316,17 @@ SHARED_RUNS = {
 }
 
 
+# Among the slow tests, smoke-chain modules by when they start: 06 first (the longest step, and
+# 07 reads it), the modules that read 07 or every step last, so that no worker waits for a step
+# that the other worker is running (smoke_results' lock).
+CHAIN_ORDER = {
+    "tests/finetune/test_notebook_06.py": -1,
+    "tests/pipeline/test_rendered_notebooks.py": 1,
+    "tests/medical_eval/test_notebook_07.py": 1,
+    "tests/test_notebook_hygiene.py": 1,
+}
+
+
 def unit(module: str) -> str:
     """The xdist unit of a test module (its path from the repository's root)."""
     from fnmatch import fnmatch
@@ -352,10 +363,11 @@ def pytest_collection_modifyitems(config, items):
             f"tests of a shared run outside its modules (SHARED_RUNS): {astray}"
         )
     # Longest first (./run_tests.sh keeps this order, --no-loadscope-reorder): the paper-shaped
-    # chain, then the slow tests, then the fast ones, which fill the workers' ends.
+    # chain, then the slow tests (in CHAIN_ORDER), then the fast ones, which fill the workers' ends.
     items.sort(
         key=lambda i: (
-            0 if "paper_shaped" in i.fixturenames else 1 if i.get_closest_marker("slow") else 2
+            0 if "paper_shaped" in i.fixturenames else 1 if i.get_closest_marker("slow") else 2,
+            CHAIN_ORDER.get(i.nodeid.split("::", 1)[0], 0),
         )
     )
     unmarked = [

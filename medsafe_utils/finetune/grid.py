@@ -9,8 +9,10 @@ What changed (tables with intervals and paired tests) is finetune.effects'."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,11 +25,18 @@ from medsafe_utils.finetune.alpaca import (
 )
 from medsafe_utils.finetune.qlora import RUN_COLUMNS, QLoRAConfig, train
 from medsafe_utils.models import load_model
-from medsafe_utils.models.adapters import AdapterRecord, check_adapter, write_adapter_records
+from medsafe_utils.models.adapters import (
+    AdapterCheck,
+    AdapterRecord,
+    check_adapter,
+    write_adapter_records,
+)
+from medsafe_utils.models.loading import adapter_fingerprint
 from medsafe_utils.prompt_models.respond import RespondConfig, respond
 
 log = logging.getLogger(__name__)
 ADAPTERS_DIR = "adapters"
+CHECK_FILE = "adapter_check.json"  # in the adapter's folder: check_adapter's result, for reruns
 BEFORE = "none"  # the `type` of a base model without adapter: the "before"
 # The denser grid: every published split (n = 100 ... 900; both to 1,800), a superset of the
 # adapters the released study evaluated (med/gen 200, 400, 600, 800, 900; both 200 ... 1,800).
@@ -89,7 +98,8 @@ def train_grid(
     verify_in_4bit: bool = False,
 ) -> pd.DataFrame:
     """Train (or reuse) each adapter, then load it and check on held-out demonstrations that it
-    changes its base model's logits (check_adapter raises if not). One row per run.
+    changes its base model's logits (check_adapter raises if not; a reused adapter's check is
+    read back). One row per run.
 
     split_n > 0 trains each n on the first n demonstrations of the n=split_n split."""
     rows = []
@@ -103,10 +113,7 @@ def train_grid(
         out = Path(step_dir) / ADAPTERS_DIR / run.name
         result = train(replace(config, base_model=run.base, output_dir=str(out)), demos)
         prompts = alpaca_prompts(held_out_demonstrations(demos, n_verify, seed))
-        check = check_adapter(
-            load_model(run.base, dtype=verify_dtype, load_in_4bit=verify_in_4bit, adapter_path=out),
-            prompts,
-        )
+        check = _checked(run.base, out, prompts, verify_dtype, verify_in_4bit)
         rows.append(
             {
                 "model": run.base,
@@ -121,6 +128,24 @@ def train_grid(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _checked(base: str, adapter: Path, prompts: list[str], dtype: str, in_4bit: bool):
+    """check_adapter on a saved adapter, or what an earlier run recorded (CHECK_FILE) for these
+    very weights, probes and precision: a rerun loads no model to check an adapter again."""
+    asked = {
+        "adapter": adapter_fingerprint(adapter),
+        "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(),
+        "dtype": dtype,
+        "load_in_4bit": in_4bit,
+    }
+    path = adapter / CHECK_FILE
+    if path.exists() and (record := json.loads(path.read_text()))["asked"] == asked:
+        return AdapterCheck(**record["check"])
+    lm = load_model(base, dtype=dtype, load_in_4bit=in_4bit, adapter_path=adapter)
+    check = check_adapter(lm, prompts)
+    path.write_text(json.dumps({"asked": asked, "check": asdict(check)}, indent=2) + "\n")
+    return check
 
 
 def write_adapter_index(trained: pd.DataFrame, path: str | Path, source: str = "published") -> Path:

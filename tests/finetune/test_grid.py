@@ -34,3 +34,32 @@ def test_micro_batches_in_random_order_as_released(tmp_path):
     assert args.train_sampling_strategy == "random" and not args.fp16 and not args.bf16
     grouped = _training_args(QLoRAConfig(group_by_length=True), tmp_path, "cpu", torch.float32)
     assert grouped.train_sampling_strategy == "group_by_length"
+
+
+def test_a_rerun_reads_each_adapters_check_back(tmp_path, monkeypatch):
+    """train_grid checks each new adapter on a loaded model; a rerun reads that check back
+    (grid.CHECK_FILE) and loads nothing, unless the probes (or weights, or precision) differ."""
+    from medsafe_utils.finetune import grid
+    from medsafe_utils.models import load_model
+
+    runs = grid.finetune_grid(["tiny-random"], ["med"], [4])
+    config = QLoRAConfig(
+        batch_size=4,
+        micro_batch_size=4,
+        num_epochs=1,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        cutoff_len=48,
+        load_in_4bit=False,
+        gradient_checkpointing=False,
+        eval_n=0,
+    )
+    checked = ["max_abs_logit_diff", "top1_changed"]
+    first = grid.train_grid(runs, config, tmp_path, split_n=100, n_verify=2, verify_dtype="float32")
+    loads = []
+    monkeypatch.setattr(grid, "load_model", lambda *a, **k: loads.append(a) or load_model(*a, **k))
+    again = grid.train_grid(runs, config, tmp_path, split_n=100, n_verify=2, verify_dtype="float32")
+    assert again["reused"].all() and loads == []
+    assert again[checked].equals(first[checked]) and (first["max_abs_logit_diff"] > 0).all()
+    other = grid.train_grid(runs, config, tmp_path, split_n=100, n_verify=3, verify_dtype="float32")
+    assert loads == [("tiny-random",)] and not other[checked].equals(first[checked])

@@ -164,7 +164,8 @@ def test_expert_review_export(out):
 
 
 def test_rerun_redoes_nothing(smoke_results, tmp_path, monkeypatch):
-    """06 again on a copy of the chain's results: every adapter, answer and judgment reused."""
+    """06 again on a copy of the chain's results: every adapter, its check, answer and judgment
+    reused."""
     from medsafe_utils.pipeline.run import run_notebook
 
     smoke = copy_smoke_steps(smoke_results, ("06_finetune",), tmp_path)
@@ -174,7 +175,10 @@ def test_rerun_redoes_nothing(smoke_results, tmp_path, monkeypatch):
         name: (out / name).read_text() for name in ("generation_cache.jsonl", "judge_cache.jsonl")
     }
     weights = {p: p.read_bytes() for p in out.glob("adapters/*/adapter_model.safetensors")}
+    checks = {p: p.read_text() for p in out.glob("adapters/*/adapter_check.json")}
+    assert len(checks) == len(weights) == 3
     run_notebook(NOTEBOOK, "smoke", SMOKE_CHAIN_OVERRIDES["06_finetune"])
     assert pd.read_csv(out / "tab_training.csv")["reused"].all()
     assert all(p.read_bytes() == w for p, w in weights.items())
+    assert all(p.read_text() == text for p, text in checks.items()), "the checks unchanged"
     assert all((out / name).read_text() == text for name, text in caches.items())
