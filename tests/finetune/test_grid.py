@@ -43,17 +43,8 @@ def test_a_rerun_reads_each_adapters_check_back(tmp_path, monkeypatch):
     from medsafe_utils.models import load_model
 
     runs = grid.finetune_grid(["tiny-random"], ["med"], [4])
-    config = QLoRAConfig(
-        batch_size=4,
-        micro_batch_size=4,
-        num_epochs=1,
-        learning_rate=3e-3,
-        warmup_steps=0,
-        cutoff_len=48,
-        load_in_4bit=False,
-        gradient_checkpointing=False,
-        eval_n=0,
-    )
+    steps = dict(batch_size=4, micro_batch_size=4, num_epochs=1, warmup_steps=0, cutoff_len=48)
+    config = QLoRAConfig(**steps, load_in_4bit=False, gradient_checkpointing=False, eval_n=0)
     checked = ["max_abs_logit_diff", "top1_changed"]
     first = grid.train_grid(runs, config, tmp_path, split_n=100, n_verify=2, verify_dtype="float32")
     loads = []
