@@ -146,7 +146,9 @@ def test_figures_metrics_manifest(out):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_adapters"] == 3
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["params"]["split_n"] == 100 and manifest["params"]["n_values"] == RUN["n_values"]
+    assert (
+        manifest["params"]["split_n"] == 100 and manifest["params"]["n_values"] == RUN["n_values"]
+    )
     assert set(manifest["judges"]) == JUDGES
 
 
