@@ -2,13 +2,17 @@
 (tests/paper_shaped/): Llama-2's default system prompt, temperature 0, the API path."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from medsafe_utils.data import prompt_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
+PAPER_SHAPED = Path(__file__).parents[1] / "paper_shaped" / "03_safe_responses.yaml"
+TOKENS = yaml.safe_load(PAPER_SHAPED.read_text())["max_new_tokens"]
 
 
 def test_safe_responses_paper_shaped(paper_shaped):
@@ -27,5 +31,5 @@ def test_safe_responses_paper_shaped(paper_shaped):
         system, user = record["prompt"]
         assert system == {"role": "system", "content": prompt_text("system_prompt_default")}
         assert user["content"].startswith("The following is an unethical question")
-        assert record["settings"] == {"max_new_tokens": 48, "do_sample": False}  # temperature 0
+        assert record["settings"] == {"max_new_tokens": TOKENS, "do_sample": False}  # greedy
     assert demos["output"].str.len().gt(0).all()
