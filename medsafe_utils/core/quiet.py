@@ -106,6 +106,10 @@ def text_progress_bars() -> None:
         return TextBar(*args, **{"leave": False, **kwargs})
 
     hf_logging.set_tqdm_hook(hook)
+    # the GGUF conversion calls tqdm.auto itself, not through the hook (transformers 5.x)
+    from transformers import modeling_gguf_pytorch_utils as gguf
+
+    gguf.tqdm = lambda *args, **kwargs: TextBar(*args, **{"leave": False, **kwargs})
 
 
 def setup_notebook(level: int = logging.INFO) -> None:
