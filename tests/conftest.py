@@ -60,6 +60,21 @@ def _start_warm_kernels(config) -> None:
     config.add_cleanup(stop)
 
 
+@pytest.fixture(autouse=True)
+def _import_time_variables_kept():
+    """A variable that libraries read when imported (HF_*, TOKENIZERS_*, ...: warm_kernels) that
+    a test's code sets in this process is unset after the test (benchmarks' main() sets
+    HF_DATASETS_OFFLINE, say): every notebook launched later would differ from the warm-kernel
+    server in it and start cold."""
+    from medsafe_utils.pipeline.warm_kernels import import_time_env
+
+    before = import_time_env(dict(os.environ))
+    yield
+    for name in set(import_time_env(dict(os.environ))) - set(before):
+        del os.environ[name]
+    os.environ.update(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_mirror(tmp_path_factory):
     """Tests read data from the offline mirror ($MEDSAFE_DATA_MIRROR or ../shared/data)."""

@@ -193,3 +193,14 @@ def test_a_preload_that_says_anything_stops_the_server(tmp_path, module, said):
     )
     assert done.returncode == 1
     assert f"warm kernels: importing ('noisy',) {said}" in done.stderr
+
+
+def test_a_test_sets_an_import_time_variable_in_the_process():
+    """With the next test: the suite undoes it (conftest), or every later kernel starts cold."""
+    os.environ["HF_WARM_KERNELS_TEST"] = "1"  # as benchmarks' main() sets HF_DATASETS_OFFLINE
+    os.environ["OMP_NUM_THREADS"] = "7"
+
+
+def test_the_suite_unset_it_after_that_test():
+    assert "HF_WARM_KERNELS_TEST" not in os.environ
+    assert os.environ.get("OMP_NUM_THREADS") != "7"
