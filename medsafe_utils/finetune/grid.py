@@ -130,9 +130,12 @@ def train_grid(
     return pd.DataFrame(rows)
 
 
-def _checked(base: str, adapter: Path, prompts: list[str], dtype: str, in_4bit: bool):
+def _checked(
+    base: str, adapter: Path, prompts: list[str], dtype: str, in_4bit: bool
+) -> AdapterCheck:
     """check_adapter on a saved adapter, or what an earlier run recorded (CHECK_FILE) for these
-    very weights, probes and precision: a rerun loads no model to check an adapter again."""
+    very weights, probes and precision: a rerun loads no model to check an adapter again (a
+    record it cannot read is checked again and rewritten)."""
     asked = {
         "adapter": adapter_fingerprint(adapter),
         "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(),
@@ -140,8 +143,12 @@ def _checked(base: str, adapter: Path, prompts: list[str], dtype: str, in_4bit: 
         "load_in_4bit": in_4bit,
     }
     path = adapter / CHECK_FILE
-    if path.exists() and (record := json.loads(path.read_text()))["asked"] == asked:
-        return AdapterCheck(**record["check"])
+    try:
+        record = json.loads(path.read_text())
+        if record["asked"] == asked:
+            return AdapterCheck(**record["check"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or not one this code wrote
     lm = load_model(base, dtype=dtype, load_in_4bit=in_4bit, adapter_path=adapter)
     check = check_adapter(lm, prompts)
     path.write_text(json.dumps({"asked": asked, "check": asdict(check)}, indent=2) + "\n")

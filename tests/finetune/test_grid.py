@@ -54,3 +54,6 @@ def test_a_rerun_reads_each_adapters_check_back(tmp_path, monkeypatch):
     assert again[checked].equals(first[checked]) and (first["max_abs_logit_diff"] > 0).all()
     other = grid.train_grid(runs, config, tmp_path, split_n=100, n_verify=3, verify_dtype="float32")
     assert loads == [("tiny-random",)] and not other[checked].equals(first[checked])
+    (tmp_path / "adapters" / runs[0].name / grid.CHECK_FILE).write_text('{"asked": ')  # cut off
+    again = grid.train_grid(runs, config, tmp_path, split_n=100, n_verify=3, verify_dtype="float32")
+    assert len(loads) == 2 and again[checked].equals(other[checked]), "checked again"
