@@ -46,8 +46,8 @@ def _start_warm_kernels(config) -> None:
     folder = tempfile.mkdtemp(prefix="medsafe-kernels-")  # short: a socket path has 108 bytes
     # before jupyter_client's provisioner factory, a singleton, reads its default
     os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = warm_kernels.PROVISIONER
-    # The suite runs offline. generate.dedup sets this in the process that loads its model: had
-    # the server started without it, every kernel launched after that would start cold.
+    # The suite runs offline: the hub too, in this process, the server and every kernel
+    # (generate.dedup sets it only in a process that loads its model).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ[warm_kernels.SOCKET_ENV] = os.path.join(folder, "server.sock")
     server = warm_kernels.start(os.environ[warm_kernels.SOCKET_ENV])

@@ -100,16 +100,19 @@ def text_progress_bars() -> None:
         hf_logging.disable_progress_bar()
         return
 
+    def cleared_bar(*args, **kwargs):
+        return TextBar(*args, **{"leave": False, **kwargs})
+
     def hook(factory, args, kwargs):
         if factory is hf_logging.EmptyTqdm:  # bars switched off: keep them off
             return factory(*args, **kwargs)
-        return TextBar(*args, **{"leave": False, **kwargs})
+        return cleared_bar(*args, **kwargs)
 
     hf_logging.set_tqdm_hook(hook)
     # the GGUF conversion calls tqdm.auto itself, not through the hook (transformers 5.x)
     from transformers import modeling_gguf_pytorch_utils as gguf
 
-    gguf.tqdm = lambda *args, **kwargs: TextBar(*args, **{"leave": False, **kwargs})
+    gguf.tqdm = cleared_bar
 
 
 def setup_notebook(level: int = logging.INFO) -> None:
