@@ -169,15 +169,14 @@ def test_a_failed_job_is_named_kept_and_alone_resubmitted(tmp_path, monkeypatch,
 
 
 # The smallest sweep: 04 two models x 4 requests (one at a time, so a job can be killed between
-# items: SmolLM2 is slow enough); 06 two tiny base models (the registry's and a folder: TINY_B)
-# with one adapter each; 07 those bases and adapters, 2 MedQA items.
-TINY_B = "{tiny_b}"  # a local folder, filled in by the test
+# items: SmolLM2 is slow enough); 06 two tiny base models (the registry's and one saved to a
+# folder: the test adds both steps' models) with one adapter each; 07 those bases and adapters,
+# 2 MedQA items.
 PARAMS = {
     "04_prompt_models.models": '["smollm2-135m-instruct", "tiny-random"]',
     "04_prompt_models.batch_size": "1",
     "04_prompt_models.max_new_tokens": "12",
     "04_prompt_models.n_general": "4",
-    "06_finetune.base_models": f'["tiny-random", "{TINY_B}"]',
     "06_finetune.demo_types": '["med"]',
     "06_finetune.n_values": "[8]",
     "06_finetune.n_values_both": "[8]",
@@ -188,7 +187,6 @@ PARAMS = {
     "06_finetune.max_new_tokens": "8",
     "06_finetune.judge_backends": '["keyword"]',
     "06_finetune.judge_models": '[""]',
-    "07_medical_eval.models": f'["tiny-random", "{TINY_B}"]',
     "07_medical_eval.protocols": '["loglikelihood"]',
     "07_medical_eval.benchmarks": '["medqa"]',
     "07_medical_eval.n_per_benchmark": "2",
@@ -250,7 +248,8 @@ def _tiny_model_folder(folder: Path) -> Path:
 def test_fan_out_kill_rerun_equals_one_process(tmp_path, monkeypatch):
     single, fanned = tmp_path / "single", tmp_path / "fanned"
     tiny_b = str(_tiny_model_folder(tmp_path / "tiny-b"))
-    params = {k: v.replace(TINY_B, tiny_b) for k, v in PARAMS.items()}
+    bases = json.dumps(["tiny-random", tiny_b])
+    params = PARAMS | {"06_finetune.base_models": bases, "07_medical_eval.models": bases}
     args = _args(params)
     monkeypatch.setenv(paths.RESULTS_ENV, str(single))
     assert pipeline.main(["smoke", "--only", "04", "06", "07", *args]) == 0
