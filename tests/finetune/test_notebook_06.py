@@ -6,14 +6,13 @@ import pandas as pd
 import papermill as pm
 import pytest
 import yaml
-from support import SMOKE_CHAIN_OVERRIDES, copy_smoke_steps
+from support import SMOKE_CHAIN_OVERRIDES, chain_params, copy_smoke_steps
 
 from medsafe_utils.core import paths
 
 pytestmark = pytest.mark.slow
 NOTEBOOK = paths.NOTEBOOKS_DIR / "06_finetune.ipynb"
-SMOKE = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "06_finetune.yaml").read_text())
-RUN = SMOKE | SMOKE_CHAIN_OVERRIDES["06_finetune"]  # as the suite's smoke chain runs it
+RUN = chain_params("06_finetune")  # as the suite's smoke chain runs it
 JUDGES = {"hf:smollm2-135m-instruct:score_only", "keyword:refusal-prefix-baseline"}
 
 
@@ -130,7 +129,7 @@ def test_refusal_table_recomputed(out):
 
 def test_judges_validated_before_the_figures(out):
     validation = pd.read_csv(out / "tab_judge_validation.csv").set_index("judge")
-    assert set(validation.index) == JUDGES and (validation["n"] == SMOKE["validate_n"]).all()
+    assert set(validation.index) == JUDGES and (validation["n"] == RUN["validate_n"]).all()
     # measured, not guaranteed: SmolLM2 scores the safe refusals 4, the keyword judge 1
     assert validation["passes"].to_dict() == {
         "hf:smollm2-135m-instruct:score_only": False,
@@ -158,7 +157,7 @@ def test_expert_review_export(out):
     sample = pd.read_json(out / "expert_review" / "sample.jsonl", lines=True)
     assert len(sample) == len(responses) and sample["review_id"].is_unique
     adapters = set(responses.loc[responses["type"] != "none", "adapter"])
-    assert set(sample["model"]) == set(SMOKE["base_models"]) | adapters
+    assert set(sample["model"]) == set(RUN["base_models"]) | adapters
     assert all(set(scores) == JUDGES for scores in sample["judge_scores"])
     html = (out / "expert_review" / "review_form.html").read_text()
     assert sample["sample_id"].iloc[0] in html

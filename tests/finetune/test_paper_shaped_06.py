@@ -5,22 +5,25 @@ with the released prompt answered by the scripted judge."""
 import json
 
 import pytest
+import yaml
 
+from medsafe_utils.core import paths
 from medsafe_utils.core.artifacts import read_jsonl
 from medsafe_utils.judge.judging import judge_prompt
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # 03 before it uses the server
+SHAPED = yaml.safe_load(
+    (paths.REPO_ROOT / "tests" / "paper_shaped" / "06_finetune.yaml").read_text()
+)
 
 
 def test_finetune_paper_shaped(paper_shaped, scripted_judge):
     out = paper_shaped("06_finetune")  # its parameters are checked against paper's there
     adapters = read_jsonl(out / "adapters.jsonl")
-    assert sorted(adapters["adapter"]) == [
-        "smollm2-135m-paper__both_n4",
-        "smollm2-135m-paper__both_n8",
-        "smollm2-135m-paper__gen_n4",
-        "smollm2-135m-paper__med_n4",
-    ]
+    (n,), (both, twice) = SHAPED["n_values"], SHAPED["n_values_both"]
+    assert twice == 2 * both  # the released grid's shape: both runs to twice the others
+    grid = [("both", both), ("both", twice), ("gen", n), ("med", n)]
+    assert sorted(adapters["adapter"]) == sorted(f"smollm2-135m-paper__{t}_n{k}" for t, k in grid)
     for path in adapters["path"]:
         record = json.loads((out / path / "training.json").read_text())
         config, result = record["config"], record["result"]
@@ -32,7 +35,8 @@ def test_finetune_paper_shaped(paper_shaped, scripted_judge):
     assert (responses["prompt_format"] == "paper").all()  # the released Medalpaca template
     judgments = read_jsonl(out / "judgments.jsonl")
     assert set(judgments["judge"]) == {"openai:gpt-3.5-turbo-0125"}  # undelimited: no suffix
-    assert len(judgments) == len(responses) == (1 + 4) * (18 + 1)
+    requests = 9 * 2 * SHAPED["per_group"] + SHAPED["n_general"]  # MedSafety-Eval, general
+    assert len(judgments) == len(responses) == (1 + len(grid)) * requests
     validation = read_jsonl(out / "validation_judgments.jsonl")  # the judge checked first, as in 05
     assert len(validation) == 2 and (validation["judge"] == "openai:gpt-3.5-turbo-0125").all()
     sent = {
@@ -47,10 +51,4 @@ def test_finetune_paper_shaped(paper_shaped, scripted_judge):
         judge_prompt(j["request"], j["response"], j["policy"]) for j in judged
     }  # the released judge prompt, as in 05
     table = judgments.groupby(["type", "n"]).size()
-    assert table.to_dict() == {
-        ("both", 4): 19,
-        ("both", 8): 19,
-        ("gen", 4): 19,
-        ("med", 4): 19,
-        ("none", 0): 19,
-    }
+    assert table.to_dict() == {key: requests for key in [*grid, ("none", 0)]}

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medsafe_utils.core import paths
+from medsafe_utils.generate import dedup
 from medsafe_utils.generate.dedup import (
     DedupConfig,
     dataset_stats,
@@ -18,6 +20,7 @@ from medsafe_utils.generate.dedup import (
     exact_duplicates,
     near_duplicates,
     normalize,
+    stored_embeddings,
 )
 
 
@@ -103,6 +106,32 @@ def test_embeddings_unit_norm_and_shape():
     vectors = embed(["one request here", "another request"], progress=False)
     assert vectors.shape == (2, 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_stored_embeddings_are_embeddings_read_back_per_embedder_and_texts(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path))
+    texts = ["one request here", "another request"]
+    embedded = []
+    real = dedup.embed
+
+    def counted(texts, batch_size=128):
+        embedded.append(list(texts))
+        return real(texts, batch_size, progress=False)
+
+    monkeypatch.setattr(dedup, "embed", counted)
+    first = stored_embeddings(texts)
+    assert np.allclose(first, real(texts, progress=False), atol=1e-6) and embedded == [texts]
+    assert np.array_equal(stored_embeddings(texts), first) and len(embedded) == 1  # read back
+    stored_embeddings(texts[:1])
+    assert embedded[-1] == texts[:1]  # other texts: embedded
+    monkeypatch.setattr(dedup, "embedder_id", lambda: "another model")
+    stored_embeddings(texts)
+    assert embedded[-1] == texts and len(embedded) == 3  # another embedder: embedded
+    files = sorted((tmp_path / "embeddings").iterdir())
+    assert len(files) == 3 and all(f.suffix == ".npy" for f in files)  # no partial file left
+    for f in files:
+        f.write_bytes(b"not an array")
+    assert np.allclose(stored_embeddings(texts), first, atol=1e-6) and len(embedded) == 4
 
 
 def test_embedding_model_loads_offline():

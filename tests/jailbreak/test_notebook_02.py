@@ -4,9 +4,8 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
+from support import chain_params
 
-from medsafe_utils.core import paths
 from medsafe_utils.generate.extract import extract_requests
 
 pytestmark = pytest.mark.slow
@@ -14,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_jailbreak_smoke(smoke_results):
     out = smoke_results("02_jailbreak")
-    smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "02_jailbreak.yaml").read_text())
+    smoke = chain_params("02_jailbreak")  # as the suite's smoke chain runs it
     attacks = pd.read_json(out / "attacks.jsonl", lines=True)
     assert attacks["goal_id"].tolist() == ["tutorial-c1", "prompts-c1"]  # 1 goal per variant
     assert (attacks["model"] == "smollm2-135m-instruct").all()

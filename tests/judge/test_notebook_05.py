@@ -7,13 +7,13 @@ import pandas as pd
 import papermill as pm
 import pytest
 import yaml
-from support import copy_smoke_steps
+from support import SMOKE_CHAIN_OVERRIDES, chain_params, copy_smoke_steps
 
 from medsafe_utils.core import paths
 from medsafe_utils.judge.explain import judging_paragraph
 
 pytestmark = pytest.mark.slow
-SMOKE = paths.PARAMS_DIR / "smoke" / "05_judge.yaml"
+RUN = chain_params("05_judge")  # as the suite's smoke chain runs it
 KEYWORD = "keyword:refusal-prefix-baseline"
 
 
@@ -58,7 +58,7 @@ def _cells_shown_in_order(executed) -> list[str]:
 
 def test_judge_smoke(smoke_results, kappa_by_hand):
     out = smoke_results("05_judge")
-    smoke = yaml.safe_load(SMOKE.read_text())
+    smoke = RUN
     responses = pd.read_json(out.parent / "04_prompt_models" / "responses.jsonl", lines=True)
     judgments = pd.read_json(out / "judgments.jsonl", lines=True)
     judges = {"hf:smollm2-135m-instruct:score_only", "keyword:refusal-prefix-baseline"}
@@ -181,7 +181,7 @@ def test_expert_review_smoke(smoke_results, tmp_path, monkeypatch, kappa_by_hand
     out = copy / "05_judge"
     review = out / "expert_review"
     sample = pd.read_json(review / "sample.jsonl", lines=True)
-    smoke = yaml.safe_load(SMOKE.read_text())
+    smoke = RUN
     assert len(sample) == smoke["review_n"] and sample["review_id"].is_unique
     assert sample["position"].tolist() == list(range(1, len(sample) + 1))
     html = (review / "review_form.html").read_text()
@@ -210,10 +210,11 @@ def test_expert_review_smoke(smoke_results, tmp_path, monkeypatch, kappa_by_hand
         paths.NOTEBOOKS_DIR / "05_judge.ipynb",
         "smoke",
         {
+            **SMOKE_CHAIN_OVERRIDES["05_judge"],
             "expert_labels": [
                 str(tmp_path / "labels_agreeing.csv"),
                 str(tmp_path / "labels_noisy.csv"),
-            ]
+            ],
         },
     )
 
@@ -257,8 +258,9 @@ def test_expert_review_smoke(smoke_results, tmp_path, monkeypatch, kappa_by_hand
         assert kw[rate] == 0 if kw[n] else np.isnan(kw[rate])
 
     raters = pd.read_csv(out / "tab_expert_raters.csv").set_index("rater")
-    assert raters.loc["agreeing", ["labelled", "of", "comments"]].tolist() == [20, 20, 0]
-    assert raters.loc["noisy", ["labelled", "of", "comments"]].tolist() == [14, 20, 1]
+    n = len(sample)
+    assert raters.loc["agreeing", ["labelled", "of", "comments"]].tolist() == [n, n, 0]
+    assert raters.loc["noisy", ["labelled", "of", "comments"]].tolist() == [14, n, 1]
     agreement = pd.read_csv(out / "tab_rater_agreement.csv").iloc[0]
     shared = [
         (keyword[r], int(b_scores[i])) for i, r in enumerate(sample["review_id"]) if b_scores[i]

@@ -1,9 +1,9 @@
 """07_medical_eval run by papermill with the smoke profile, as the suite's smoke chain runs it
-(SMOKE_CHAIN_OVERRIDES: 2 items per benchmark instead of 6, 4 over-refusal questions of 16
-tokens instead of 8 of 32, one of 06's three adapters: each adapter runs the same code, and each
-doubles the run): the base model and the adapter, by both protocols (generation and
-log-likelihood), with accuracy intervals and chance levels, over-refusal before and after, and
-the paragraphs that describe both figures."""
+(SMOKE_CHAIN_OVERRIDES: 2 items per benchmark instead of 6, few-shot with one seed instead of
+two, 4 over-refusal questions of 16 tokens instead of 8 of 32, one of 06's three adapters: each
+adapter runs the same code, and each doubles the run): the base model and the adapter, by both
+protocols (generation and log-likelihood), with accuracy intervals and chance levels,
+over-refusal before and after, and the paragraphs that describe both figures."""
 
 import json
 
@@ -11,10 +11,8 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from support import SMOKE_CHAIN_OVERRIDES
+from support import chain_params
 
-from medsafe_utils.core import paths
 from medsafe_utils.core.stats import mcnemar_exact
 from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.medical_eval.answers import read_answer
@@ -28,7 +26,7 @@ from medsafe_utils.medical_eval.report import accuracy_ci
 pytestmark = pytest.mark.slow
 
 
-RUN = SMOKE_CHAIN_OVERRIDES["07_medical_eval"]
+RUN = chain_params("07_medical_eval")  # as the suite's smoke chain runs it
 N_PER = RUN["n_per_benchmark"]
 N_ASK, ASK_TOKENS = RUN["over_refusal_n"], RUN["over_refusal_max_new_tokens"]
 ADAPTER = RUN["adapters"].removeprefix("adapter:")  # one adapter of 06's smoke grid, by name
@@ -36,7 +34,7 @@ ADAPTER = RUN["adapters"].removeprefix("adapter:")  # one adapter of 06's smoke 
 
 def test_medical_eval_smoke(smoke_results):
     out = smoke_results("07_medical_eval")
-    smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "07_medical_eval.yaml").read_text())
+    smoke = RUN
     assert smoke["protocols"] == ["generation", "loglikelihood"]
     n_items, n_per = 4 * N_PER, N_PER
     n_settings = 1 + len(smoke["seeds"]) * len([k for k in smoke["num_fewshot"] if k])
@@ -93,7 +91,7 @@ def test_medical_eval_smoke(smoke_results):
         # 95% interval: Wilson for one run, a t interval over seeds; chance from the options
         low, high, method = accuracy_ci(per_item, row["n_seeds"])
         assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
-        assert row["ci_method"] == method == ("wilson" if row["num_fewshot"] == 0 else "t")
+        assert row["ci_method"] == method == ("wilson" if row["n_seeds"] == 1 else "t")
         assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
         assert row["chance"] == pytest.approx(1 / 3 if row["benchmark"] == "pubmedqa" else 0.25)
         assert row["chance_in_ci"] == (row["ci_low"] <= row["chance"] <= row["ci_high"])

@@ -1,19 +1,17 @@
-"""04_prompt_models executed by papermill with the smoke profile."""
+"""04_prompt_models executed by papermill with the smoke profile (as the suite's chain runs it)."""
 
 import json
 
 import pandas as pd
 import pytest
-import yaml
-
-from medsafe_utils.core import paths
+from support import chain_params
 
 pytestmark = pytest.mark.slow
 
 
 def test_prompt_models_smoke(smoke_results):
     out = smoke_results("04_prompt_models")
-    smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke" / "04_prompt_models.yaml").read_text())
+    smoke = chain_params("04_prompt_models")  # as the suite's smoke chain runs it
     responses = pd.read_json(out / "responses.jsonl", lines=True)
     n_medical = 9 * 2 * smoke["per_group"]
     assert len(responses) == len(smoke["models"]) * (n_medical + smoke["n_general"])

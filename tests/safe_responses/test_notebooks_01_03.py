@@ -4,10 +4,8 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
-from support import SMOKE_CHAIN_OVERRIDES
+from support import SMOKE_CHAIN_OVERRIDES, chain_params
 
-from medsafe_utils.core import paths
 from medsafe_utils.data import load_llama3_requests
 from medsafe_utils.data.refusal import is_refusal
 from medsafe_utils.finetune.alpaca import demonstration_split
@@ -16,13 +14,9 @@ from medsafe_utils.generate.dedup import normalize
 pytestmark = pytest.mark.slow
 
 
-def _params(step):
-    return yaml.safe_load((paths.PARAMS_DIR / "smoke" / f"{step}.yaml").read_text())
-
-
 def test_generate_smoke(smoke_results):
     out = smoke_results("01_generate")
-    smoke = _params("01_generate")
+    smoke = chain_params("01_generate")
     generations = pd.read_json(out / "generations.jsonl", lines=True)
     per_principle = (
         len(smoke["prompt_variants"]) * smoke["prompting_samples"] + smoke["prefill_samples"]
@@ -75,7 +69,7 @@ def test_generate_smoke(smoke_results):
 
 def test_safe_responses_smoke(smoke_results):
     out = smoke_results("03_safe_responses")
-    smoke = _params("03_safe_responses")
+    smoke = chain_params("03_safe_responses")
     demos = pd.read_json(out / "demonstrations.jsonl", lines=True)
     assert len(demos) == 9 * 2 * 2 * smoke["per_group"]
     assert demos.groupby(["category", "origin", "split"]).size().eq(smoke["per_group"]).all()
