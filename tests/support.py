@@ -64,8 +64,9 @@ SMOKE_CHAIN_OVERRIDES = {
         "n_values": [8],  # demonstrations per adapter: 2 steps of 4, not the profile's 4 steps
         "n_values_both": [8],
         "eval_n": 2,  # demonstrations whose loss is measured before and after: not all 8
+        "n_verify": 1,  # held-out demonstrations of each adapter's check: not 3
         "n_general": 2,  # general-harm requests: 20 per model, not the profile's 24
-        "max_new_tokens": 16,  # tokens per answer: half the profile's 32
+        "max_new_tokens": 8,  # tokens per answer: a quarter of the profile's 32
         "validate_n": 3,  # safe responses per judge, as in 05 above
     },
     "07_medical_eval": {

@@ -3,8 +3,9 @@ test_evaluate_your_model checks each command's tables, test_report the report on
 that the models accumulate without recomputing.
 
 Only what cannot run here is swapped: the models (tiny-random for "your-org/your-model", the
-local judge SmolLM2), and every API call goes to llama.cpp's OpenAI-compatible server serving
-SmolLM2 on 127.0.0.1 (vLLM's URL, the OpenAI API for gpt-4o and the API judges)."""
+local judge SmolLM2), the models' API calls go to llama.cpp's OpenAI-compatible server serving
+SmolLM2 on 127.0.0.1 (vLLM's URL, the OpenAI API for gpt-4o), and the API judge's to the
+scripted judge (tests/conftest.py), whose every score the tests recompute."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pytest
 from medsafe_utils.core import paths
 from medsafe_utils.pipeline import run as pipeline
 
-# A few requests, short answers and judgments (SmolLM2 as an API judge leaves them unscored).
+# A few requests, short answers, one safe response to validate each judge.
 TINY = "harm_sets: [general]\nn_general: 2\nmax_new_tokens: 8\nvalidate_n: 1\n"
 # Per command: what it evaluates here, the placeholders swapped, the model and judge it yields.
 CASES = [
@@ -68,7 +69,7 @@ class Evaluations:
 
 
 @pytest.fixture(scope="session")
-def readme_evaluations(llama_server, tmp_path_factory) -> Evaluations:
+def readme_evaluations(llama_server, scripted_judge, tmp_path_factory) -> Evaluations:
     """The three commands as written (placeholders swapped, the tiny parameter file added), then
     the last one again: it must find both steps up to date."""
     root = tmp_path_factory.mktemp("evaluate-your-model")
@@ -87,7 +88,8 @@ def readme_evaluations(llama_server, tmp_path_factory) -> Evaluations:
             for placeholder, here in swaps.items():
                 command = command.replace(placeholder, here)
             args = shlex.split(command)[1:] + ["-f", str(tiny)]
-            args += ["-p", "api_base_url", llama_server, "-p", "judge_base_url", llama_server]
+            args += ["-p", "api_base_url", llama_server]
+            args += ["-p", "judge_base_url", scripted_judge.base_url]
             printed = io.StringIO()
             with contextlib.redirect_stdout(printed):
                 assert pipeline.main(args) == 0, command
