@@ -157,16 +157,20 @@ def test_killed_run_resumes_without_loss_or_duplicates(tiny_lm, tmp_path):
     cache_path = tmp_path / "cache.jsonl"
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(cache_path)],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(cache_path)],
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     deadline = time.time() + 120
     while time.time() < deadline:
         if cache_path.exists() and len(cache_path.read_text().splitlines()) >= 6:
             break
+        # a run that died before its sixth item (an import, a model) says why, at once
+        assert proc.poll() is None, f"the run exited first: {errors.read_text()[-2000:]}"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
