@@ -14,7 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from support import SERVER_WITHOUT_EXTRA_BUFFERS, SMOKE_CHAIN_OVERRIDES, free_port, not_installed
+from support import (
+    SERVER_WITHOUT_EXTRA_BUFFERS,
+    SMOKE_CHAIN_OVERRIDES,
+    free_port,
+    not_installed,
+    shaped_overrides,
+)
 
 from medsafe_utils.core import paths
 
@@ -174,9 +180,6 @@ def smoke_results(tmp_path_factory):
     return run
 
 
-PAPER_SHAPED = REPO / "tests" / "paper_shaped"
-
-
 # In a paper-shaped value, each stands for the base_url of the fixture it names.
 ENDPOINTS = {"{llama_server}": "llama_server", "{scripted_judge}": "scripted_judge"}
 
@@ -214,7 +217,6 @@ def paper_shaped(request, tmp_path_factory):
     stands for the local OpenAI-compatible server of the llama_server fixture, "{scripted_judge}"
     for the scripted_judge fixture's); the earlier steps a run reads run first, with their own
     overrides. Returns the step's results folder."""
-    import yaml
 
     def local_endpoints(overrides: dict) -> dict:
         """Put a local server's base_url where a value names it (starting it then)."""
@@ -240,7 +242,7 @@ def paper_shaped(request, tmp_path_factory):
     done: dict[str, Path] = {}
 
     def run(step: str) -> Path:
-        overrides = yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
+        overrides = shaped_overrides(step)
         for prerequisite in reads(step, "paper", overrides):
             run(prerequisite)
         if step not in done:

@@ -82,6 +82,15 @@ SMOKE_CHAIN_OVERRIDES = {
 }
 
 
+PAPER_SHAPED = paths.REPO_ROOT / "tests" / "paper_shaped"
+
+
+def shaped_overrides(step: str) -> dict:
+    """What a paper-shaped run of `step` changes in the paper profile
+    (tests/paper_shaped/<step>.yaml)."""
+    return yaml.safe_load((PAPER_SHAPED / f"{step}.yaml").read_text()) or {}
+
+
 def chain_params(step: str) -> dict:
     """The parameters the suite's smoke chain runs `step` with: the smoke profile's, then
     SMOKE_CHAIN_OVERRIDES."""

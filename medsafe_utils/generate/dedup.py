@@ -24,6 +24,8 @@ import pandas as pd
 from medsafe_utils.core import paths
 from medsafe_utils.core.quiet import TextBar
 
+DIM = 384  # all-MiniLM-L6-v2's embedding size
+
 
 @dataclass
 class DedupConfig:
@@ -95,11 +97,11 @@ def embedding_model():
 
 
 def embed(texts: list[str], batch_size: int = 128, progress: bool = True) -> np.ndarray:
-    """Unit-norm embeddings, (n, 384) float32."""
+    """Unit-norm embeddings, (n, DIM) float32."""
     if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
+        return np.zeros((0, DIM), dtype=np.float32)
     model, texts = embedding_model(), list(texts)
-    vectors = np.zeros((len(texts), 384), dtype=np.float32)
+    vectors = np.zeros((len(texts), DIM), dtype=np.float32)
     # the batches sentence-transformers makes (longest first), each under our text bar: its own
     # bar is a widget in a notebook, saved at 0%
     order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -136,7 +138,7 @@ def stored_embeddings(texts: list[str], batch_size: int = 128) -> np.ndarray:
     path = paths.cache_dir() / "embeddings" / f"{digest}.npy"
     try:
         vectors = np.load(path, allow_pickle=False)
-        if vectors.shape == (len(texts), 384):
+        if vectors.shape == (len(texts), DIM):
             return vectors
     except (OSError, ValueError, EOFError):
         pass

@@ -5,16 +5,13 @@ with the released prompt answered by the scripted judge."""
 import json
 
 import pytest
-import yaml
+from support import shaped_overrides
 
-from medsafe_utils.core import paths
 from medsafe_utils.core.artifacts import read_jsonl
 from medsafe_utils.judge.judging import judge_prompt
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # 03 before it uses the server
-SHAPED = yaml.safe_load(
-    (paths.REPO_ROOT / "tests" / "paper_shaped" / "06_finetune.yaml").read_text()
-)
+SHAPED = shaped_overrides("06_finetune")
 
 
 def test_finetune_paper_shaped(paper_shaped, scripted_judge):

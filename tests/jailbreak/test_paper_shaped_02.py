@@ -6,16 +6,14 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
-
-from medsafe_utils.core import paths
+from support import shaped_overrides
 
 pytestmark = pytest.mark.slow
 
 
 def test_jailbreak_paper_shaped(paper_shaped):
     out = paper_shaped("02_jailbreak")
-    shaped = yaml.safe_load((paths.REPO_ROOT / "tests/paper_shaped/02_jailbreak.yaml").read_text())
+    shaped = shaped_overrides("02_jailbreak")
     attacks = pd.read_json(out / "attacks.jsonl", lines=True)
     assert attacks["goal_id"].tolist() == ["tutorial-c1"]  # the tutorial goals, as released
     for record in attacks.itertuples():

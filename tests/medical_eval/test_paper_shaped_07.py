@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from support import shaped_overrides
 
 from medsafe_utils.core import paths
 from medsafe_utils.medical_eval.answers import read_answer
@@ -19,9 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.server]  # 06 and 03 before it use t
 def test_medical_eval_paper_shaped(paper_shaped):
     out = paper_shaped("07_medical_eval")
     paper = yaml.safe_load((paths.PARAMS_DIR / "paper" / "07_medical_eval.yaml").read_text())
-    shaped = yaml.safe_load(
-        (paths.REPO_ROOT / "tests" / "paper_shaped" / "07_medical_eval.yaml").read_text()
-    )
+    shaped = shaped_overrides("07_medical_eval")
     params = json.loads((out / "manifest.json").read_text())["params"]
     # the paper's settings reached the run; only models and sizes were changed
     assert set(shaped) <= {"models", "n_per_benchmark", "max_context_chars"}

@@ -11,7 +11,7 @@ import nbformat
 import papermill as pm
 import pytest
 import torch
-import yaml
+from support import shaped_overrides
 
 from medsafe_utils.core import paths
 from medsafe_utils.models import get_spec, registry, scale
@@ -87,8 +87,7 @@ def _defaults(notebook) -> dict:
 
 
 def _paper_shaped(notebook) -> dict:
-    path = paths.REPO_ROOT / "tests" / "paper_shaped" / f"{notebook.stem}.yaml"
-    return profile_params("paper", notebook) | (yaml.safe_load(path.read_text()) or {})
+    return profile_params("paper", notebook) | shaped_overrides(notebook.stem)
 
 
 # Under `paper`, 03 (GPT-4's safe responses) and 05 (the GPT-3.5 judge) run no model locally:

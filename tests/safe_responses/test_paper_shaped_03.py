@@ -2,17 +2,15 @@
 (tests/paper_shaped/): Llama-2's default system prompt, temperature 0, the API path."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from support import shaped_overrides
 
 from medsafe_utils.data import prompt_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
-PAPER_SHAPED = Path(__file__).parents[1] / "paper_shaped" / "03_safe_responses.yaml"
-TOKENS = yaml.safe_load(PAPER_SHAPED.read_text())["max_new_tokens"]
+TOKENS = shaped_overrides("03_safe_responses")["max_new_tokens"]
 
 
 def test_safe_responses_paper_shaped(paper_shaped):
