@@ -70,7 +70,7 @@ SMOKE_CHAIN_OVERRIDES = {
         "validate_n": 3,  # safe responses per judge, as in 05 above
     },
     "07_medical_eval": {
-        "n_per_benchmark": 2,  # items per benchmark: half the profile's 4 (the longest step)
+        "n_per_benchmark": 2,  # items per benchmark: not the profile's 3 (the longest step)
         # few-shot with one seed of the profile's two: the average over seeds and its t interval
         # are checked by hand in tests/medical_eval (test_medeval, test_intervals_refusal_text)
         "seeds": [0],

@@ -1,5 +1,5 @@
 """07_medical_eval run by papermill with the smoke profile, as the suite's smoke chain runs it
-(SMOKE_CHAIN_OVERRIDES: 2 items per benchmark instead of 4, few-shot with one seed instead of
+(SMOKE_CHAIN_OVERRIDES: 2 items per benchmark instead of 3, few-shot with one seed instead of
 two, 4 over-refusal questions of 16 tokens instead of 8 of 32, one of 06's three adapters: each
 adapter runs the same code, and each doubles the run): the base model and the adapter, by both
 protocols (generation and log-likelihood), with accuracy intervals and chance levels,
