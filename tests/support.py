@@ -94,7 +94,9 @@ def shaped_overrides(step: str) -> dict:
 def chain_params(step: str) -> dict:
     """The parameters the suite's smoke chain runs `step` with: the smoke profile's, then
     SMOKE_CHAIN_OVERRIDES."""
-    profile = yaml.safe_load((paths.PARAMS_DIR / "smoke" / f"{step}.yaml").read_text())
+    from medsafe_utils.pipeline.execute import profile_params  # not at conftest's start-up
+
+    profile = profile_params("smoke", paths.NOTEBOOKS_DIR / f"{step}.ipynb")
     return profile | SMOKE_CHAIN_OVERRIDES.get(step, {})
 
 

@@ -3,11 +3,11 @@
 import argparse
 
 import pytest
-import yaml
 
 from medsafe_utils.core import paths
 from medsafe_utils.data import load_general_harm, sample_per_group
 from medsafe_utils.models.registry import get_spec
+from medsafe_utils.pipeline.execute import profile_params
 from medsafe_utils.prompt_models.respond import harm_requests
 from medsafe_utils.safe_responses.demonstrations import load_harmful_requests, stratified_split
 from scripts.workload import (
@@ -41,7 +41,7 @@ def test_smoke_work_counts_the_items_its_notebooks_select():
     from the workload's formulas (9 principles x 2 origins x per_group, ...)."""
 
     def smoke(step: str) -> dict:
-        return yaml.safe_load((paths.PARAMS_DIR / "smoke" / f"{step}.yaml").read_text())
+        return profile_params("smoke", paths.NOTEBOOKS_DIR / f"{step}.ipynb")
 
     steps = {w.step: w for w in estimate("smoke")}
     p04 = smoke("04_prompt_models")

@@ -6,19 +6,19 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
 from medsafe_utils.core import paths
 from medsafe_utils.data import load_adv_ama, prompt_text
 from medsafe_utils.generate.harm_filter import ANSWER_PREFILL, first_number
 from medsafe_utils.generate.llama3_prompt import released_llama3_prompt
+from medsafe_utils.pipeline.execute import profile_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 def test_generate_paper_shaped(paper_shaped):
     out = paper_shaped("01_generate")
-    paper = yaml.safe_load((paths.PARAMS_DIR / "paper" / "01_generate.yaml").read_text())
+    paper = profile_params("paper", paths.NOTEBOOKS_DIR / "01_generate.ipynb")
     manifest = json.loads((out / "manifest.json").read_text())
     params = manifest["params"]
     for name in ("prefill_prompt", "prefill_generation", "filter_method", "filter_prompt"):

@@ -7,19 +7,19 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 from support import shaped_overrides
 
 from medsafe_utils.core import paths
 from medsafe_utils.medical_eval.answers import read_answer
 from medsafe_utils.medical_eval.config import FORK_SEEDS
+from medsafe_utils.pipeline.execute import profile_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # 06 and 03 before it use the server
 
 
 def test_medical_eval_paper_shaped(paper_shaped):
     out = paper_shaped("07_medical_eval")
-    paper = yaml.safe_load((paths.PARAMS_DIR / "paper" / "07_medical_eval.yaml").read_text())
+    paper = profile_params("paper", paths.NOTEBOOKS_DIR / "07_medical_eval.ipynb")
     shaped = shaped_overrides("07_medical_eval")
     params = json.loads((out / "manifest.json").read_text())["params"]
     # the paper's settings reached the run; only models and sizes were changed
